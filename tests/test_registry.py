@@ -1,0 +1,87 @@
+import textwrap
+
+import pytest
+from torch import nn
+
+from convzoo import BLOCKS, ConfigError, Registry, build_block, register_block
+
+
+def test_register_get_build_and_aliases():
+    things = Registry("thing")
+
+    @things.register("box", "crate")
+    def box(size: int, color: str = "red"):
+        return (size, color)
+
+    assert things.names() == ["box"] and "crate" in things and "nope" not in things
+    assert things.get("crate") is box
+    assert things.build({"thing": "crate", "size": 2}) == (2, "red")
+    assert things.build("box", size=1, color="blue") == (1, "blue")
+
+
+def test_registering_a_taken_name_needs_override():
+    things = Registry("thing")
+    things.register("a")(lambda: 1)
+    with pytest.raises(ConfigError, match="already registered.*override=True"):
+        things.register("a")(lambda: 2)
+    things.register("a", override=True)(lambda: 3)
+    assert things.get("a")() == 3
+
+
+def test_unknown_name_names_registry_and_suggests_closest():
+    with pytest.raises(ConfigError) as error:
+        BLOCKS.get("convmixr")
+    message = str(error.value)
+    assert "Unknown block 'convmixr'" in message and "Did you mean 'convmixer'" in message
+    assert "Registered blocks:" in message
+
+
+def test_build_reports_unknown_and_missing_arguments():
+    with pytest.raises(ConfigError, match=r"unknown argument 'kernal_size'\. Did you mean 'kernel_size'"):
+        build_block({"block": "conv", "kernal_size": 3}, in_channels=3)
+    with pytest.raises(ConfigError, match="missing required argument.*out_channels"):
+        build_block({"block": "patch_embed"}, in_channels=3)
+
+
+def test_builtin_blocks_are_registered_and_report_out_channels():
+    expected = {"conv", "conv_norm_act", "separable", "patch_embed", "convmixer", "pool", "classifier"}
+    assert expected <= set(BLOCKS.names())
+    for name in ["conv", "conv_norm_act", "separable", "patch_embed"]:
+        assert build_block({"block": name, "out_channels": 8}, in_channels=8).out_channels == 8
+    assert build_block({"block": "pool"}, in_channels=8).out_channels == 8
+    assert build_block({"block": "convmixer"}, in_channels=8).out_channels == 8
+    assert build_block({"block": "classifier", "num_classes": 3}, in_channels=8).out_channels == 3
+
+
+def test_register_block_from_another_project():
+    @register_block("test_double", override=True)
+    class Double(nn.Module):
+        def __init__(self, in_channels: int):
+            super().__init__()
+            self.out_channels = in_channels
+
+        def forward(self, x):
+            return 2 * x
+
+    assert isinstance(build_block({"block": "test_double"}, in_channels=4), Double)
+
+
+def test_entry_point_blocks_load_on_first_use(tmp_path, monkeypatch):
+    (tmp_path / "ep_blocks.py").write_text(textwrap.dedent("""
+        from torch import nn
+        from convzoo import register_block
+
+        @register_block("test_entry_point_block")
+        class Block(nn.Identity):
+            def __init__(self, in_channels: int):
+                super().__init__()
+                self.out_channels = in_channels
+    """))
+    dist = tmp_path / "ep_blocks-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-blocks\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[convzoo.blocks]\nep = ep_blocks\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(BLOCKS, "_entries", dict(BLOCKS._entries))
+    monkeypatch.setattr(BLOCKS, "_entry_points_loaded", False)
+    assert "test_entry_point_block" in BLOCKS
