@@ -58,6 +58,7 @@ __all__ = [
     "apply_init_config",
     "INIT_OPTIONS",
     "PYTORCH_DEFAULT",
+    "NORM_TYPES",
 ]
 
 #: A function that fills one tensor in place.
@@ -448,7 +449,7 @@ class InitRecord(list):
 _CONV_TYPES: tuple[type, ...] = (nn.modules.conv._ConvNd,)
 _LINEAR_TYPES: tuple[type, ...] = (nn.Linear,)
 # _NormBase covers BatchNorm*, SyncBatchNorm and InstanceNorm*; subclasses (e.g. a LayerNorm2d) count.
-_NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm) + (
+NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm) + (
     (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
 )
 
@@ -563,7 +564,7 @@ def apply_init(
                 if layer_bias is not None and bias is not None:
                     nn.init.constant_(layer_bias, bias)
                     done[id(layer_bias)] = ("constant", {"value": bias})
-            elif isinstance(module, _NORM_TYPES) and norm and not hands_off:
+            elif isinstance(module, NORM_TYPES) and norm and not hands_off:
                 for attr, value in (("weight", 1.0), ("bias", 0.0)):
                     tensor = _initializable(module, attr)  # None when affine=False
                     if tensor is not None:

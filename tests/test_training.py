@@ -1,0 +1,189 @@
+"""Training end to end: configs compose, runs train/resume/test, DDP, the run directory's records."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import open_dict
+
+from convzoo.config import compose, config_dir
+from convzoo.lightning import ImageClassifier, load_model
+from convzoo.training import train
+
+REPO = Path(__file__).resolve().parent.parent
+GROUP_OPTIONS = {
+    group: sorted(p.stem for p in (config_dir() / group).glob("*.yaml"))
+    for group in ["model", "data", "init", "optimizer", "scheduler", "trainer", "logger", "callbacks", "experiment", "debug"]
+}
+
+
+def run_config(tmp_path: Path, *overrides: str):
+    cfg = compose(["data=synthetic", "model=convmixer_tiny", *overrides])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    return cfg
+
+
+def run_train_py(tmp_path: Path, *overrides: str, check: bool = True) -> subprocess.CompletedProcess:
+    command = [sys.executable, str(REPO / "train.py"), f"hydra.run.dir={tmp_path}", *overrides]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g, options in GROUP_OPTIONS.items() for o in options if g != "model"])
+def test_every_config_composes_and_instantiates(group, option, tmp_path):
+    overrides = [f"{group}={option}"] + ([] if group == "data" else ["data=synthetic"])
+    cfg = compose(overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+        if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
+            cfg.trainer.accelerator = "cpu"  # everything else about a GPU config still instantiates
+    instantiate(cfg.data)
+    module = ImageClassifier(model=cfg.model, optimizer=instantiate(cfg.optimizer),
+                             scheduler=instantiate(cfg.scheduler), **cfg.module)
+    optimizer = module.optimizer_factory(module.model.parameters())
+    if cfg.scheduler is not None:
+        module.scheduler_factory(optimizer, total_steps=10)
+    callbacks = [instantiate(c) for c in cfg.callbacks.values() if c is not None]
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    assert isinstance(trainer, L.Trainer)
+
+
+def test_group_options_cover_the_issue():
+    assert {"cpu", "gpu", "ddp"} <= set(GROUP_OPTIONS["trainer"])
+    assert {"csv", "tensorboard"} <= set(GROUP_OPTIONS["logger"])
+    assert {"fast_dev_run", "overfit_batch"} <= set(GROUP_OPTIONS["debug"])
+    assert {"adamw", "sgd"} <= set(GROUP_OPTIONS["optimizer"])
+    assert {"onecycle", "cosine", "piecewise_linear"} <= set(GROUP_OPTIONS["scheduler"])
+    assert {"convmixer_cifar10", "cpu_fast", "gpu_fast"} <= set(GROUP_OPTIONS["experiment"])
+
+
+@pytest.mark.parametrize("model", GROUP_OPTIONS["model"])
+def test_fast_dev_run_every_model(model, tmp_path):
+    metrics = train(run_config(tmp_path, f"model={model}", "debug=fast_dev_run", "data.batch_size=32"))
+    assert 0.0 <= metrics["test/acc"] <= 1.0 and metrics["test/loss"] > 0
+
+
+def test_overfit_one_batch_drives_loss_to_zero(tmp_path):
+    metrics = train(run_config(tmp_path, "debug=overfit_batch", "model.dim=64", "model.depth=2"))
+    log = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()
+    header = log[0].split(",")
+    losses = [float(row.split(",")[header.index("train/loss_epoch")]) for row in log[1:]
+              if row.split(",")[header.index("train/loss_epoch")]]
+    assert losses[0] > 2.0 and losses[-1] < 0.05, losses
+    assert metrics["epochs"] == 60
+
+
+def test_same_seed_same_metrics(tmp_path):
+    first = train(run_config(tmp_path / "a", "trainer.max_epochs=1", "trainer.precision=32-true"))
+    second = train(run_config(tmp_path / "b", "trainer.max_epochs=1", "trainer.precision=32-true"))
+    assert first["val/loss"] == second["val/loss"] and first["test/loss"] == second["test/loss"]
+
+
+class CrashMidEpoch(L.Callback):
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.current_epoch == 1 and trainer.fit_loop.epoch_loop.batch_idx == 1:
+            raise RuntimeError("simulated crash in the middle of epoch 1")
+
+
+def test_resume_after_a_crash_finishes_the_same_epochs(tmp_path, monkeypatch):
+    cfg = run_config(tmp_path / "crashed", "trainer.max_epochs=3")
+    real_instantiate = instantiate
+
+    def with_crash(config, *args, **kwargs):
+        if "callbacks" in kwargs:
+            kwargs["callbacks"] = [*kwargs["callbacks"], CrashMidEpoch()]
+        return real_instantiate(config, *args, **kwargs)
+
+    monkeypatch.setattr("convzoo.training.instantiate", with_crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg)
+    monkeypatch.undo()
+    last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True)["epoch"] == 0  # the last completed epoch
+    resumed = train(run_config(tmp_path / "resumed", "trainer.max_epochs=3", f"ckpt_path={last}"))
+    assert resumed["epochs"] == 3
+
+
+def test_checkpoint_loads_for_inference_elsewhere(tmp_path):
+    train(run_config(tmp_path, "trainer.max_epochs=1", "test=false"))
+    net = load_model(tmp_path / "checkpoints" / "best.ckpt")
+    assert not net.training and net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_run_directory_holds_the_full_record(tmp_path):
+    run_train_py(tmp_path, "data=synthetic", "model=convmixer_tiny", "trainer.max_epochs=2", "init=kaiming_normal",
+                 "logger=tensorboard")
+    for name in [".hydra/config.yaml", "summary.txt", "summary.csv", "init.csv", "csv/metrics.csv",
+                 "csv/hparams.yaml", "curves.png", "metrics.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"]:
+        assert (tmp_path / name).is_file(), name
+    assert list((tmp_path / "tensorboard").glob("events.*"))
+    hparams = (tmp_path / "csv" / "hparams.yaml").read_text()
+    assert "trainable:" in hparams and "scheme: kaiming_normal" in hparams and "receptive_field" in hparams
+    init_rows = (tmp_path / "init.csv").read_text().splitlines()
+    assert len(init_rows) > 1 and "kaiming_normal" in init_rows[1]
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and "test/acc" in metrics
+
+
+def test_ddp_on_two_cpu_processes(tmp_path):
+    result = run_train_py(tmp_path, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "data=synthetic",
+                          "model=convmixer_tiny", "model.dim=32", "trainer.max_epochs=1")
+    assert "world_size=2" in result.stdout + result.stderr or "MEMBER: 2/2" in result.stdout + result.stderr
+    assert json.loads((tmp_path / "metrics.json").read_text())["epochs"] == 1
+
+
+def test_multirun_sweep_leaves_one_directory_per_job(tmp_path):
+    command = [sys.executable, str(REPO / "train.py"), "-m", "model=plain,convmixer_tiny", "data=synthetic",
+               "debug=fast_dev_run", f"hydra.sweep.dir={tmp_path}"]
+    subprocess.run(command, check=True, capture_output=True, cwd=tmp_path, timeout=600)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model=convmixr", "Could not find 'model/convmixr'"),
+    ("trainer.max_epoch=3", "Key 'max_epoch' is not in struct"),
+])
+def test_typos_fail_with_hydra_messages(override, message, tmp_path):
+    result = run_train_py(tmp_path, override, check=False)
+    assert result.returncode != 0 and message in result.stderr
+
+
+def test_missing_data_gives_one_clear_message(tmp_path):
+    result = run_train_py(tmp_path, f"data.root={tmp_path / 'nowhere'}", "model=convmixer_tiny", check=False)
+    assert result.returncode == 2
+    assert str(tmp_path / "nowhere") in result.stderr and "data.download=true" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_corrupt_data_is_reported_as_such(tmp_path, cifar10_root):
+    broken = tmp_path / "broken" / "cifar-10-batches-py"
+    broken.mkdir(parents=True)
+    source = Path(cifar10_root) / "cifar-10-batches-py"
+    for item in source.iterdir():
+        (broken / item.name).symlink_to(item)
+    (broken / "data_batch_3").unlink()
+    (broken / "data_batch_3").write_bytes((source / "data_batch_3").read_bytes()[:1000])
+    result = run_train_py(tmp_path, f"data.root={broken.parent}", "model=convmixer_tiny", check=False)
+    assert result.returncode == 2 and "data_batch_3" in result.stderr and "corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.cifar10
+def test_one_epoch_on_real_cifar10_subset(tmp_path, cifar10_root):
+    cfg = compose(["model=convmixer_tiny", f"data.root={cifar10_root}", "data.subset=4096", "data.batch_size=128",
+                   "data.test_subset=1000", "data.val_size=1000", "trainer.max_epochs=1", "optimizer.lr=0.01"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    metrics = train(cfg)
+    assert metrics["test/acc"] > 0.2  # well above chance (0.1) after one small epoch

@@ -1,0 +1,29 @@
+"""Train a convzoo network on CIFAR-10: ``python train.py model=convmixer trainer.max_epochs=5``.
+
+All logic lives in :func:`convzoo.training.train`; this file only lets Hydra compose the config.
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from convzoo.data import CorruptDataError, DataNotFoundError
+from convzoo.registry import ConfigError
+from convzoo.training import train
+
+
+@hydra.main(config_path="configs", config_name="train", version_base="1.3")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        metrics = train(cfg)
+    except (ConfigError, DataNotFoundError, CorruptDataError) as error:
+        # These carry the whole story (what, where, how to fix); a traceback would only bury it.
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    # A sweeper (e.g. Optuna) optimises the value returned here.
+    return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
+
+
+if __name__ == "__main__":
+    main()
