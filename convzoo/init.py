@@ -56,6 +56,7 @@ __all__ = [
     "resolve_init",
     "apply_init",
     "apply_init_config",
+    "apply_data_init",
     "INIT_OPTIONS",
     "PYTORCH_DEFAULT",
     "NORM_TYPES",
@@ -642,3 +643,35 @@ def apply_init_config(model: nn.Module, config: Mapping[str, Any] | str | None, 
                         f"{key!r}.{suggest(key, accepted)} It accepts: {', '.join(accepted)}."
                     )
     return apply_init(model, config, where=where, **options)
+
+
+def apply_data_init(model: nn.Module, images: Tensor, record: InitRecord | None = None) -> list[str]:
+    """Run ``init_from_data(images)`` on every module that has it (e.g. the whitening stem).
+
+    Data-dependent init comes after :func:`apply_init` (which would overwrite it); the entries of
+    ``record`` for the affected parameters are updated to the module's ``data_init_scheme`` with
+    their new statistics. Returns the names of the modules initialised.
+
+    Example:
+        >>> import torch
+        >>> from convzoo.blocks.whitening import WhiteningConv
+        >>> stem = nn.Sequential(WhiteningConv(3, kernel_size=2))
+        >>> apply_data_init(stem, torch.randn(64, 3, 8, 8))
+        ['0']
+    """
+    entries = record.by_name() if record is not None else {}
+    done = []
+    for name, module in model.named_modules():
+        init_from_data = getattr(module, "init_from_data", None)
+        if not callable(init_from_data):
+            continue
+        init_from_data(images)
+        done.append(name)
+        for param_name, param in module.named_parameters():
+            entry = entries.get(f"{name}.{param_name}" if name else param_name)
+            if entry is not None and not param.requires_grad:
+                entry.scheme, entry.args = getattr(module, "data_init_scheme", "data"), {"images": len(images)}
+                entry.mean, entry.std = _stats(param)
+    if record is not None and done:
+        record.config["data_init"] = done
+    return done

@@ -23,7 +23,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from convzoo.init import InitRecord, apply_init_config
+from convzoo.init import InitRecord, apply_data_init, apply_init_config
 from convzoo.lightning import ImageClassifier
 from convzoo.summary import ModelSummary, summary
 
@@ -76,6 +76,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
         **cfg.module,
     )
     init_record = apply_init_config(module.model, cfg.init)
+    if any(callable(getattr(m, "init_from_data", None)) for m in module.model.modules()) and not cfg.get("ckpt_path"):
+        datamodule.setup("fit")
+        apply_data_init(module.model, datamodule.eval_transform(datamodule.train_images[: cfg.data_init_images]), init_record)
     table = summary(module.model)
     write_run_records(run_dir, table, init_record)
 

@@ -20,8 +20,11 @@ def test_conv_norm_act_orders_and_automatic_bias():
 
 
 def test_conv_norm_act_rejects_bad_order_and_groups():
-    with pytest.raises(ConfigError, match="order='conv_norm'"):
+    with pytest.raises(ConfigError, match="order='conv_norm' must arrange conv, norm and act"):
         ConvNormAct(3, 8, order="conv_norm")
+    pooled = ConvNormAct(3, 8, order="conv_pool_norm_act", pool_size=2)
+    assert [n for n, _ in pooled.named_children()] == ["conv", "pool", "norm", "act"] and pooled.conv.bias is None
+    assert pooled(torch.randn(1, 3, 8, 8)).shape == (1, 8, 4, 4)
     with pytest.raises(ConfigError, match="groups=3 must divide both in_channels=4 and out_channels=6"):
         ConvNormAct(4, 6, groups=3)
 

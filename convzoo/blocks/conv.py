@@ -9,7 +9,17 @@ from convzoo.registry import BLOCKS, ConfigError
 
 __all__ = ["Conv", "ConvNormAct"]
 
-_ORDERS = ("conv_norm_act", "conv_act_norm", "norm_act_conv", "act_conv_norm", "norm_conv_act", "act_norm_conv")
+_STEPS = {"conv", "norm", "act"}
+
+
+def _parse_order(order: str) -> list[str]:
+    steps = order.split("_")
+    if sorted(s for s in steps if s != "pool") != sorted(_STEPS) or steps.count("pool") > 1:
+        raise ConfigError(
+            f"order={order!r} must arrange conv, norm and act (each once) and optionally pool, joined by '_'; "
+            f"e.g. conv_norm_act, conv_act_norm, norm_act_conv or conv_pool_norm_act."
+        )
+    return steps
 
 
 def _check_channels(in_channels: int, out_channels: int, groups: int) -> None:
@@ -56,8 +66,10 @@ class ConvNormAct(nn.Sequential):
 
     ``order`` is any arrangement of ``conv``, ``norm`` and ``act`` joined by ``_``: the default
     ``conv_norm_act`` is the ResNet/VGG layer, ``conv_act_norm`` the ConvMixer one,
-    ``norm_act_conv`` the pre-activation one. ``bias=None`` gives the conv a bias unless a norm
-    directly follows it (where the norm's shift would make it redundant).
+    ``norm_act_conv`` the pre-activation one. An optional ``pool`` step max-pools by
+    ``pool_size``: ``conv_pool_norm_act`` (airbench) normalises 4x fewer pixels than pooling after
+    the activation. ``bias=None`` gives the conv a bias unless a norm follows it (where the norm's
+    shift would make it redundant).
 
     Example:
         >>> import torch
@@ -79,18 +91,18 @@ class ConvNormAct(nn.Sequential):
         norm: LayerSpec = "batchnorm",
         act: LayerSpec = "relu",
         order: str = "conv_norm_act",
+        pool_size: int = 2,
     ):
         super().__init__()
-        if order not in _ORDERS:
-            raise ConfigError(f"order={order!r} is not an arrangement of conv, norm and act; use one of {', '.join(_ORDERS)}.")
+        steps = _parse_order(order)
         out_channels = out_channels or in_channels
-        steps = order.split("_")
         if bias is None:
-            after_conv = steps[steps.index("conv") + 1] if steps[-1] != "conv" else None
-            bias = not (after_conv == "norm" and not is_none(norm))
+            after_conv = [s for s in steps[steps.index("conv") + 1:] if s != "pool"][:1]
+            bias = not (after_conv == ["norm"] and not is_none(norm))
         conv = Conv(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
         norm_channels = in_channels if steps.index("norm") < steps.index("conv") else out_channels
-        layers = {"conv": conv, "norm": make_norm(norm, norm_channels), "act": make_act(act)}
+        layers = {"conv": conv, "norm": make_norm(norm, norm_channels), "act": make_act(act),
+                  "pool": nn.MaxPool2d(pool_size)}
         for step in steps:
             if step == "conv" or not isinstance(layers[step], nn.Identity):
                 self.add_module(step, layers[step])
