@@ -13,11 +13,12 @@ Example:
 
 from convzoo.model import ConvNet, build_block, build_model
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
+from convzoo.summary import ModelSummary, summary
 
 register_block = BLOCKS.register
 
 __all__ = [
-    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "Registry",
-    "build_block", "build_model", "register_block",
+    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "ModelSummary", "Registry",
+    "build_block", "build_model", "register_block", "summary",
 ]
 __version__ = "0.1.0"

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
-__all__ = ["ThroughputProgressBar", "PlotCurves", "plot_curves"]
+__all__ = ["ThroughputProgressBar", "PlotCurves", "plot_curves", "Lookahead"]
 
 
 class ThroughputProgressBar(TQDMProgressBar):
@@ -103,3 +104,47 @@ class PlotCurves(Callback):
                 if metrics_csv.is_file():
                     plot_curves(metrics_csv, Path(trainer.default_root_dir) / self.filename)
                 return
+
+
+class Lookahead(Callback):
+    """airbench's lookahead: every ``every`` steps, move a slow copy of the weights toward the fast
+    ones and restart the fast weights from it; after the last step the slow copy is the model.
+
+    The slow copy moves by ``1 - decay * progress**power`` of the gap, so it follows the fast
+    weights closely early on and averages more as the learning rate anneals. Float buffers (BN
+    running statistics) are averaged too. Unlike ``EMAWeightAveraging``, which only evaluates the
+    average, lookahead feeds it back into training.
+    """
+
+    def __init__(self, every: int = 5, decay: float = 0.95**5, power: float = 3.0):
+        self.every, self.decay, self.power = every, decay, power
+        self.slow: dict[str, torch.Tensor] = {}
+
+    def _tensors(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in pl_module.state_dict(keep_vars=True).items() if v.is_floating_point()}
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        tensors = self._tensors(pl_module)
+        if not self.slow:  # a resumed run brings its slow weights from the checkpoint
+            self.slow = {k: v.detach().clone() for k, v in tensors.items()}
+        self.slow = {k: v.to(tensors[k].device) for k, v in self.slow.items()}
+
+    @torch.no_grad()
+    def _update(self, pl_module: L.LightningModule, decay: float) -> None:
+        for name, tensor in self._tensors(pl_module).items():
+            slow = self.slow[name]
+            slow.lerp_(tensor.detach(), 1 - decay)
+            tensor.data.copy_(slow)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        step, total = trainer.global_step, max(1, int(trainer.estimated_stepping_batches))
+        if step >= total:  # the last step: the model becomes the slow copy before its final validation
+            self._update(pl_module, 1.0)
+        elif step % self.every == 0:
+            self._update(pl_module, self.decay * (step / total) ** self.power)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"slow": self.slow}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.slow = state_dict["slow"]

@@ -129,8 +129,14 @@ class LayerNorm2d(nn.LayerNorm):
 
 
 @NORMS.register("batchnorm", "bn")
-def batchnorm(num_channels: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True) -> nn.Module:
-    return nn.BatchNorm2d(num_channels, eps=eps, momentum=momentum, affine=affine)
+def batchnorm(
+    num_channels: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True, learn_scale: bool = True
+) -> nn.Module:
+    """``nn.BatchNorm2d``; ``learn_scale=False`` keeps the scale at 1 and trains only the shift (airbench)."""
+    norm = nn.BatchNorm2d(num_channels, eps=eps, momentum=momentum, affine=affine)
+    if affine and not learn_scale:
+        norm.weight.requires_grad_(False)
+    return norm
 
 
 @NORMS.register("groupnorm", "gn")

@@ -30,21 +30,18 @@ TTA_MODES = ("none", "flip", "flip_translate")
 
 
 def make_optimizer(factory: Callable[..., Optimizer], model: nn.Module, norm_bias_lr_scale: float = 1.0) -> Optimizer:
-    """Build ``factory(param_groups)``; norm-layer parameters and biases get ``lr * norm_bias_lr_scale``.
+    """Build ``factory(param_groups)``; the biases (shifts) of norm layers get ``lr * norm_bias_lr_scale``.
 
     Their weight decay is divided by the same factor, so the decoupled decay ``lr * weight_decay``
     (what actually shrinks a weight each step) is the same for every parameter, as in airbench.
     """
-    special = {
-        id(p) for module in model.modules() for name, p in module.named_parameters(recurse=False)
-        if isinstance(module, NORM_TYPES) or name == "bias"
-    }
     trainable = [p for p in model.parameters() if p.requires_grad]
     if norm_bias_lr_scale == 1.0:
         return factory(trainable)
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, NORM_TYPES) and getattr(m, "bias", None) is not None}
     optimizer = factory([
-        {"params": [p for p in trainable if id(p) not in special]},
-        {"params": [p for p in trainable if id(p) in special]},
+        {"params": [p for p in trainable if id(p) not in norm_biases]},
+        {"params": [p for p in trainable if id(p) in norm_biases]},
     ])
     boosted = optimizer.param_groups[1]
     boosted["lr"] *= norm_bias_lr_scale
@@ -73,7 +70,7 @@ class ImageClassifier(L.LightningModule):
         optimizer: ``optimizer(param_groups) -> Optimizer`` (a Hydra ``_partial_``).
         scheduler: ``scheduler(optimizer, total_steps) -> LRScheduler``, stepped every batch.
         label_smoothing: cross-entropy label smoothing.
-        norm_bias_lr_scale: LR multiplier for norm parameters and biases (see :func:`make_optimizer`).
+        norm_bias_lr_scale: LR multiplier for the biases of norm layers (see :func:`make_optimizer`).
         tta: test-time augmentation: ``none``, ``flip`` or ``flip_translate``.
         channels_last: keep weights in channels-last memory format (fast convs on AMX CPUs and tensor cores).
         compile: wrap the network in ``torch.compile``.

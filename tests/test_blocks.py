@@ -88,3 +88,17 @@ def test_blocks_script_and_report_out_channels(config):
     assert block(x).shape[1] == block.out_channels
     scripted = torch.jit.script(block.eval())
     assert torch.allclose(scripted(x), block(x))
+
+
+def test_whitening_stem_decorrelates_its_input():
+    from convzoo.blocks import WhiteningConv
+
+    stem = WhiteningConv(3, kernel_size=2, eps=0.0)
+    mixing = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.5, 0.5, 0.7]])
+    images = torch.einsum("ij,njhw->nihw", mixing, torch.randn(256, 3, 8, 8))  # correlated channels
+    stem.init_from_data(images)
+    out = stem.conv(images) - stem.conv.bias.view(1, -1, 1, 1)
+    half = out[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)  # the second half is the negation
+    assert torch.allclose(half.T @ half / len(half), torch.eye(12), atol=1e-3)
+    assert torch.equal(out[:, 12:], -out[:, :12])
+    assert not stem.conv.weight.requires_grad and stem.conv.bias.requires_grad and stem.out_channels == 24

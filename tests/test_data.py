@@ -398,3 +398,22 @@ def test_configs_instantiate(name: str, cls: type, monkeypatch: pytest.MonkeyPat
     else:
         dm.setup()
         assert len(dm.train_images) == 384
+
+
+def test_alternating_flip_mirrors_each_image_every_other_epoch() -> None:
+    images = torch.arange(8 * 3 * 2 * 2, dtype=torch.uint8).view(8, 3, 2, 2)
+    loader = InMemoryLoader(images, torch.arange(8), batch_size=8, shuffle=False, alternating_flip=True)
+    seen = []
+    for epoch in range(3):
+        loader.set_epoch(epoch)
+        batch, _ = next(iter(loader))
+        seen.append(torch.stack([torch.equal(b, i.flip(-1)) and not torch.equal(b, i) for b, i in zip(batch, images)]))
+    assert 0 < seen[0].sum() < 8                      # a random half in the first epoch
+    assert torch.equal(seen[1], ~seen[0]) and torch.equal(seen[2], seen[0])
+
+
+def test_alternating_flip_config_moves_flipping_into_the_loader() -> None:
+    dm = SyntheticDataModule(num_train=64, num_test=16, val_size=16, batch_size=16, augment={"flip": "alternating"})
+    dm.setup()
+    assert dm.train_transform.flip is False and dm.train_dataloader().flip_first is not None
+    assert dm.val_dataloader().flip_first is None

@@ -42,6 +42,10 @@ class InMemoryLoader:
     The epoch is ``epoch_fn()`` when given (the data module passes the trainer's current epoch),
     else the value set by :meth:`set_epoch` (0 initially), like ``DistributedSampler``.
 
+    ``alternating_flip`` mirrors a fixed random half of the images in even epochs and the other
+    half in odd ones (airbench): every image is seen both ways within two epochs, which random
+    flipping only achieves on average.
+
     Example:
         >>> images = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
         >>> loader = InMemoryLoader(images, torch.arange(10), batch_size=4, shuffle=True, seed=0)
@@ -63,6 +67,7 @@ class InMemoryLoader:
         rank: int = 0,
         world_size: int = 1,
         epoch_fn: Callable[[], int] | None = None,
+        alternating_flip: bool = False,
     ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -75,6 +80,10 @@ class InMemoryLoader:
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch_fn = epoch_fn
         self.epoch = 0
+        self.flip_first = None
+        if alternating_flip:  # which images are mirrored in even epochs; fixed for the whole run
+            flip_first = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < 0.5
+            self.flip_first = flip_first.to(images.device)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch whose order the next iteration uses (ignored when ``epoch_fn`` is set)."""
@@ -88,11 +97,14 @@ class InMemoryLoader:
         size = self._shard_size()
         return size // self.batch_size if self.drop_last else math.ceil(size / self.batch_size)
 
+    def current_epoch(self) -> int:
+        return self.epoch_fn() if self.epoch_fn is not None else self.epoch
+
     def indices(self) -> Tensor:
         """This rank's sample indices, in order, for the current epoch."""
         n = len(self.labels)
         if self.shuffle:
-            epoch = self.epoch_fn() if self.epoch_fn is not None else self.epoch
+            epoch = self.current_epoch()
             # CPU generator: the same permutation whatever device the data lives on
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch))
         else:
@@ -104,9 +116,14 @@ class InMemoryLoader:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         order = self.indices().to(self.images.device)
+        odd_epoch = self.current_epoch() % 2 == 1
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             batch = order[start : start + self.batch_size]
-            yield self.images[batch], self.labels[batch]
+            images = self.images[batch]
+            if self.flip_first is not None:
+                flip = (self.flip_first[batch] ^ odd_epoch).view(-1, 1, 1, 1)
+                images = torch.where(flip, images.flip(-1), images)
+            yield images, self.labels[batch]
 
 
 def _split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
@@ -133,7 +150,8 @@ class TensorDataModule(L.LightningDataModule):
         test_subset: keep only the first ``test_subset`` test images.
         seed: seeds the train/val split and the per-epoch shuffles.
         augment: :class:`~convzoo.data.augment.BatchAugment` arguments (crop_padding, flip, cutout,
-            rand_augment, padding_mode).
+            rand_augment, padding_mode); ``flip: alternating`` mirrors each training image in
+            every other epoch (see :class:`InMemoryLoader`) instead of at random.
         channels_last: return NHWC-strided batches.
         on_device: when attached to a trainer, move the dataset to its device once, so batches are
             indexed on the device and the per-step host-to-device copy disappears.
@@ -173,9 +191,11 @@ class TensorDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_size, self.subset, self.test_subset, self.seed = val_size, subset, test_subset, seed
         self.channels_last, self.on_device = channels_last, on_device
-        self.train_transform = BatchAugment(
-            **(augment or {}), mean=self.mean, std=self.std, channels_last=channels_last
-        )
+        # flip="alternating" is a property of the epoch order, so the loader does it, not the transform
+        self.alternating_flip = augment.get("flip") == "alternating"
+        if self.alternating_flip:
+            augment["flip"] = False
+        self.train_transform = BatchAugment(**augment, mean=self.mean, std=self.std, channels_last=channels_last)
         self.eval_transform = Normalize(self.mean, self.std, channels_last=channels_last)
         self.train_images: Tensor | None = None
         self.train_labels: Tensor | None = None
@@ -231,6 +251,7 @@ class TensorDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world_size,
             epoch_fn=epoch_fn,
+            alternating_flip=train and self.alternating_flip,
         )
 
     def train_dataloader(self) -> InMemoryLoader:
