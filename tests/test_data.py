@@ -407,7 +407,7 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch() -> None:
     for epoch in range(3):
         loader.set_epoch(epoch)
         batch, _ = next(iter(loader))
-        seen.append(torch.stack([torch.equal(b, i.flip(-1)) and not torch.equal(b, i) for b, i in zip(batch, images)]))
+        seen.append(torch.tensor([torch.equal(b, i.flip(-1)) and not torch.equal(b, i) for b, i in zip(batch, images)]))
     assert 0 < seen[0].sum() < 8                      # a random half in the first epoch
     assert torch.equal(seen[1], ~seen[0]) and torch.equal(seen[2], seen[0])
 

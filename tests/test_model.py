@@ -18,7 +18,7 @@ def test_every_shipped_model_config_builds_and_runs(name):
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10)
     out.sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
 def test_shipped_configs_include_the_issue_models():
