@@ -104,14 +104,17 @@ class ImageClassifier(L.LightningModule):
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
+        self._compiled = False
         num_classes = self.model.num_classes or self.model.out_channels
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
     def configure_model(self) -> None:
-        if self.hparams.compile and not isinstance(self.model, torch._dynamo.eval_frame.OptimizedModule):
-            self.model = torch.compile(self.model)
+        if self.hparams.compile and not self._compiled:
+            # in place: parameter names (and so checkpoints) stay those of the plain network
+            self.model.compile()
+            self._compiled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -124,7 +127,7 @@ class ImageClassifier(L.LightningModule):
         logits = self(images)
         loss = self._loss(logits, labels)
         self.train_acc(logits, labels)
-        # Logged tensors stay on the device; Lightning reduces them at epoch end (no per-step sync).
+        # No .item() here: logged tensors stay on the device; the bar reads them every refresh_rate steps.
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss

@@ -58,3 +58,10 @@ def test_schedules():
     assert lrs[0] == pytest.approx(0.5) and lrs[2] == pytest.approx(1.0) and lrs[-1] == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ValueError, match="use scheduler=constant"):
         one_cycle(opt, total_steps=2)
+
+
+def test_compile_keeps_checkpoint_names():
+    module = ImageClassifier(SPEC, compile=True)
+    names = list(module.state_dict())
+    module.configure_model()
+    assert list(module.state_dict()) == names and module.model._compiled_call_impl is not None

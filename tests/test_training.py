@@ -187,3 +187,9 @@ def test_one_epoch_on_real_cifar10_subset(tmp_path, cifar10_root):
         cfg.paths.output_dir = str(tmp_path)
     metrics = train(cfg)
     assert metrics["test/acc"] > 0.2  # well above chance (0.1) after one small epoch
+
+
+def test_gpu_fast_preset_runs_on_cpu(tmp_path):
+    metrics = train(run_config(tmp_path, "experiment=gpu_fast", "trainer=cpu", "compile=false", "data=synthetic",
+                               "trainer.max_epochs=1", "data.batch_size=64", "data.eval_batch_size=64"))
+    assert metrics["epochs"] == 1 and 0.0 <= metrics["test/acc"] <= 1.0
