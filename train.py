@@ -8,13 +8,14 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from convzoo.data import CorruptDataError, DataNotFoundError
-from convzoo.registry import ConfigError
-from convzoo.training import train
-
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
+    # Imported here so that `train.py --help` and config errors answer before torch/Lightning load.
+    from convzoo.data import CorruptDataError, DataNotFoundError
+    from convzoo.registry import ConfigError
+    from convzoo.training import train
+
     try:
         metrics = train(cfg)
     except (ConfigError, DataNotFoundError, CorruptDataError) as error:

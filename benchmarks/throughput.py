@@ -81,7 +81,7 @@ def run_convzoo(args: argparse.Namespace) -> dict:
     from convzoo.training import train
 
     steps = args.warmup + args.steps * args.windows + 1
-    cfg = compose_config(args, [f"trainer.limit_train_batches={steps}", "trainer.limit_val_batches=1",
+    cfg = compose_config(args, [f"++trainer.limit_train_batches={steps}", "++trainer.limit_val_batches=1",
                                 "trainer.max_epochs=1", "test=false"])
     with open_dict(cfg):
         cfg.paths.output_dir = tempfile.mkdtemp(prefix="convzoo-bench-")

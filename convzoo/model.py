@@ -59,14 +59,14 @@ class ConvNet(nn.Module):
         torch.Size([2, 10])
     """
 
-    def __init__(self, layers: "OrderedDict[str, nn.Module]", spec: dict[str, Any]):
+    def __init__(self, layers: "OrderedDict[str, nn.Module]", spec: dict[str, Any], out_channels: int):
         super().__init__()
         self.layers = nn.Sequential(layers)
         self.spec = spec
         self.in_channels: int = spec["in_channels"]
         self.num_classes: int | None = spec.get("num_classes")
         self.input_size: tuple[int, int] = spec["input_size"]
-        self.out_channels: int = list(layers.values())[-1].out_channels
+        self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
@@ -205,7 +205,7 @@ def _assemble(spec: dict[str, Any], check: bool) -> ConvNet:
             channels = module.out_channels
             copies.append(module)
         modules[name] = copies[0] if repeat == 1 else nn.Sequential(*copies)
-    return ConvNet(modules, spec)
+    return ConvNet(modules, spec, out_channels=channels)
 
 
 def build_model(spec: Mapping[str, Any] | DictConfig | str | Path) -> ConvNet:

@@ -59,6 +59,11 @@ def test_channels_are_inferred_and_modules_named_after_the_spec():
     torch.jit.script(model)
 
 
+def test_a_spec_may_end_in_a_repeated_layer():
+    model = build_model({"in_channels": 8, "layers": [{"block": "convmixer", "kernel_size": 3, "repeat": 2}]})
+    assert model.out_channels == 8 and model(torch.randn(1, 8, 32, 32)).shape == (1, 8, 32, 32)
+
+
 def test_width_and_depth_multipliers():
     spec = tiny_spec({"block": "conv_norm_act", "out_channels": 16, "repeat": 2}, {"block": "classifier"},
                      width_multiplier=1.5, depth_multiplier=2.0, channel_divisor=8)
