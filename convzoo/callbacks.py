@@ -119,19 +119,20 @@ class Lookahead(Callback):
     def __init__(self, every: int = 5, decay: float = 0.95**5, power: float = 3.0):
         self.every, self.decay, self.power = every, decay, power
         self.slow: dict[str, torch.Tensor] = {}
+        self.fast: dict[str, torch.Tensor] = {}
 
     def _tensors(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
         return {k: v for k, v in pl_module.state_dict(keep_vars=True).items() if v.is_floating_point()}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        tensors = self._tensors(pl_module)
+        self.fast = self._tensors(pl_module)  # live references, looked up once rather than every update
         if not self.slow:  # a resumed run brings its slow weights from the checkpoint
-            self.slow = {k: v.detach().clone() for k, v in tensors.items()}
-        self.slow = {k: v.to(tensors[k].device) for k, v in self.slow.items()}
+            self.slow = {k: v.detach().clone() for k, v in self.fast.items()}
+        self.slow = {k: v.to(self.fast[k].device) for k, v in self.slow.items()}
 
     @torch.no_grad()
-    def _update(self, pl_module: L.LightningModule, decay: float) -> None:
-        for name, tensor in self._tensors(pl_module).items():
+    def _update(self, decay: float) -> None:
+        for name, tensor in self.fast.items():
             slow = self.slow[name]
             slow.lerp_(tensor.detach(), 1 - decay)
             tensor.data.copy_(slow)
@@ -139,9 +140,9 @@ class Lookahead(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
         step, total = trainer.global_step, max(1, int(trainer.estimated_stepping_batches))
         if step >= total:  # the last step: the model becomes the slow copy before its final validation
-            self._update(pl_module, 1.0)
+            self._update(1.0)
         elif step % self.every == 0:
-            self._update(pl_module, self.decay * (step / total) ** self.power)
+            self._update(self.decay * (step / total) ** self.power)
 
     def state_dict(self) -> dict[str, Any]:
         return {"slow": self.slow}
