@@ -645,12 +645,16 @@ def apply_init_config(model: nn.Module, config: Mapping[str, Any] | str | None, 
     return apply_init(model, config, where=where, **options)
 
 
-def apply_data_init(model: nn.Module, images: Tensor, record: InitRecord | None = None) -> list[str]:
+def apply_data_init(
+    model: nn.Module, images: Tensor | Callable[[], Tensor], record: InitRecord | None = None
+) -> list[str]:
     """Run ``init_from_data(images)`` on every module that has it (e.g. the whitening stem).
 
     Data-dependent init comes after :func:`apply_init` (which would overwrite it); the entries of
     ``record`` for the affected parameters are updated to the module's ``data_init_scheme`` with
-    their new statistics. Returns the names of the modules initialised.
+    their new statistics. ``images`` may be a zero-argument function, called only if some module
+    needs data (so a model without such modules never loads any). Returns the names of the
+    modules initialised.
 
     Example:
         >>> import torch
@@ -665,6 +669,8 @@ def apply_data_init(model: nn.Module, images: Tensor, record: InitRecord | None 
         init_from_data = getattr(module, "init_from_data", None)
         if not callable(init_from_data):
             continue
+        if callable(images):
+            images = images()
         init_from_data(images)
         done.append(name)
         for param_name, param in module.named_parameters():

@@ -58,6 +58,12 @@ def _test_checkpoint(trainer: L.Trainer) -> str | None:
     return callback.best_model_path
 
 
+def _init_images(datamodule: L.LightningDataModule, count: int) -> torch.Tensor:
+    """The first ``count`` training images, normalised as the network will see them."""
+    datamodule.setup("fit")
+    return datamodule.eval_transform(datamodule.train_images[:count])
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``)."""
     run_dir = Path(cfg.paths.output_dir)
@@ -76,9 +82,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         **cfg.module,
     )
     init_record = apply_init_config(module.model, cfg.init)
-    if any(callable(getattr(m, "init_from_data", None)) for m in module.model.modules()) and not cfg.get("ckpt_path"):
-        datamodule.setup("fit")
-        apply_data_init(module.model, datamodule.eval_transform(datamodule.train_images[: cfg.data_init_images]), init_record)
+    if not cfg.get("ckpt_path"):  # a resumed run takes every weight from its checkpoint
+        apply_data_init(module.model, lambda: _init_images(datamodule, cfg.data_init_images), init_record)
     table = summary(module.model)
     write_run_records(run_dir, table, init_record)
 

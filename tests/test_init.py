@@ -361,3 +361,22 @@ def test_hydra_cli_overrides():
     assert record.config["args"] == {"mean": 0.0, "std": 0.02}
     assert record.config["conv"] == {"scheme": "kaiming_normal", "args": {"mode": "fan_out", "nonlinearity": "relu", "a": 0.0}}
     assert rel(model[2].weight.std().item(), 0.02) < 0.05
+
+
+def test_data_init_loads_images_only_when_a_module_needs_them():
+    from convzoo.init import apply_data_init
+
+    calls = []
+
+    def images():
+        calls.append(1)
+        return torch.randn(64, 3, 8, 8)
+
+    assert apply_data_init(nn.Sequential(nn.Conv2d(3, 4, 3)), images) == [] and calls == []
+    from convzoo.blocks.whitening import WhiteningConv
+
+    assert apply_data_init(nn.Sequential(WhiteningConv(3)), images) == ["0"] and calls == [1]
+    model = nn.Sequential(WhiteningConv(3))
+    record = apply_init(model, "kaiming_normal")
+    apply_data_init(model, images, record)
+    assert record.by_name()["0.conv.weight"].scheme == "whitening" and record.config["data_init"] == ["0"]
