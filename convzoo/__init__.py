@@ -11,6 +11,8 @@ Example:
     torch.Size([1, 10])
 """
 
+__version__ = "0.2.0"
+
 from convzoo.model import ConvNet, build_block, build_model
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
 from convzoo.summary import ModelSummary, summary
@@ -21,4 +23,3 @@ __all__ = [
     "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "ModelSummary", "Registry",
     "build_block", "build_model", "register_block", "summary",
 ]
-__version__ = "0.1.0"

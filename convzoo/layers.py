@@ -185,6 +185,21 @@ def leaky_relu(negative_slope: float = 0.01, inplace: bool = False) -> nn.Module
     return nn.LeakyReLU(negative_slope=negative_slope, inplace=inplace)
 
 
+@ACTIVATIONS.register("sigmoid")
+def sigmoid() -> nn.Module:
+    return nn.Sigmoid()
+
+
+@ACTIVATIONS.register("hardsigmoid")
+def hardsigmoid(inplace: bool = False) -> nn.Module:
+    return nn.Hardsigmoid(inplace=inplace)
+
+
+@ACTIVATIONS.register("tanh")
+def tanh() -> nn.Module:
+    return nn.Tanh()
+
+
 @ACTIVATIONS.register("identity", "none")
 def identity() -> nn.Module:
     return nn.Identity()

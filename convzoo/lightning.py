@@ -21,8 +21,10 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics.classification import MulticlassAccuracy
 
+from convzoo import __version__
 from convzoo.init import NORM_TYPES
 from convzoo.model import ConvNet, build_model
+from convzoo.spec import upgrade_legacy_spec
 
 __all__ = ["ImageClassifier", "load_model", "make_optimizer"]
 
@@ -98,8 +100,12 @@ class ImageClassifier(L.LightningModule):
         super().__init__()
         if tta not in TTA_MODES:
             raise ValueError(f"module.tta={tta!r} is not known; use one of {', '.join(TTA_MODES)}.")
+        network = build_model(model)
+        # The checkpoint keeps the spec as built (resolved, defaults filled, variables dropped), so
+        # it rebuilds the same network without the config tree it came from.
+        model = network.spec
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self.model: ConvNet = build_model(model)
+        self.model: ConvNet = network
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer_factory = optimizer
@@ -109,6 +115,20 @@ class ImageClassifier(L.LightningModule):
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, **kwargs: Any) -> ImageClassifier:
+        """Lightning's loader; a checkpoint written by convzoo 0.1 gets its spec in today's form first."""
+        if "model" not in kwargs:
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            if "convzoo_version" not in checkpoint:
+                kwargs["model"] = upgrade_legacy_spec(checkpoint["hyper_parameters"]["model"])
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
+                                            strict=strict, **kwargs)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["convzoo_version"] = __version__
 
     def configure_model(self) -> None:
         if self.hparams.compile and not self._compiled:

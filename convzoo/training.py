@@ -11,7 +11,6 @@ Example (what ``python train.py model=convmixer_tiny data=synthetic trainer.max_
 
 from __future__ import annotations
 
-import csv
 import json
 import time
 from pathlib import Path
@@ -34,10 +33,7 @@ __all__ = ["train", "write_run_records"]
 def write_run_records(run_dir: Path, table: ModelSummary, init_record: InitRecord) -> None:
     """The per-layer summary (text and CSV) and the per-parameter init record, beside the config."""
     (run_dir / "summary.txt").write_text(str(table) + "\n")
-    with open(run_dir / "summary.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(table.rows[0]))
-        writer.writeheader()
-        writer.writerows({**row, "output_shape": "x".join(map(str, row["output_shape"]))} for row in table.rows)
+    table.to_csv(run_dir / "summary.csv")
     init_record.to_csv(run_dir / "init.csv")
 
 
@@ -46,7 +42,7 @@ def run_hyperparameters(cfg: DictConfig, table: ModelSummary, init_record: InitR
     return {
         "config": OmegaConf.to_container(cfg, resolve=True),
         "params": {"total": table.total_params, "trainable": table.trainable_params, "flops": table.total_flops},
-        "layers": [{**row, "output_shape": list(row["output_shape"])} for row in table.rows],
+        "layers": table.records(),
         "init": init_record.config,
     }
 
@@ -74,7 +70,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     datamodule: L.LightningDataModule = instantiate(cfg.data, _convert_="all")
     module = ImageClassifier(
-        model=OmegaConf.to_container(cfg.model, resolve=True),
+        model=cfg.model,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler),
         channels_last=cfg.channels_last,

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from convzoo.blocks.conv import ConvNormAct
-from convzoo.blocks.heads import Residual
+from convzoo.blocks.residual import Residual
 from convzoo.layers import LayerSpec
 from convzoo.registry import BLOCKS
 

@@ -1,4 +1,4 @@
-"""Pooling, the classifier head and the residual wrapper."""
+"""Pooling and the classifier head."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from torch import nn
 
 from convzoo.registry import BLOCKS, ConfigError
 
-__all__ = ["Pool", "Classifier", "Residual"]
+__all__ = ["Pool", "Classifier"]
 
 _POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
 
@@ -72,24 +72,3 @@ class Classifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(self.pool(x).flatten(1))
         return self.fc(x) * self.scale
-
-
-class Residual(nn.Module):
-    """``x + block(x)`` for a block that keeps the shape of its input.
-
-    In a model spec, ``residual: true`` on a layer wraps each repeat of its block in this.
-
-    Example:
-        >>> from convzoo.blocks.conv import ConvNormAct
-        >>> block = Residual(ConvNormAct(8, 8))
-        >>> block(torch.randn(1, 8, 4, 4)).shape, block.out_channels
-        (torch.Size([1, 8, 4, 4]), 8)
-    """
-
-    def __init__(self, block: nn.Module):
-        super().__init__()
-        self.block = block
-        self.out_channels = getattr(block, "out_channels", None)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.block(x)
