@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import inspect
 import sys
+from pathlib import Path
 
-from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, Registry
+from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
 
 
 def _describe(registry: Registry, skip: tuple[str, ...]) -> list[str]:
@@ -46,15 +47,25 @@ def list_registries() -> str:
     return "\n".join(out).rstrip()
 
 
-def print_summary(overrides: list[str]) -> str:
-    """Compose the real training config with ``overrides`` and summarise its model."""
-    from convzoo.config import compose
+def print_summary(arguments: list[str]) -> str:
+    """Summarise a model: a spec file (``path.yaml [key=value ...]``) or the training config's model
+    composed with Hydra overrides (``model=convmixer model.dim=512``)."""
+    from omegaconf import OmegaConf
+
     from convzoo.model import build_model
     from convzoo.summary import summary
 
-    cfg = compose(overrides)
-    model = build_model(cfg.model)
-    return f"model: {cfg.model.get('name', '?')}\n{summary(model)}"
+    if arguments and arguments[0].endswith((".yaml", ".yml")):
+        path, overrides = Path(arguments[0]), arguments[1:]
+        if not path.is_file():
+            raise ConfigError(f"model spec file {str(path)!r} does not exist.")
+        spec = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
+    else:
+        from convzoo.config import compose
+
+        spec = compose(arguments).model
+    model = build_model(spec)
+    return f"model: {spec.get('name', '?')}\n{summary(model)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,12 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="registered blocks, norms, activations and init schemes with their arguments")
     summarise = commands.add_parser("summary", help="per-layer table of a configured model, without training")
-    summarise.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=convmixer model.dim=512")
+    summarise.add_argument(
+        "overrides", nargs="*",
+        help="Hydra overrides (model=convmixer model.dim=512), or a spec file and key=value overrides (examples/unet.yaml width=32)",
+    )
     args = parser.parse_args(argv)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
-
-    from convzoo.registry import ConfigError
 
     try:
         print(list_registries() if args.command == "list" else print_summary(args.overrides))

@@ -24,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from convzoo import __version__
 from convzoo.init import NORM_TYPES
 from convzoo.model import ConvNet, build_model
+from convzoo.registry import ConfigError
 from convzoo.spec import upgrade_legacy_spec
 
 __all__ = ["ImageClassifier", "load_model", "make_optimizer"]
@@ -101,6 +102,12 @@ class ImageClassifier(L.LightningModule):
         if tta not in TTA_MODES:
             raise ValueError(f"module.tta={tta!r} is not known; use one of {', '.join(TTA_MODES)}.")
         network = build_model(model)
+        if len(network.outputs) != 1 or network.feature_info.reduction() != [None]:
+            returns = ", ".join(f"{i['module']} ({i['num_chs']} channels, reduction {i['reduction']})" for i in network.feature_info)
+            raise ConfigError(
+                f"model {network.spec.get('name') or ''!r} returns {returns}, but an image classifier trains a network whose "
+                f"one output is class logits (batch, num_classes); end the spec with a classifier layer."
+            )
         # The checkpoint keeps the spec as built (resolved, defaults filled, variables dropped), so
         # it rebuilds the same network without the config tree it came from.
         model = network.spec

@@ -383,6 +383,8 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
         spec["outputs"] = [outputs] if isinstance(outputs, str) else list(outputs)
     _import_modules(spec["imports"])
     layers = parse_layers(spec, prune=outputs is not None)
+    if len(layers) < len(spec["layers"]):  # store what was built, names pinned, so the spec rebuilds this network
+        spec["layers"] = [{**spec["layers"][layer.index], "name": layer.name} for layer in layers]
     with torch.device("meta"):
         plans, shapes = _measure(spec, layers)
     modules: OrderedDict[str, nn.Module] = OrderedDict()
