@@ -266,3 +266,31 @@ def test_summary_command_takes_a_spec_file(capsys):
     assert main(["summary", str(EXAMPLES / "unet.yaml"), "width=8"]) == 0
     out = capsys.readouterr().out
     assert "layers.cat1" in out and "up1+enc1" in out and "8x64x64" in out
+
+
+def test_a_graph_trains_inits_and_checkpoints_like_a_chain(tmp_path):
+    from omegaconf import OmegaConf, open_dict
+
+    from convzoo.config import compose
+    from convzoo.lightning import load_model
+    from convzoo.training import train
+
+    cfg = compose(["data=synthetic", "init=kaiming_normal", "trainer.max_epochs=1", "data.num_train=256", "data.val_size=64"])
+    with open_dict(cfg):
+        cfg.model = OmegaConf.load(EXAMPLES / "resnet_stage.yaml")
+        cfg.paths.output_dir = str(tmp_path)
+    metrics = train(cfg)
+    assert 0.0 <= metrics["test/acc"] <= 1.0
+    init_csv = (tmp_path / "init.csv").read_text()
+    assert "layers.b1_skip.conv.weight,32x16x1x1,512,Conv,kaiming_normal" in init_csv
+    assert "b1_conv2+b1_skip" in (tmp_path / "summary.txt").read_text()
+    net = load_model(tmp_path / "checkpoints" / "last.ckpt")
+    assert isinstance(net, GraphNet) and net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.slow
+def test_graph_network_compiles_with_inductor():
+    net = build_model(EXAMPLES / "resnet_stage.yaml").eval()
+    x = torch.randn(2, 3, 32, 32)
+    expected = net(x)
+    assert torch.allclose(torch.compile(net)(x), expected, atol=1e-4)
