@@ -47,6 +47,18 @@ def list_registries() -> str:
     return "\n".join(out).rstrip()
 
 
+def list_zoo() -> str:
+    """Every model config with its parameters and FLOPs (computed, at the config's input size)."""
+    from convzoo.zoo import model_table
+
+    rows = model_table()
+    width = max(len(r["model"]) for r in rows)
+    lines = [f"{'model':{width}}  {'params':>11}  {'MFLOPs':>9}  {'input':9}  description"]
+    for r in rows:
+        lines.append(f"{r['model']:{width}}  {r['params']:>11,}  {r['mflops']:>9,.1f}  {r['input']:9}  {r['description']}")
+    return "\n".join(lines + ["", "sizes by override, e.g. python -m convzoo summary model=resnet_cifar model.depth=110"])
+
+
 def print_summary(arguments: list[str]) -> str:
     """Summarise a model: a spec file (``path.yaml [key=value ...]``) or the training config's model
     composed with Hydra overrides (``model=convmixer model.dim=512``)."""
@@ -71,7 +83,9 @@ def print_summary(arguments: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convzoo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="registered blocks, norms, activations and init schemes with their arguments")
+    listing = commands.add_parser("list", help="registered blocks, norms, activations and init schemes with their "
+                                              "arguments (list blocks, the default), or the model zoo (list models)")
+    listing.add_argument("what", nargs="?", choices=["blocks", "models"], default="blocks")
     summarise = commands.add_parser("summary", help="per-layer table of a configured model, without training")
     summarise.add_argument(
         "overrides", nargs="*",
@@ -82,7 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        print(list_registries() if args.command == "list" else print_summary(args.overrides))
+        if args.command == "list":
+            print(list_zoo() if args.what == "models" else list_registries())
+        else:
+            print(print_summary(args.overrides))
     except (ConfigError, HydraException, OmegaConfBaseException) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -165,6 +165,11 @@ def relu(inplace: bool = False) -> nn.Module:
     return nn.ReLU(inplace=inplace)
 
 
+@ACTIVATIONS.register("relu6")
+def relu6(inplace: bool = False) -> nn.Module:
+    return nn.ReLU6(inplace=inplace)
+
+
 @ACTIVATIONS.register("gelu")
 def gelu(approximate: str = "none") -> nn.Module:
     return nn.GELU(approximate=approximate)

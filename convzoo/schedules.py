@@ -17,9 +17,11 @@ import math
 from collections.abc import Sequence
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR, LRScheduler, OneCycleLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR, OneCycleLR
 
-__all__ = ["piecewise_linear", "warmup_cosine", "one_cycle", "constant"]
+from convzoo.registry import ConfigError
+
+__all__ = ["piecewise_linear", "warmup_cosine", "one_cycle", "step_decay", "constant"]
 
 
 def _interpolate(x: float, xs: Sequence[float], ys: Sequence[float]) -> float:
@@ -68,6 +70,25 @@ def one_cycle(optimizer: Optimizer, total_steps: int, pct_start: float = 0.25, d
     pct_start = max(pct_start, 2 / total_steps)
     return OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
                       pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor)
+
+
+def step_decay(optimizer: Optimizer, total_steps: int, milestones: Sequence[float] = (0.5, 0.75),
+               gamma: float = 0.1) -> LRScheduler:
+    """torch's ``MultiStepLR``: the LR times ``gamma`` at each milestone (fractions of the run).
+
+    The classic CIFAR recipes: ResNet (He et al.) and DenseNet divide by 10 at 50% and 75%;
+    wide ResNets multiply by 0.2 at 30%, 60% and 80%.
+
+    Example:
+        >>> import torch
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+        >>> sched = step_decay(opt, total_steps=8, milestones=[0.5, 0.75], gamma=0.1)
+        >>> [round(sched.get_last_lr()[0], 3) for _ in range(8) if not (opt.step() or sched.step())]
+        [1.0, 1.0, 1.0, 0.1, 0.1, 0.01, 0.01, 0.01]
+    """
+    if list(milestones) != sorted(milestones) or not all(0.0 < m < 1.0 for m in milestones):
+        raise ConfigError(f"scheduler.milestones={list(milestones)} must be increasing fractions of the run in (0, 1).")
+    return MultiStepLR(optimizer, milestones=[round(m * total_steps) for m in milestones], gamma=gamma)
 
 
 def constant(optimizer: Optimizer, total_steps: int) -> LRScheduler:

@@ -36,7 +36,8 @@ Layer keys besides the block's own arguments:
 
 Any other top-level key is a variable for interpolation (``dim: 256`` with ``out_channels:
 ${...dim}``; three dots: the layer, the list, then the spec) and must be used by one: an
-unknown, unused key is a typo and fails with the closest valid keys.
+unknown, unused key is a typo and fails with the closest valid keys. Two resolvers serve model
+families: :func:`calc` (``${calc:16 * ${...widen}}``) and :func:`lookup` (a row of a table).
 
 Example:
     >>> spec = load_spec({"num_classes": 10, "dim": 8, "layers": [
@@ -50,7 +51,9 @@ Example:
 
 from __future__ import annotations
 
+import ast
 import math
+import operator
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -62,7 +65,9 @@ from torch import nn
 
 from convzoo.registry import BLOCKS, ConfigError, fits_annotation, suggest, type_name
 
-__all__ = ["INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "load_spec", "parse_layers", "upgrade_legacy_spec"]
+__all__ = [
+    "INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "calc", "load_spec", "lookup", "parse_layers", "upgrade_legacy_spec",
+]
 
 #: The name under which layers read the network input in ``from``.
 INPUT = "input"
@@ -86,6 +91,71 @@ LAYER_KEYS = ("block", "name", "from", "repeat", "first", "residual")
 
 _INTERPOLATION = re.compile(r"\$\{([^${}]*)\}")
 _RESERVED = set(dir(nn.Sequential())) | {INPUT}
+
+
+def _exact_division(a: float, b: float) -> float:
+    if isinstance(a, int) and isinstance(b, int):
+        if a % b:
+            raise ConfigError(f"{a} / {b} = {a / b:.4g} is not a whole number")
+        return a // b
+    return a / b
+
+
+_OPERATORS = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: _exact_division,
+    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+}
+
+
+def calc(expression: Any) -> int | float:
+    """Arithmetic inside a spec: ``${calc:16 * ${...widen}}``, ``"${calc:'(${...depth} - 2) / 6'}"``.
+
+    Numbers, ``+ - * / // % **`` and parentheses (quote the argument when it has parentheses).
+    ``/`` between whole numbers must come out whole, so a depth that does not fit the family's
+    formula fails instead of being rounded.
+
+    Example:
+        >>> calc("16 * 10"), calc("(56 - 2) / 6"), calc("64 * 0.5")
+        (160, 9, 32.0)
+    """
+
+    def evaluate(node: ast.AST) -> int | float:
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            value = evaluate(node.operand)
+            return -value if isinstance(node.op, ast.USub) else value
+        if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+            return _OPERATORS[type(node.op)](evaluate(node.left), evaluate(node.right))
+        raise ConfigError("it may only hold numbers, + - * / // % ** and parentheses")
+
+    try:
+        return evaluate(ast.parse(str(expression).strip(), mode="eval").body)
+    except (ConfigError, SyntaxError, ZeroDivisionError) as error:
+        raise ConfigError(f"calc: cannot evaluate {str(expression)!r}: {error}.") from None
+
+
+def lookup(table: Any, *keys: Any) -> Any:
+    """Pick from a table in the spec: ``${lookup:${...layouts},${...depth},0}`` is ``layouts[depth][0]``.
+
+    An unknown key fails with the keys the table has.
+
+    Example:
+        >>> lookup({18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}, 34, 1)
+        4
+    """
+    value = table
+    for key in keys:
+        options = list(value.keys()) if hasattr(value, "keys") else list(range(len(value)))
+        if key not in options:
+            raise ConfigError(f"lookup: {key!r} is not one of the table's keys ({', '.join(map(str, options))})")
+        value = value[key]
+    return value
+
+
+for _name, _resolver in (("calc", calc), ("lookup", lookup)):
+    if not OmegaConf.has_resolver(_name):
+        OmegaConf.register_new_resolver(_name, _resolver)
 
 
 @dataclass(frozen=True)
@@ -126,6 +196,14 @@ def _referenced_names(node: Any) -> set[str]:
     return found
 
 
+def _interpolation_message(error: Exception) -> str:
+    """OmegaConf's message on one line: the key, then what went wrong (a resolver's own words if it raised)."""
+    message = (getattr(error, "msg", None) or str(error)).strip().splitlines()[0]  # then full_key/object_type lines
+    message = re.sub(r"^\w+ raised while resolving interpolation: ", "", message)
+    key = getattr(error, "full_key", None)
+    return f"{key}: {message}" if key else message
+
+
 def _check_value(key: str, value: Any, annotation: Any) -> None:
     if not fits_annotation(value, annotation):
         raise ConfigError(f"model spec: {key}={value!r} must be {type_name(annotation)} ({SPEC_KEYS[key][2]}).")
@@ -149,7 +227,13 @@ def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, An
     try:
         resolved = OmegaConf.to_container(node, resolve=True)
     except Exception as error:  # OmegaConf's interpolation errors name the key; keep that, drop the traceback
-        raise ConfigError(f"model spec: {error}") from None
+        raise ConfigError(f"model spec: {_interpolation_message(error)}") from None
+    if "defaults" in resolved:
+        raise ConfigError(
+            "model spec: 'defaults' is Hydra's defaults list, so this file is a config to compose, not a spec to "
+            "load: build it with convzoo.create_model(NAME, ...) or `python -m convzoo summary model=NAME`. "
+            "(Arguments for every block go under block_defaults.)"
+        )
     unknown = [key for key in resolved if key not in SPEC_KEYS and key not in variables]
     if unknown:
         key = unknown[0]

@@ -113,8 +113,8 @@ class _ReceptiveFields(TorchFunctionMode):
         before, after = _spatial(source), _spatial(output)
         if func is F.pad or before == after or not before:
             return size, jump
-        if (not after or math.prod(after) == 1) and math.prod(before) > 1:
-            return GLOBAL, jump  # a global pool, a mean over height and width, a flatten into a linear layer
+        if not after or math.prod(after) == 1:  # a global pool, a mean over height and width, a flatten
+            return (GLOBAL if math.prod(before) > 1 else size), jump
         return size, jump * before[0] / after[0]  # resizing, subsampling by slicing
 
 

@@ -11,6 +11,7 @@ from convzoo import BLOCKS, ConfigError, build_model, register_block, summary
 from convzoo.model import ConvNet, GraphNet
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "model"
 
 
 def spec(*layers, **extra):
@@ -75,7 +76,7 @@ class HandUNet(nn.Module):
 
 @pytest.mark.parametrize("example,hand", [("resnet_stage", HandResNetStage), ("unet", HandUNet)])
 def test_graph_matches_the_hand_written_network(example, hand):
-    net = randomize(build_model(EXAMPLES / f"{example}.yaml"))
+    net = randomize(build_model((CONFIGS if example == "unet" else EXAMPLES) / f"{example}.yaml"))
     reference = copy_weights(net, hand())
     x = torch.randn(2, 3, *net.input_size)
     assert isinstance(net, GraphNet)
@@ -83,7 +84,7 @@ def test_graph_matches_the_hand_written_network(example, hand):
 
 
 def test_unet_output_has_the_input_resolution():
-    net = build_model(EXAMPLES / "unet.yaml", )
+    net = build_model(CONFIGS / "unet.yaml", )
     assert net(torch.randn(1, 3, 64, 64)).shape == (1, 2, 64, 64)
     assert net.feature_info.reduction() == [1]
 
@@ -237,7 +238,7 @@ def test_bad_graphs_fail_before_building_with_a_clear_message(bad, message):
 
 
 def test_intermediate_tensors_are_dropped_after_their_last_reader():
-    net = build_model(EXAMPLES / "unet.yaml")
+    net = build_model(CONFIGS / "unet.yaml")
     plan = {name: release for name, _, release in net.plan}
     assert plan["enc1"] == ("input",) and "enc1" in plan["cat1"] and "enc2" in plan["cat2"]
     assert "bottleneck" in plan["up2"] and "logits" not in {r for rs in plan.values() for r in rs}
@@ -263,7 +264,7 @@ def test_an_image_classifier_needs_logits():
 def test_summary_command_takes_a_spec_file(capsys):
     from convzoo.__main__ import main
 
-    assert main(["summary", str(EXAMPLES / "unet.yaml"), "width=8"]) == 0
+    assert main(["summary", str(CONFIGS / "unet.yaml"), "width=8"]) == 0
     out = capsys.readouterr().out
     assert "layers.cat1" in out and "up1+enc1" in out and "8x64x64" in out
 

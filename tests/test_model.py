@@ -15,8 +15,11 @@ def tiny_spec(*layers, **extra):
 def test_every_shipped_model_config_builds_and_runs(name):
     cfg = compose([f"model={name}"])
     model = build_model(cfg.model)
-    out = model(torch.randn(2, 3, 32, 32))
-    assert out.shape == (2, 10)
+    height, width = model.input_size
+    out = model(torch.randn(2, 3, height, width))
+    info = model.feature_info[0]  # logits (reduction None), or a map such as the U-Net's scores per pixel
+    spatial = () if info["reduction"] is None else (height // info["reduction"], width // info["reduction"])
+    assert out.shape == (2, info["num_chs"], *spatial)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 

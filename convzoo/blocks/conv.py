@@ -7,7 +7,7 @@ from torch import nn
 from convzoo.layers import LayerSpec, is_none, make_act, make_norm, resolve_padding
 from convzoo.registry import BLOCKS, ConfigError
 
-__all__ = ["Conv", "ConvNormAct"]
+__all__ = ["Conv", "ConvNormAct", "NormAct"]
 
 _STEPS = {"conv", "norm", "act"}
 
@@ -108,3 +108,21 @@ class ConvNormAct(nn.Sequential):
                 self.add_module(step, layers[step])
         self.in_channels = in_channels
         self.out_channels = out_channels
+
+
+@BLOCKS.register("norm_act")
+class NormAct(nn.Sequential):
+    """Normalisation then activation, without a conv: the final BN-ReLU of pre-activation nets.
+
+    Example:
+        >>> import torch
+        >>> layer = NormAct(16)
+        >>> layer(torch.randn(2, 16, 4, 4)).shape, layer.out_channels, [type(m).__name__ for m in layer]
+        (torch.Size([2, 16, 4, 4]), 16, ['BatchNorm2d', 'ReLU'])
+    """
+
+    def __init__(self, in_channels: int, norm: LayerSpec = "batchnorm", act: LayerSpec = "relu"):
+        super().__init__()
+        self.norm = make_norm(norm, in_channels)
+        self.act = make_act(act)
+        self.in_channels = self.out_channels = in_channels

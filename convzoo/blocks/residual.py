@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["Residual"]
+from convzoo.layers import LayerSpec
+from convzoo.registry import ConfigError, suggest
+
+__all__ = ["Residual", "SHORTCUTS", "make_shortcut"]
 
 
 class Residual(nn.Module):
@@ -35,3 +38,34 @@ class Residual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skip = x if self.shortcut is None else self.shortcut(x)
         return skip + self.block(x)
+
+
+SHORTCUTS = ("projection", "zero_pad", "none")
+
+
+def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, norm: LayerSpec) -> nn.Module | None:
+    """The skip path of a residual block where its shape changes; ``None`` means the identity.
+
+    ``projection``: a bias-free 1x1 conv with the block's stride, then ``norm`` (He et al.'s option B;
+    ``norm: none`` gives the bare conv of pre-activation nets); ``zero_pad``: the parameter-free
+    option A (:class:`~convzoo.blocks.merge.ZeroPadShortcut`). Where the shape is kept, every kind
+    is the identity. ``none`` is for blocks that drop the skip where the shape changes; they
+    check for it themselves.
+
+    Example:
+        >>> projection = make_shortcut("projection", 16, 32, 2, "batchnorm")
+        >>> projection.conv, type(projection.norm).__name__
+        (Conv(16, 32, kernel_size=(1, 1), stride=(2, 2), bias=False), 'BatchNorm2d')
+        >>> make_shortcut("zero_pad", 16, 16, 1, None) is None
+        True
+    """
+    from convzoo.blocks.conv import ConvNormAct
+    from convzoo.blocks.merge import ZeroPadShortcut
+
+    if kind not in SHORTCUTS:
+        raise ConfigError(f"shortcut={kind!r} is not known; use one of {', '.join(SHORTCUTS)}.{suggest(kind, SHORTCUTS)}")
+    if in_channels == out_channels and stride == 1:
+        return None
+    if kind == "zero_pad":
+        return ZeroPadShortcut(in_channels, out_channels, stride)
+    return ConvNormAct(in_channels, out_channels, 1, stride, padding=0, bias=False, norm=norm, act=None)
