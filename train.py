@@ -1,9 +1,8 @@
 """Train a convzoo network on CIFAR-10: ``python train.py model=convmixer trainer.max_epochs=5``.
 
-All logic lives in :func:`convzoo.training.train`; this file only lets Hydra compose the config.
+All logic lives in :func:`convzoo.training.train` (through :func:`convzoo.cli.run`, which the
+installed ``convzoo-train`` script shares); this file only lets Hydra compose the checkout's configs.
 """
-
-import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -11,19 +10,9 @@ from omegaconf import DictConfig
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
-    # Imported here so that `train.py --help` and config errors answer before torch/Lightning load.
-    from convzoo.data import CorruptDataError, DataNotFoundError
-    from convzoo.registry import ConfigError
-    from convzoo.training import train
+    from convzoo.cli import run  # imported here so that `train.py --help` answers before torch loads
 
-    try:
-        metrics = train(cfg)
-    except (ConfigError, DataNotFoundError, CorruptDataError) as error:
-        # These carry the whole story (what, where, how to fix); a traceback would only bury it.
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    # A sweeper (e.g. Optuna) optimises the value returned here.
-    return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
+    return run(cfg)
 
 
 if __name__ == "__main__":

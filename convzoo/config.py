@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from hydra import compose as hydra_compose
@@ -22,12 +23,19 @@ __all__ = ["config_dir", "compose"]
 
 
 def config_dir() -> Path:
-    """The config tree: ``$CONVZOO_CONFIG_DIR``, else the ``configs/`` beside the package (a source checkout)."""
-    path = Path(os.environ.get("CONVZOO_CONFIG_DIR") or Path(__file__).resolve().parent.parent / "configs")
+    """The config tree: ``$CONVZOO_CONFIG_DIR``, else the ``configs/`` beside the package (a source
+    checkout), else the ``convzoo.configs`` package an installed wheel carries."""
+    checkout = Path(__file__).resolve().parent.parent / "configs"
+    if os.environ.get("CONVZOO_CONFIG_DIR"):
+        path = Path(os.environ["CONVZOO_CONFIG_DIR"])
+    elif (checkout / "train.yaml").is_file():
+        path = checkout
+    else:
+        path = Path(str(resources.files("convzoo.configs")))
     if not (path / "train.yaml").is_file():
         raise ConfigError(
-            f"no Hydra config tree at {path} (looked for train.yaml). Run from a convzoo checkout "
-            f"(pip install -e .) or set CONVZOO_CONFIG_DIR to a folder holding train.yaml and its groups."
+            f"no Hydra config tree at {path} (looked for train.yaml). Reinstall convzoo (its wheel carries the "
+            f"configs as convzoo.configs) or set CONVZOO_CONFIG_DIR to a folder holding train.yaml and its groups."
         )
     return path
 

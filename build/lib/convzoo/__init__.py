@@ -1,0 +1,26 @@
+"""convzoo: conv-net blocks in a registry, networks assembled from YAML specs.
+
+Example:
+    >>> import torch
+    >>> from convzoo import build_model
+    >>> net = build_model({"in_channels": 3, "num_classes": 10, "layers": [
+    ...     {"block": "patch_embed", "out_channels": 64, "patch_size": 2},
+    ...     {"block": "convmixer", "kernel_size": 5, "repeat": 2},
+    ...     {"block": "classifier"}]})
+    >>> net(torch.randn(1, 3, 32, 32)).shape
+    torch.Size([1, 10])
+"""
+
+__version__ = "0.2.0"
+
+from convzoo.model import ConvNet, build_block, build_model
+from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
+from convzoo.summary import ModelSummary, summary
+from convzoo.zoo import create_model, list_models
+
+register_block = BLOCKS.register
+
+__all__ = [
+    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "ModelSummary", "Registry",
+    "build_block", "build_model", "create_model", "list_models", "register_block", "summary",
+]

@@ -1,0 +1,110 @@
+"""``python -m convzoo list`` and ``python -m convzoo summary [overrides]``."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+from pathlib import Path
+
+from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
+
+
+def _describe(registry: Registry, skip: tuple[str, ...]) -> list[str]:
+    lines = []
+    aliases = {}
+    for alias in registry.names(aliases=True):
+        canonical = registry.canonical_name(alias)
+        if alias != canonical:
+            aliases.setdefault(canonical, []).append(alias)
+    for name in registry.names():
+        entry = registry.get(name)
+        params = [
+            p.name if p.default is p.empty else f"{p.name}={p.default!r}"
+            for p in inspect.signature(entry).parameters.values()
+            if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        doc = (inspect.getdoc(entry) or "").split("\n")[0]
+        also = f" (alias {', '.join(aliases[name])})" if name in aliases else ""
+        lines.append(f"  {name}({', '.join(params)}){also}" + (f"\n      {doc}" if doc else ""))
+    return lines
+
+
+def list_registries() -> str:
+    """Everything that can be named in a config, with its arguments."""
+    import convzoo.init  # noqa: F401  (registers the init schemes)
+    import convzoo.model  # noqa: F401  (registers the built-in blocks)
+
+    sections = [
+        ("blocks (model.layers[].block; in_channels is inferred)", BLOCKS, ("in_channels",)),
+        ("norms (a block's norm=)", NORMS, ("num_channels",)),
+        ("activations (a block's act=)", ACTIVATIONS, ()),
+        ("init schemes (init=NAME)", INITS, ()),
+    ]
+    out = []
+    for title, registry, skip in sections:
+        out += [f"{title}:", *_describe(registry, skip), ""]
+    return "\n".join(out).rstrip()
+
+
+def list_zoo() -> str:
+    """Every model config with its parameters and FLOPs (computed, at the config's input size)."""
+    from convzoo.zoo import model_table
+
+    rows = model_table()
+    width = max(len(r["model"]) for r in rows)
+    lines = [f"{'model':{width}}  {'params':>11}  {'MFLOPs':>9}  {'input':9}  description"]
+    for r in rows:
+        lines.append(f"{r['model']:{width}}  {r['params']:>11,}  {r['mflops']:>9,.1f}  {r['input']:9}  {r['description']}")
+    return "\n".join(lines + ["", "sizes by override, e.g. python -m convzoo summary model=resnet_cifar model.depth=110"])
+
+
+def print_summary(arguments: list[str]) -> str:
+    """Summarise a model: a spec file (``path.yaml [key=value ...]``) or the training config's model
+    composed with Hydra overrides (``model=convmixer model.dim=512``)."""
+    from omegaconf import OmegaConf
+
+    from convzoo.model import build_model
+    from convzoo.summary import summary
+
+    if arguments and arguments[0].endswith((".yaml", ".yml")):
+        path, overrides = Path(arguments[0]), arguments[1:]
+        if not path.is_file():
+            raise ConfigError(f"model spec file {str(path)!r} does not exist.")
+        spec = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
+    else:
+        from convzoo.config import compose
+
+        spec = compose(arguments).model
+    model = build_model(spec)
+    return f"model: {spec.get('name', '?')}\n{summary(model)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convzoo", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="registered blocks, norms, activations and init schemes with their "
+                                              "arguments (list blocks, the default), or the model zoo (list models)")
+    listing.add_argument("what", nargs="?", choices=["blocks", "models"], default="blocks")
+    summarise = commands.add_parser("summary", help="per-layer table of a configured model, without training")
+    summarise.add_argument(
+        "overrides", nargs="*",
+        help="Hydra overrides (model=convmixer model.dim=512), or a spec file and key=value overrides (examples/unet.yaml width=32)",
+    )
+    args = parser.parse_args(argv)
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        if args.command == "list":
+            print(list_zoo() if args.what == "models" else list_registries())
+        else:
+            print(print_summary(args.overrides))
+    except (ConfigError, HydraException, OmegaConfBaseException) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

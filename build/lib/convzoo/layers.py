@@ -1,0 +1,210 @@
+"""The one place that resolves padding, normalisation and activation layers from names.
+
+Blocks never construct norms or activations themselves: they call :func:`make_norm` and
+:func:`make_act`, which look names up in the ``NORMS`` / ``ACTIVATIONS`` registries, so a norm or
+activation registered by another project is usable by every block at once.
+
+Example:
+    >>> import torch
+    >>> from convzoo.layers import conv_output_size, make_act, make_norm, resolve_padding
+    >>> conv_output_size(32, kernel_size=3, stride=2, padding=1)
+    16
+    >>> resolve_padding(5, dilation=2)
+    4
+    >>> make_norm("groupnorm", 32, num_groups=8)
+    GroupNorm(8, 32, eps=1e-05, affine=True, bias=True)
+    >>> make_act({"act": "leaky_relu", "negative_slope": 0.2})
+    LeakyReLU(negative_slope=0.2)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Union
+
+import torch
+from torch import nn
+
+from convzoo.registry import ACTIVATIONS, NORMS, ConfigError
+
+__all__ = [
+    "LayerSpec",
+    "LayerNorm2d",
+    "conv_output_size",
+    "resolve_padding",
+    "make_norm",
+    "make_act",
+]
+
+#: A norm/activation given by name (``"gelu"``), by mapping (``{"act": "leaky_relu", ...}``) or
+#: switched off (``None`` / ``"none"``).
+LayerSpec = Union[str, Mapping[str, Any], None]
+
+
+def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """Spatial output size of a convolution or pooling window along one axis.
+
+    ``H_out = floor((H_in + 2*padding - dilation*(kernel_size-1) - 1) / stride + 1)``
+
+    Example:
+        >>> conv_output_size(5, kernel_size=3)  # a 3x3 "valid" conv over 5x5 gives 3x3
+        3
+    """
+    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def resolve_padding(kernel_size: int, dilation: int = 1, padding: int | str | None = None, stride: int = 1) -> int | str:
+    """Turn a padding spec into what ``nn.Conv2d`` takes.
+
+    ``None`` and ``"same"`` mean "keep the size at stride 1": ``dilation * (kernel_size - 1) // 2``
+    for odd effective kernels. ``"valid"`` means 0. Integers pass through.
+
+    Example:
+        >>> resolve_padding(3), resolve_padding(7, dilation=2), resolve_padding(3, padding="valid")
+        (1, 6, 0)
+    """
+    if padding is None or padding == "same":
+        span = dilation * (kernel_size - 1)
+        if span % 2 == 0:
+            return span // 2
+        if padding == "same" and stride == 1:
+            return "same"  # even kernels need asymmetric padding, which only torch's "same" does
+        raise ConfigError(
+            f"padding='same' is ambiguous for the even kernel_size={kernel_size} (dilation={dilation}, "
+            f"stride={stride}): pass an explicit integer padding or use an odd kernel_size."
+        )
+    if padding == "valid":
+        return 0
+    if isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+        return padding
+    raise ConfigError(f"padding must be a non-negative int, 'same', 'valid' or null; got {padding!r}.")
+
+
+def _split(spec: LayerSpec, registry) -> tuple[str, dict[str, Any]]:
+    if spec is None:
+        return "none", {}
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, Mapping):
+        kwargs = dict(spec)
+        if registry.key not in kwargs:
+            raise ConfigError(f"{registry.kind} spec {kwargs!r} needs a {registry.key!r} key naming the {registry.kind}.")
+        return kwargs.pop(registry.key), kwargs
+    raise ConfigError(f"{registry.kind} must be a name, a mapping or null; got {spec!r}.")
+
+
+def is_none(spec: LayerSpec) -> bool:
+    """Whether a norm/activation spec switches the layer off."""
+    return spec is None or spec in ("none", "identity")
+
+
+def make_norm(spec: LayerSpec, num_channels: int, **defaults: Any) -> nn.Module:
+    """Normalisation layer for ``num_channels`` channels from a name or mapping (see ``NORMS``)."""
+    name, kwargs = _split(spec, NORMS)
+    kwargs = {**defaults, **kwargs}
+    NORMS.check_arguments(name, {"num_channels": num_channels, **kwargs})
+    return NORMS.get(name)(num_channels=num_channels, **kwargs)
+
+
+def make_act(spec: LayerSpec, **defaults: Any) -> nn.Module:
+    """Activation layer from a name or mapping (see ``ACTIVATIONS``)."""
+    name, kwargs = _split(spec, ACTIVATIONS)
+    kwargs = {**defaults, **kwargs}
+    ACTIVATIONS.check_arguments(name, kwargs)
+    return ACTIVATIONS.get(name)(**kwargs)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channel dimension of an NCHW tensor (as in ConvNeXt).
+
+    Example:
+        >>> LayerNorm2d(8)(torch.randn(2, 8, 4, 4)).shape
+        torch.Size([2, 8, 4, 4])
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+@NORMS.register("batchnorm", "bn")
+def batchnorm(
+    num_channels: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True, learn_scale: bool = True
+) -> nn.Module:
+    """``nn.BatchNorm2d``; ``learn_scale=False`` keeps the scale at 1 and trains only the shift (airbench)."""
+    norm = nn.BatchNorm2d(num_channels, eps=eps, momentum=momentum, affine=affine)
+    if affine and not learn_scale:
+        norm.weight.requires_grad_(False)
+    return norm
+
+
+@NORMS.register("groupnorm", "gn")
+def groupnorm(num_channels: int, num_groups: int = 32, eps: float = 1e-5, affine: bool = True) -> nn.Module:
+    groups = min(num_groups, num_channels)  # small layers get one channel per group, not an error
+    if num_channels % groups:
+        raise ConfigError(
+            f"groupnorm: num_groups={num_groups} does not divide {num_channels} channels; "
+            f"pick a divisor of {num_channels} for num_groups."
+        )
+    return nn.GroupNorm(groups, num_channels, eps=eps, affine=affine)
+
+
+@NORMS.register("layernorm", "ln", "layernorm2d")
+def layernorm(num_channels: int, eps: float = 1e-6, affine: bool = True) -> nn.Module:
+    return LayerNorm2d(num_channels, eps=eps, elementwise_affine=affine)
+
+
+@NORMS.register("none", "identity")
+def no_norm(num_channels: int) -> nn.Module:
+    return nn.Identity()
+
+
+@ACTIVATIONS.register("relu")
+def relu(inplace: bool = False) -> nn.Module:
+    return nn.ReLU(inplace=inplace)
+
+
+@ACTIVATIONS.register("relu6")
+def relu6(inplace: bool = False) -> nn.Module:
+    return nn.ReLU6(inplace=inplace)
+
+
+@ACTIVATIONS.register("gelu")
+def gelu(approximate: str = "none") -> nn.Module:
+    return nn.GELU(approximate=approximate)
+
+
+@ACTIVATIONS.register("silu", "swish")
+def silu(inplace: bool = False) -> nn.Module:
+    return nn.SiLU(inplace=inplace)
+
+
+@ACTIVATIONS.register("hardswish")
+def hardswish(inplace: bool = False) -> nn.Module:
+    return nn.Hardswish(inplace=inplace)
+
+
+@ACTIVATIONS.register("leaky_relu")
+def leaky_relu(negative_slope: float = 0.01, inplace: bool = False) -> nn.Module:
+    return nn.LeakyReLU(negative_slope=negative_slope, inplace=inplace)
+
+
+@ACTIVATIONS.register("sigmoid")
+def sigmoid() -> nn.Module:
+    return nn.Sigmoid()
+
+
+@ACTIVATIONS.register("hardsigmoid")
+def hardsigmoid(inplace: bool = False) -> nn.Module:
+    return nn.Hardsigmoid(inplace=inplace)
+
+
+@ACTIVATIONS.register("tanh")
+def tanh() -> nn.Module:
+    return nn.Tanh()
+
+
+@ACTIVATIONS.register("identity", "none")
+def identity() -> nn.Module:
+    return nn.Identity()

@@ -1,0 +1,190 @@
+"""The LightningModule: any convzoo network as a CIFAR-style image classifier.
+
+Example (inference in another project, from a training run's checkpoint)::
+
+    from convzoo.lightning import load_model
+    net = load_model("outputs/2026-11-22/12-00-00/checkpoints/best.ckpt")  # eval-mode ConvNet
+    probabilities = net(images).softmax(-1)   # images normalised with CIFAR-10 mean/std
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics.classification import MulticlassAccuracy
+
+from convzoo import __version__
+from convzoo.init import NORM_TYPES
+from convzoo.model import ConvNet, build_model
+from convzoo.registry import ConfigError
+from convzoo.spec import upgrade_legacy_spec
+
+__all__ = ["ImageClassifier", "load_model", "make_optimizer"]
+
+TTA_MODES = ("none", "flip", "flip_translate")
+
+
+def make_optimizer(factory: Callable[..., Optimizer], model: nn.Module, norm_bias_lr_scale: float = 1.0) -> Optimizer:
+    """Build ``factory(param_groups)``; the biases (shifts) of norm layers get ``lr * norm_bias_lr_scale``.
+
+    Their weight decay is divided by the same factor, so the decoupled decay ``lr * weight_decay``
+    (what actually shrinks a weight each step) is the same for every parameter, as in airbench.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if norm_bias_lr_scale == 1.0:
+        return factory(trainable)
+    norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, NORM_TYPES) and getattr(m, "bias", None) is not None}
+    optimizer = factory([
+        {"params": [p for p in trainable if id(p) not in norm_biases]},
+        {"params": [p for p in trainable if id(p) in norm_biases]},
+    ])
+    boosted = optimizer.param_groups[1]
+    boosted["lr"] *= norm_bias_lr_scale
+    boosted["weight_decay"] = boosted.get("weight_decay", 0.0) / norm_bias_lr_scale
+    return optimizer
+
+
+def flip_translate_views(x: torch.Tensor, mode: str) -> list[tuple[torch.Tensor, float]]:
+    """Test-time views and their weights: identity and mirror, plus 1-px diagonal shifts (airbench)."""
+    views = [(x, 1.0)]
+    if mode in ("flip", "flip_translate"):
+        views.append((x.flip(-1), 1.0))
+    if mode == "flip_translate":
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        for shifted in (padded[..., :-2, :-2], padded[..., 2:, 2:]):
+            views += [(shifted, 0.5), (shifted.flip(-1), 0.5)]
+    return views
+
+
+class ImageClassifier(L.LightningModule):
+    """Cross-entropy training of a network built from a model spec, with top-1 accuracy.
+
+    Args:
+        model: the model spec (see :mod:`convzoo.model`); stored in the checkpoint, so
+            ``ImageClassifier.load_from_checkpoint(path)`` rebuilds the network alone.
+        optimizer: ``optimizer(param_groups) -> Optimizer`` (a Hydra ``_partial_``).
+        scheduler: ``scheduler(optimizer, total_steps) -> LRScheduler``, stepped every batch.
+        label_smoothing: cross-entropy label smoothing.
+        norm_bias_lr_scale: LR multiplier for the biases of norm layers (see :func:`make_optimizer`).
+        tta: test-time augmentation: ``none``, ``flip`` or ``flip_translate``.
+        channels_last: keep weights in channels-last memory format (fast convs on AMX CPUs and tensor cores).
+        compile: wrap the network in ``torch.compile``.
+
+    Example:
+        >>> from functools import partial
+        >>> spec = {"in_channels": 3, "num_classes": 10, "layers": [
+        ...     {"block": "conv_norm_act", "out_channels": 8}, {"block": "classifier"}]}
+        >>> module = ImageClassifier(spec, optimizer=partial(torch.optim.SGD, lr=0.1))
+        >>> module(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        model: Mapping[str, Any],
+        optimizer: Callable[..., Optimizer] | None = None,
+        scheduler: Callable[..., LRScheduler] | None = None,
+        label_smoothing: float = 0.0,
+        norm_bias_lr_scale: float = 1.0,
+        tta: str = "none",
+        channels_last: bool = True,
+        compile: bool = False,
+    ):
+        super().__init__()
+        if tta not in TTA_MODES:
+            raise ValueError(f"module.tta={tta!r} is not known; use one of {', '.join(TTA_MODES)}.")
+        network = build_model(model)
+        if len(network.outputs) != 1 or network.feature_info.reduction() != [None]:
+            returns = ", ".join(f"{i['module']} ({i['num_chs']} channels, reduction {i['reduction']})" for i in network.feature_info)
+            raise ConfigError(
+                f"model {network.spec.get('name') or ''!r} returns {returns}, but an image classifier trains a network whose "
+                f"one output is class logits (batch, num_classes); end the spec with a classifier layer."
+            )
+        # The checkpoint keeps the spec as built (resolved, defaults filled, variables dropped), so
+        # it rebuilds the same network without the config tree it came from.
+        model = network.spec
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.model: ConvNet = network
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self._compiled = False
+        num_classes = self.model.num_classes or self.model.out_channels
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: Any = None,
+                             strict: bool | None = None, **kwargs: Any) -> ImageClassifier:
+        """Lightning's loader; a checkpoint written by convzoo 0.1 gets its spec in today's form first."""
+        if "model" not in kwargs:
+            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+            if "convzoo_version" not in checkpoint:
+                kwargs["model"] = upgrade_legacy_spec(checkpoint["hyper_parameters"]["model"])
+        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
+                                            strict=strict, **kwargs)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["convzoo_version"] = __version__
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and not self._compiled:
+            # in place: parameter names (and so checkpoints) stay those of the plain network
+            self.model.compile()
+            self._compiled = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = self._loss(logits, labels)
+        self.train_acc(logits, labels)
+        # No .item() here: logged tensors stay on the device; the bar reads them every refresh_rate steps.
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        logits = self(images)
+        self.val_acc(logits, labels)
+        self.log("val/loss", self._loss(logits, labels), prog_bar=True, sync_dist=True)
+        self.log("val/acc", self.val_acc, prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        images, labels = batch
+        views = flip_translate_views(images, self.hparams.tta)
+        logits = sum(weight * self(view).float() for view, weight in views) / sum(w for _, w in views)
+        self.test_acc(logits, labels)
+        self.log("test/loss", self._loss(logits, labels), sync_dist=True)
+        self.log("test/acc", self.test_acc)
+
+    def configure_optimizers(self) -> Any:
+        if self.optimizer_factory is None:
+            raise RuntimeError("ImageClassifier was built without an optimizer; pass optimizer= to train it.")
+        optimizer = make_optimizer(self.optimizer_factory, self.model, self.hparams.norm_bias_lr_scale)
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> ConvNet:
+    """The trained network from a convzoo checkpoint, in eval mode, ready for inference."""
+    module = ImageClassifier.load_from_checkpoint(checkpoint, map_location=map_location, compile=False)
+    return module.model.eval()

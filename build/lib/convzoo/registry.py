@@ -1,0 +1,265 @@
+"""Name -> builder registries: the one mechanism behind blocks, norms, activations and inits.
+
+A :class:`Registry` maps names (and aliases) to callables, builds them from config dicts and
+answers unknown names with the closest registered ones.
+
+Example:
+    >>> from convzoo.registry import Registry
+    >>> POOLS = Registry("pool", key="type")
+    >>> @POOLS.register("max", "maxpool")
+    ... def max_pool(kernel_size: int = 2):
+    ...     return ("max", kernel_size)
+    >>> POOLS.build({"type": "maxpool", "kernel_size": 3})
+    ('max', 3)
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import difflib
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from importlib import metadata
+from typing import Any
+
+__all__ = [
+    "ConfigError", "Registry", "closest", "suggest", "type_name", "fits_annotation",
+    "BLOCKS", "NORMS", "ACTIVATIONS", "INITS",
+]
+
+
+class ConfigError(ValueError):
+    """A config names something that does not exist or passes arguments that do not fit."""
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Up to ``n`` candidates that look like ``name`` (did-you-mean suggestions)."""
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """Human-readable 'did you mean' fragment, empty when nothing is close."""
+    near = closest(name, candidates)
+    return f" Did you mean {' or '.join(repr(c) for c in near)}?" if near else ""
+
+
+_SEQUENCES = (list, tuple, collections.abc.Sequence)
+_MAPPINGS = (dict, collections.abc.Mapping)
+
+
+def fits_annotation(value: Any, annotation: Any) -> bool:
+    """Whether a config ``value`` (plain YAML types) fits a type annotation.
+
+    Understands the annotations blocks use: ``int``, ``float`` (ints fit), ``bool`` (ints do not),
+    ``str``, ``None``, unions/``Optional``, ``list``/``tuple``/``Sequence`` of an item type,
+    ``dict``/``Mapping``, ``Literal`` and classes; anything else fits (it is not ours to judge).
+
+    Example:
+        >>> fits_annotation(3, int | None), fits_annotation("abc", int), fits_annotation(True, int)
+        (True, False, False)
+        >>> fits_annotation([16, 32], list[int]), fits_annotation(2, float)
+        (True, True)
+    """
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits_annotation(value, arm) for arm in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in _SEQUENCES or annotation in _SEQUENCES:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(fits_annotation(v, a) for v, a in zip(value, args))
+        return not args or all(fits_annotation(v, args[0]) for v in value)
+    if origin in _MAPPINGS or annotation in _MAPPINGS:
+        return isinstance(value, Mapping)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def type_name(annotation: Any) -> str:
+    """How an annotation reads in an error message: ``int``, ``int | None``, ``list[int]``, ``mapping``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is None or annotation is type(None):
+        return "None"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(arm) for arm in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(arg) for arg in args)
+    if origin in _SEQUENCES or annotation in _SEQUENCES:
+        return f"list[{', '.join(type_name(a) for a in args if a is not Ellipsis)}]" if args else "list"
+    if origin in _MAPPINGS or annotation in _MAPPINGS:
+        return "mapping"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _type_hints(builder: Callable) -> dict[str, Any]:
+    """The builder's evaluated annotations; empty when they cannot be evaluated (then nothing is checked)."""
+    target = builder.__init__ if isinstance(builder, type) else builder
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # an annotation naming something not importable here: skip the type checks
+        return {}
+
+
+class Registry:
+    """A named table of builders (classes or functions) that can be extended by other projects.
+
+    Args:
+        kind: what the entries are, used in error messages ("block", "norm", ...).
+        key: the config key holding the entry name in :meth:`build` (``{"block": "conv", ...}``).
+        entry_point_group: an importlib-metadata entry-point group whose modules are imported on
+            first lookup, so installed packages can contribute entries without being imported.
+    """
+
+    def __init__(self, kind: str, key: str | None = None, entry_point_group: str | None = None):
+        self.kind = kind
+        self.key = key or kind
+        self.entry_point_group = entry_point_group
+        self._entries: dict[str, Callable[..., Any]] = {}
+        self._aliases: dict[str, str] = {}
+        self._entry_points_loaded = entry_point_group is None
+
+    # -- registration -------------------------------------------------------------------------
+    def register(self, name: str, *aliases: str, override: bool = False) -> Callable[[Callable], Callable]:
+        """Decorator registering a builder under ``name`` and optional ``aliases``.
+
+        Re-using a taken name is an error unless ``override=True`` (to replace a built-in).
+        """
+
+        def decorator(obj: Callable) -> Callable:
+            for label in (name, *aliases):
+                if not override and (label in self._entries or label in self._aliases):
+                    raise ConfigError(
+                        f"{self.kind} {label!r} is already registered "
+                        f"(by {self._describe(self.get(label))}). "
+                        f"Pick another name or pass override=True to replace it."
+                    )
+            self._entries[name] = obj
+            self._aliases.pop(name, None)
+            for alias in aliases:
+                self._aliases[alias] = name
+            return obj
+
+        return decorator
+
+    # -- lookup -------------------------------------------------------------------------------
+    def _load_entry_points(self) -> None:
+        if self._entry_points_loaded:
+            return
+        self._entry_points_loaded = True  # set first: the imported modules call register()
+        for entry_point in metadata.entry_points(group=self.entry_point_group):
+            entry_point.load()
+
+    def _canonical(self, name: str) -> str | None:
+        self._load_entry_points()
+        if name in self._entries:
+            return name
+        return self._aliases.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self._canonical(name) is not None
+
+    def __len__(self) -> int:
+        self._load_entry_points()
+        return len(self._entries)
+
+    def names(self, aliases: bool = False) -> list[str]:
+        """Sorted registered names, optionally with their aliases."""
+        self._load_entry_points()
+        found = list(self._entries) + (list(self._aliases) if aliases else [])
+        return sorted(found)
+
+    def get(self, name: str) -> Callable[..., Any]:
+        """The builder registered as ``name`` (or an alias of it)."""
+        if not isinstance(name, str):
+            raise ConfigError(f"{self.kind} name must be a string, got {name!r}.")
+        canonical = self._canonical(name)
+        if canonical is None:
+            raise ConfigError(
+                f"Unknown {self.kind} {name!r}.{suggest(name, self.names(aliases=True))} "
+                f"Registered {self.kind}s: {', '.join(self.names())}."
+            )
+        return self._entries[canonical]
+
+    def canonical_name(self, name: str) -> str:
+        """The primary name behind ``name`` (which may be an alias)."""
+        self.get(name)
+        return self._canonical(name)  # type: ignore[return-value]
+
+    # -- building -----------------------------------------------------------------------------
+    def check_arguments(self, name: str, kwargs: Mapping[str, Any], where: str = "") -> None:
+        """Raise a :class:`ConfigError` when ``kwargs`` do not fit the builder's signature."""
+        builder = self.get(name)
+        params = inspect.signature(builder).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        prefix = f"{where}{self.kind} {name!r}"
+        for key in kwargs:
+            if key not in accepted:
+                raise ConfigError(
+                    f"{prefix} got an unknown argument {key!r}.{suggest(key, accepted)} "
+                    f"It accepts: {', '.join(accepted)}."
+                )
+        missing = [
+            n for n in accepted
+            if params[n].default is inspect.Parameter.empty and n not in kwargs
+        ]
+        if missing:
+            raise ConfigError(
+                f"{prefix} is missing required argument(s) {', '.join(missing)}. "
+                f"It accepts: {', '.join(accepted)}."
+            )
+        hints = _type_hints(builder)
+        for key, value in kwargs.items():
+            if key in hints and not fits_annotation(value, hints[key]):
+                raise ConfigError(
+                    f"{prefix}: {key}={value!r} has the wrong type ({type(value).__name__}); "
+                    f"it must be {type_name(hints[key])}."
+                )
+
+    def annotation(self, name: str, argument: str) -> Any:
+        """The evaluated type annotation of one of the builder's arguments (``Any`` when unannotated)."""
+        return _type_hints(self.get(name)).get(argument, Any)
+
+    def build(self, config: Mapping[str, Any] | str, **overrides: Any) -> Any:
+        """Build an entry from ``{key: name, **kwargs}`` (or a bare name), with keyword overrides."""
+        if isinstance(config, str):
+            config = {self.key: config}
+        kwargs = {**dict(config), **overrides}
+        if self.key not in kwargs:
+            raise ConfigError(f"{self.kind} config {dict(config)!r} has no {self.key!r} key naming the {self.kind}.")
+        name = kwargs.pop(self.key)
+        self.check_arguments(name, kwargs)
+        return self.get(name)(**kwargs)
+
+    def signature(self, name: str) -> inspect.Signature:
+        """The builder's signature, for listings and docs."""
+        return inspect.signature(self.get(name))
+
+    @staticmethod
+    def _describe(obj: Callable) -> str:
+        return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self._entries)} entries)"
+
+
+BLOCKS = Registry("block", entry_point_group="convzoo.blocks")
+NORMS = Registry("norm")
+ACTIVATIONS = Registry("activation", key="act")
+INITS = Registry("init scheme", key="scheme")
