@@ -9,7 +9,8 @@
 
 Each step is forward + backward + SGD update on random CIFAR-shaped batches, bf16 autocast and
 channels-last (the CPU presets' setting). The variants take turns, one timed window each per
-round, so drifts in machine load hit all three alike; the median window per variant is reported.
+round (``benchmarks/common.py``), so drifts in machine load hit all three alike; the median
+window per variant is reported.
 
 Usage:
     python benchmarks/graph_overhead.py                 # ~3 minutes on 2 cores
@@ -21,21 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import statistics
 import sys
-import time
 from collections import OrderedDict
-from datetime import date
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from convzoo.model import ConvNet, GraphNet, build_model  # noqa: E402
 
 
@@ -74,19 +70,6 @@ def as_graph(chain: ConvNet) -> GraphNet:
     return GraphNet(modules, chain.spec, chain.nodes, chain.feature_info, wiring)
 
 
-def train_window(net: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
-                 labels: torch.Tensor, steps: int) -> float:
-    """images/s over ``steps`` training steps."""
-    start = time.perf_counter()
-    for _ in range(steps):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = F.cross_entropy(net(images).float(), labels)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    return steps * len(images) / (time.perf_counter() - start)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--width", type=int, default=64)
@@ -107,23 +90,12 @@ def main() -> None:
     assert type(variants["chain"]) is ConvNet and type(variants["graph spec"]) is GraphNet
     params = {name: sum(p.numel() for p in net.parameters()) for name, net in variants.items()}
     assert len(set(params.values())) == 1, params
-    images = torch.randn(args.batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (args.batch_size,))
-    optimizers = {}
-    for name, net in variants.items():
-        net.to(memory_format=torch.channels_last).train()
-        optimizers[name] = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        train_window(net, optimizers[name], images, labels, 2)  # warm-up: oneDNN primitives, allocator
-    load_before = os.getloadavg()[0]
-    rates: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.rounds):
-        for name, net in variants.items():
-            rates[name].append(train_window(net, optimizers[name], images, labels, args.steps))
-    load_after = os.getloadavg()[0]
-    median = {name: statistics.median(r) for name, r in rates.items()}
+    before = machine()
+    rates = in_turns(variants, args.batch_size, args.steps, args.rounds)
+    load_before, load_after = before["load_average_1min"], machine()["load_average_1min"]
+    median = medians(rates)
     result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        **before,
         "load_average_1min": [load_before, load_after],
         "settings": vars(args) | {"out": str(args.out), "params": params["chain"]},
         "images_per_s": rates,

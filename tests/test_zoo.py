@@ -1,5 +1,6 @@
 """The model zoo: published parameter counts, exactly, through the public API; blocks vs primitives."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 
 from convzoo import ConfigError, build_model, create_model, list_models
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
 
 PUBLISHED = [  # (model, overrides, parameters for 10 classes at 32x32)
     ("resnet_cifar", {"depth": 20}, 269_722),
@@ -106,3 +108,27 @@ def test_summary_of_a_deep_zoo_model(capsys):
     assert main(["summary", "model=resnet_cifar", "model.depth=110"]) == 0
     out = capsys.readouterr().out
     assert "layers.stage3.17" in out and "1,727,962" in out
+
+
+def _reference_nets():
+    spec = importlib.util.spec_from_file_location("reference_nets", REPO / "benchmarks" / "reference_nets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name,reference", [("resnet", "ResNet18"), ("mobilenetv2", "MobileNetV2")])
+def test_yaml_model_computes_what_the_hand_written_one_does(name, reference):
+    """The benchmark compares like with like: same parameters in the same order, identical outputs."""
+    net = create_model(name)
+    hand = getattr(_reference_nets(), reference)()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for tensor in net.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) * 0.1 + (0.5 if tensor.dim() == 1 else 0.0))
+    pairs = list(zip(net.state_dict().values(), hand.state_dict().items()))
+    assert len(pairs) == len(hand.state_dict()) == len(net.state_dict()) and all(a.shape == b.shape for a, (_, b) in pairs)
+    hand.load_state_dict({key: value for value, (key, _) in pairs})
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(net.eval()(x), hand.eval()(x))

@@ -1,0 +1,62 @@
+"""What the in-process benchmarks share: one timed training window, variants timed in turns, the machine."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from datetime import date
+
+import torch
+import torch.nn.functional as F
+
+
+def machine() -> dict:
+    """Date, CPU, torch version and the load average, for the record beside every number."""
+    return {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "load_average_1min": os.getloadavg()[0],
+    }
+
+
+def train_window(net: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
+                 labels: torch.Tensor, steps: int) -> float:
+    """images/s over ``steps`` training steps: bf16 autocast forward, fp32 loss, backward, SGD update."""
+    start = time.perf_counter()
+    for _ in range(steps):
+        with torch.autocast(images.device.type, dtype=torch.bfloat16):
+            loss = F.cross_entropy(net(images).float(), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return steps * len(images) / (time.perf_counter() - start)
+
+
+def in_turns(variants: Mapping[str, torch.nn.Module], batch_size: int, steps: int, rounds: int,
+             warmup: int = 2, on_round: Callable[[int], None] | None = None) -> dict[str, list[float]]:
+    """Train every variant (channels-last, SGD) on the same random batch, one window each per round.
+
+    Taking turns means a change in machine load during the run hits every variant alike; compare
+    the medians of the returned windows.
+    """
+    images = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (batch_size,))
+    optimizers = {}
+    for name, net in variants.items():
+        net.to(memory_format=torch.channels_last).train()
+        optimizers[name] = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        train_window(net, optimizers[name], images, labels, warmup)  # oneDNN primitives, allocator
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for round_index in range(rounds):
+        for name, net in variants.items():
+            rates[name].append(train_window(net, optimizers[name], images, labels, steps))
+        if on_round:
+            on_round(round_index)
+    return rates
+
+
+def medians(rates: Mapping[str, list[float]]) -> dict[str, float]:
+    return {name: statistics.median(values) for name, values in rates.items()}
