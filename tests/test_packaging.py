@@ -2,6 +2,7 @@
 and trains with the same command line as train.py, outside any checkout."""
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -19,9 +20,20 @@ def run(*command, **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
+def source_tree(destination: Path) -> Path:
+    """The checkout's tracked files and new ones git does not ignore (building writes build/ into the source)."""
+    listed = run("git", "ls-files", "--cached", "--others", "--exclude-standard", cwd=REPO).stdout.splitlines()
+    for name in listed:
+        if (REPO / name).is_file():
+            (destination / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, destination / name)
+    return destination
+
+
 @pytest.mark.slow
 def test_wheel_carries_the_zoo_and_trains_outside_the_checkout(tmp_path):
-    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", REPO)
+    source = source_tree(tmp_path / "source")
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", tmp_path / "dist", source)
     wheel = next((tmp_path / "dist").glob("convzoo-*.whl"))
     files = set(zipfile.ZipFile(wheel).namelist())
     assert {"convzoo/configs/train.yaml", "convzoo/configs/model/resnet_cifar.yaml", "convzoo/configs/recipe/wrn_cifar.yaml"} <= files

@@ -1,1 +1,0 @@
-"""The Hydra config tree; installed as the ``convzoo.configs`` package (see setup.py)."""
