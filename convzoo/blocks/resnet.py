@@ -26,8 +26,22 @@ def _no_skipless(kind: str) -> None:
         raise ConfigError("shortcut='none' would leave a residual block without its skip; use projection or zero_pad.")
 
 
+class _PostActivationUnit(nn.Module):
+    """What the basic and bottleneck blocks share: ``act(se(branch) + skip)``."""
+
+    se: SqueezeExcite | None
+    shortcut: nn.Module | None
+    act: nn.Module
+
+    def _merge(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        if self.se is not None:
+            out = self.se(out)
+        skip = x if self.shortcut is None else self.shortcut(x)
+        return self.act(out + skip)
+
+
 @BLOCKS.register("basic")
-class BasicBlock(nn.Module):
+class BasicBlock(_PostActivationUnit):
     """``act(conv_norm(conv_norm_act(x)) + shortcut(x))``: two 3x3 convs, the first with the stride.
 
     Where the block changes the shape the skip is a ``projection`` (1x1 conv + norm, option B)
@@ -61,15 +75,11 @@ class BasicBlock(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(self.conv1(x))
-        if self.se is not None:
-            out = self.se(out)
-        skip = x if self.shortcut is None else self.shortcut(x)
-        return self.act(out + skip)
+        return self._merge(x, self.conv2(self.conv1(x)))
 
 
 @BLOCKS.register("bottleneck")
-class Bottleneck(nn.Module):
+class Bottleneck(_PostActivationUnit):
     """``act(conv_norm(1x1) . conv_norm_act(3x3, stride) . conv_norm_act(1x1)(x) + shortcut(x))``.
 
     The 1x1 convs narrow to ``out_channels // expansion`` channels and widen back; the stride
@@ -108,11 +118,7 @@ class Bottleneck(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv3(self.conv2(self.conv1(x)))
-        if self.se is not None:
-            out = self.se(out)
-        skip = x if self.shortcut is None else self.shortcut(x)
-        return self.act(out + skip)
+        return self._merge(x, self.conv3(self.conv2(self.conv1(x))))
 
 
 @BLOCKS.register("preact_basic", "wide_basic")
