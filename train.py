@@ -3,10 +3,21 @@
 All logic lives in :func:`convzoo.training.train`; this file only lets Hydra compose the config.
 """
 
+import logging
 import sys
 
 import hydra
 from omegaconf import DictConfig
+
+
+def _print_lightning_messages_once() -> None:
+    """``import lightning`` gives the "lightning" logger a console handler of its own *and* lets its
+    records propagate to the root logger, which Hydra has already given a console (and train.log)
+    handler: every Lightning message would print twice. Hydra's handlers keep them (once, and in the log file)."""
+    lightning_logger = logging.getLogger("lightning")
+    if logging.getLogger().handlers:
+        for handler in list(lightning_logger.handlers):
+            lightning_logger.removeHandler(handler)
 
 
 @hydra.main(config_path="configs", config_name="train", version_base="1.3")
@@ -16,6 +27,7 @@ def main(cfg: DictConfig) -> float | None:
     from convzoo.registry import ConfigError
     from convzoo.training import train
 
+    _print_lightning_messages_once()
     try:
         metrics = train(cfg)
     except (ConfigError, DataNotFoundError, CorruptDataError) as error:
