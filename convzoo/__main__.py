@@ -1,4 +1,4 @@
-"""``python -m convzoo list`` and ``python -m convzoo summary [overrides]``."""
+"""``python -m convzoo list``, ``python -m convzoo summary [overrides]`` and ``python -m convzoo compare RUN_DIR...``."""
 
 from __future__ import annotations
 
@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="registered blocks, norms, activations and init schemes with their arguments")
     summarise = commands.add_parser("summary", help="per-layer table of a configured model, without training")
     summarise.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=convmixer model.dim=512")
+    comparing = commands.add_parser(
+        "compare", help="runs side by side: validation curves on one PNG and a table of final metrics"
+    )
+    comparing.add_argument("runs", nargs="+", help="run directories, or folders of them (a multirun sweep)")
+    comparing.add_argument("-o", "--output", help="PNG to write (default: <sweep>/compare.png, else ./compare.png)")
     args = parser.parse_args(argv)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -70,8 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     from convzoo.registry import ConfigError
 
     try:
-        print(list_registries() if args.command == "list" else print_summary(args.overrides))
-    except (ConfigError, HydraException, OmegaConfBaseException) as error:
+        if args.command == "compare":
+            from convzoo.compare import compare
+
+            print(compare(args.runs, args.output)[0])
+        else:
+            print(list_registries() if args.command == "list" else print_summary(args.overrides))
+    except (ConfigError, HydraException, OmegaConfBaseException, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -93,6 +93,7 @@ def _init_images(datamodule: L.LightningDataModule, count: int) -> torch.Tensor:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``)."""
+    run_start = time.perf_counter()
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
@@ -138,7 +139,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test", True):
         trainer.test(module, datamodule=datamodule, ckpt_path=_test_checkpoint(trainer))
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-    metrics.update(epochs=trainer.current_epoch, fit_minutes=fit_seconds / 60, params=table.total_params)
+    metrics.update(epochs=trainer.current_epoch, fit_minutes=fit_seconds / 60, params=table.total_params,
+                   run_minutes=(time.perf_counter() - run_start) / 60)
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
