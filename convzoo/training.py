@@ -27,6 +27,7 @@ from convzoo.data import TensorDataModule
 from convzoo.init import InitRecord, apply_data_init, apply_init_config
 from convzoo.lightning import ImageClassifier
 from convzoo.summary import ModelSummary, summary
+from convzoo.tracking import log_run_files
 
 __all__ = ["fit_model_to_data", "train", "write_run_records"]
 
@@ -144,4 +145,5 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+    log_run_files(trainer.loggers, run_dir, metrics)
     return metrics

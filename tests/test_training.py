@@ -62,7 +62,7 @@ def test_every_config_composes_and_instantiates(group, option, tmp_path):
 
 def test_group_options_cover_the_issue():
     assert {"cpu", "gpu", "ddp"} <= set(GROUP_OPTIONS["trainer"])
-    assert {"csv", "tensorboard"} <= set(GROUP_OPTIONS["logger"])
+    assert {"csv", "tensorboard", "mlflow"} <= set(GROUP_OPTIONS["logger"])
     assert {"cifar10", "cifar100", "image_folder", "synthetic"} <= set(GROUP_OPTIONS["data"])
     assert {"fast_dev_run", "overfit_batch"} <= set(GROUP_OPTIONS["debug"])
     assert {"adamw", "sgd"} <= set(GROUP_OPTIONS["optimizer"])
