@@ -86,9 +86,8 @@ def _test_checkpoint(trainer: L.Trainer) -> str | None:
     return callback.best_model_path
 
 
-def _init_images(datamodule: L.LightningDataModule, count: int) -> torch.Tensor:
-    """The first ``count`` training images, normalised as the network will see them."""
-    datamodule.setup("fit")
+def _init_images(datamodule: TensorDataModule, count: int) -> torch.Tensor:
+    """The first ``count`` training images (of a set-up data module), normalised as the network will see them."""
     return datamodule.eval_transform(datamodule.train_images[:count])
 
 

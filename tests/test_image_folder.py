@@ -164,7 +164,7 @@ def test_statistics_come_from_the_training_images_unless_given(folder: Path) -> 
 
 @pytest.mark.parametrize("mean, std", [([0.5] * 3, None), ([0.5] * 2, [0.2] * 2), ([0.5] * 3, [0.2, 0.0, 0.2])])
 def test_bad_statistics_are_config_errors(mean, std) -> None:
-    with pytest.raises(ConfigError, match="give both as three numbers"):
+    with pytest.raises(ConfigError, match="give both, as three numbers in \\[0, 1\\] units with std > 0"):
         ImageFolderDataModule(root="x", mean=mean, std=std)
 
 
@@ -233,6 +233,7 @@ def test_test_size_that_leaves_nothing_is_refused(folder: Path) -> None:
         load_image_folder(folder, image_size=8, test_size=0)
 
 
+@pytest.mark.slow
 def test_train_py_on_an_image_folder(folder: Path, tmp_path: Path) -> None:
     from test_training import run_train_py
 

@@ -167,6 +167,18 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
     return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
 
 
+def _given_statistics(mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[tuple[float, ...], ...]:
+    def three_numbers(values: Sequence[float] | None) -> bool:
+        return values is not None and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)
+
+    if not (three_numbers(mean) and three_numbers(std) and min(std) > 0):
+        raise ConfigError(
+            f"data.mean={mean}, data.std={std}: give both, as three numbers in [0, 1] units with std > 0 "
+            f"(e.g. data.mean=[0.5,0.5,0.5] data.std=[0.25,0.25,0.25]), or neither"
+        )
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
 class TensorDataModule(L.LightningDataModule):
     """Base for data modules whose whole dataset fits in memory as uint8 tensors.
 
@@ -240,16 +252,8 @@ class TensorDataModule(L.LightningDataModule):
         if self.alternating_flip:
             augment["flip"] = False
         self.augment = augment
-        if (mean is None) != (std is None) or any(
-            stats is not None and (len(stats) != 3 or not all(isinstance(v, (int, float)) for v in stats))
-            for stats in (mean, std)
-        ) or (std is not None and min(std) <= 0):
-            raise ConfigError(
-                f"data.mean={mean} / data.std={std}: give both as three numbers in [0, 1] units (std > 0), "
-                f"or neither to use {'the data set' if self.mean is not None else 'the training images'}' statistics"
-            )
-        if mean is not None:
-            self.mean, self.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+        if mean is not None or std is not None:
+            self.mean, self.std = _given_statistics(mean, std)
         self.train_transform: BatchAugment | None = None
         self.eval_transform: Normalize | None = None
         if self.mean is not None:  # else computed from the training images in setup()

@@ -29,6 +29,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor
+from torchvision.datasets.folder import IMG_EXTENSIONS, default_loader, find_classes, make_dataset
+from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
 
 from convzoo.data.cifar10 import CorruptDataError, DataNotFoundError, ImageData
 from convzoo.registry import ConfigError
@@ -52,13 +55,7 @@ _TEST_SPLIT_SEED = 0
 _PROGRESS_FROM = 1000   # images; smaller folders decode in a moment
 
 
-def _image_extensions() -> tuple[str, ...]:
-    from torchvision.datasets.folder import IMG_EXTENSIONS
-
-    return IMG_EXTENSIONS
-
-
-IMAGE_EXTENSIONS = _image_extensions()
+IMAGE_EXTENSIONS: tuple[str, ...] = IMG_EXTENSIONS
 _FIX = (
     "set data.root=DIR to a folder holding train/<class>/<image> (optional val/ and test/ beside it) "
     f"or <class>/<image> directly; images are {', '.join(IMAGE_EXTENSIONS)}"
@@ -83,8 +80,6 @@ def parse_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
 
 def _samples(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]]:
     """``(path, label)`` of every image in ``folder/<class>/``; an empty class folder is an error."""
-    from torchvision.datasets.folder import make_dataset
-
     samples = make_dataset(str(folder), class_to_idx, extensions=IMAGE_EXTENSIONS, allow_empty=True)
     counts = torch.bincount(torch.tensor([label for _, label in samples], dtype=torch.int64),
                             minlength=len(class_to_idx))
@@ -112,8 +107,6 @@ def scan_image_folder(root: str | Path) -> tuple[tuple[str, ...], dict[str, list
         ...
         convzoo.data.cifar10.DataNotFoundError: image folder not found: /nonexistent does not exist. Fix: ...
     """
-    from torchvision.datasets.folder import find_classes
-
     root = Path(root).expanduser().absolute()
     if not root.is_dir():
         raise DataNotFoundError(f"image folder not found: {root} does not exist. Fix: {_FIX}.")
@@ -159,15 +152,11 @@ def _decode_file() -> Callable[[str], Tensor]:
 
 
 def _decode_one(path: str, size: tuple[int, int], resize: str) -> Tensor:
-    from torchvision.transforms.v2 import functional as TF
-
     try:
         if path.lower().endswith(_CODEC_DECODES):
             image = _decode_file()(path)
             image = image[0] if image.ndim == 4 else image  # an animated WebP: its first frame
         else:
-            from torchvision.datasets.folder import default_loader
-
             image = TF.pil_to_tensor(default_loader(path))  # ImageFolder's own loader: PIL, converted to RGB
     except Exception as error:  # truncated, not an image, unsupported variant: the user needs the file name
         raise CorruptDataError(
@@ -207,8 +196,6 @@ def decode_images(
 
     def work(index: int) -> None:
         out[index] = _decode_one(paths[index], size, resize)
-
-    from tqdm.auto import tqdm
 
     bar = tqdm(total=len(paths), desc=description, unit="img", disable=not progress or len(paths) < _PROGRESS_FROM)
     executor = ThreadPoolExecutor(max_workers=num_workers or os.cpu_count() or 1)
