@@ -42,9 +42,10 @@ def make_optimizer(factory: Callable[..., Optimizer], model: nn.Module, norm_bia
     if norm_bias_lr_scale == 1.0:
         return factory(trainable)
     norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, NORM_TYPES) and getattr(m, "bias", None) is not None}
+    # named, so LearningRateMonitor logs lr-<Optimizer>/weights and lr-<Optimizer>/norm_biases
     optimizer = factory([
-        {"params": [p for p in trainable if id(p) not in norm_biases]},
-        {"params": [p for p in trainable if id(p) in norm_biases]},
+        {"params": [p for p in trainable if id(p) not in norm_biases], "name": "weights"},
+        {"params": [p for p in trainable if id(p) in norm_biases], "name": "norm_biases"},
     ])
     boosted = optimizer.param_groups[1]
     boosted["lr"] *= norm_bias_lr_scale

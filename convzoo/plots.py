@@ -44,8 +44,6 @@ def curves_figure(
     not given). ``test_acc`` is marked at the best validation epoch (the checkpoint that was
     tested). ``title`` is typically :func:`convzoo.runs.run_title`.
     """
-    from matplotlib.ticker import MaxNLocator
-
     plt = _pyplot()
     curves = epoch_curves(metrics_csv)
     rates = step_curves(metrics_csv, "lr-")
@@ -60,7 +58,7 @@ def curves_figure(
     accuracy = axes[1]
     if test_acc is not None:
         val = curves.get("val/acc") or {}
-        best_epoch = max(val, key=val.get) + 1 if val else max((e + 1 for c in curves.values() for e in c), default=1)
+        best_epoch = max(val, key=val.get) + 1 if val else 1
         accuracy.axhline(test_acc, color="C3", linestyle=":", linewidth=1)
         accuracy.plot([best_epoch], [test_acc], marker="*", markersize=14, color="C3", linestyle="none",
                       label=f"test/acc {test_acc:.2%} (best val epoch {best_epoch})")
@@ -73,8 +71,14 @@ def curves_figure(
     peaks = [max(values.values()) for values in rates.values() if values]
     if len(peaks) > 1 and min(peaks) > 0 and max(peaks) > 10 * min(peaks):
         lr_axis.set_yscale("log")  # param groups far apart, e.g. norm biases at 64x the base rate
+    # test rows carry the epoch count after training, one past the last epoch: not an epoch of their own
+    last_epoch = max((e + 1 for key, curve in curves.items() if not key.startswith("test/") for e in curve), default=1)
     for axis in axes:
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if axis is not lr_axis:
+            _epoch_axis(axis, last_epoch)
+        elif steps_per_epoch:
+            _epoch_axis(axis, last_epoch, margin=0)
+            axis.set_xlim(0, last_epoch)  # the schedule runs from step 0 to the end of the last epoch
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize="small")
@@ -104,34 +108,60 @@ def plot_curves(metrics_csv: Path, output: Path, **kwargs: Any) -> Path:
     return save_figure(curves_figure(metrics_csv, **kwargs), output)
 
 
-def runs_figure(runs: Sequence[Run], title: str | None = None) -> Figure:
-    """Validation accuracy and loss per epoch of every run on one figure; test accuracy starred."""
+def _epoch_axis(axis: Any, epochs: int, margin: float = 0.5) -> None:
+    """Whole-epoch ticks only, from ``1 - margin`` to ``epochs + margin``: room even for a single epoch."""
     from matplotlib.ticker import MaxNLocator
 
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    axis.set_xlim(1 - margin, max(epochs, 1) + margin)
+
+
+def _legend_label(run: Run, overrides: list[str], width: int = 90) -> str:
+    # the overrides' last key parts (optimizer.lr=0.1 -> lr=0.1) keep a sweep's labels readable
+    short = [o.split("=", 1)[0].rsplit(".", 1)[-1] + "=" + o.split("=", 1)[1] if "=" in o else o for o in overrides]
+    label = run.name + (": " + " ".join(short) if short else "")
+    return label if len(label) <= width else label[: width - 3] + "..."
+
+
+def runs_figure(runs: Sequence[Run], title: str | None = None) -> Figure:
+    """Every run's validation accuracy and loss per epoch (test accuracy starred at the best val epoch),
+    and each run's best validation accuracy as a bar: the view after a sweep, one-epoch trials included."""
     plt = _pyplot()
     _, distinct = distinguishing_overrides(runs)
-    figure, (accuracy, loss) = plt.subplots(1, 2, figsize=(14, 5))
+    figure, (accuracy, loss, best) = plt.subplots(1, 3, figsize=(18, 5.5), width_ratios=[2, 2, 1.4])
     colours = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20")
+    last_epoch = 1
     for index, (run, overrides) in enumerate(zip(runs, distinct)):
         colour = colours(index % colours.N)
-        label = run.name + (": " + " ".join(overrides) if overrides else "")
-        label = label if len(label) <= 70 else label[:67] + "..."
         for axis, key in ((accuracy, "val/acc"), (loss, "val/loss")):
             curve = run.curves.get(key) or {}
             epochs = sorted(curve)
-            axis.plot([e + 1 for e in epochs], [curve[e] for e in epochs], marker="o", markersize=3,
-                      color=colour, label=label if axis is accuracy else None)
+            last_epoch = max([last_epoch, *(e + 1 for e in epochs)])
+            axis.plot([e + 1 for e in epochs], [curve[e] for e in epochs], marker="o", markersize=4,
+                      color=colour, label=_legend_label(run, overrides) if axis is accuracy else None)
         val = run.curves.get("val/acc") or {}
         if "test/acc" in run.metrics and val:
             accuracy.plot([max(val, key=val.get) + 1], [run.metrics["test/acc"]], marker="*", markersize=11,
                           color=colour, linestyle="none")
+        if "val/acc_best" in run.metrics:
+            best.barh(index, run.metrics["val/acc_best"], color=colour)
+        if "test/acc" in run.metrics:
+            best.plot([run.metrics["test/acc"]], [index], marker="*", markersize=11, color="black", linestyle="none")
     accuracy.plot([], [], marker="*", color="grey", linestyle="none", label="test/acc (best val epoch)")
     accuracy.set(title="validation accuracy", xlabel="epoch")
     loss.set(title="validation loss", xlabel="epoch")
     for axis in (accuracy, loss):
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(axis, last_epoch)
         axis.grid(alpha=0.3)
-    figure.legend(loc="outside lower center", ncols=min(3, max(1, len(runs) // 6 + 1)), fontsize="small")
+    best.set(title="best validation accuracy (bar), test (star)", xlabel="accuracy",
+             yticks=range(len(runs)), yticklabels=[run.name for run in runs])
+    best.invert_yaxis()  # the first run on top, as in the table
+    values = [run.metrics[k] for run in runs for k in ("val/acc_best", "test/acc") if k in run.metrics]
+    if values:  # zoom onto the differences between runs rather than from 0
+        spread = max(values) - min(values)
+        best.set_xlim(max(0.0, min(values) - max(spread, 0.02)), max(values) + max(spread, 0.02) * 0.3)
+    best.grid(alpha=0.3, axis="x")
+    figure.legend(loc="outside lower center", ncols=2 if len(runs) > 3 else 1, fontsize="small")
     figure.suptitle(title or f"{len(runs)} runs", fontsize="medium")
     figure.set_layout_engine("constrained")
     return figure

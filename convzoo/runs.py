@@ -127,8 +127,9 @@ def run_title(config: Mapping[str, Any], params: Mapping[str, Any] | None = None
     recipe.append(_short_target(config.get("scheduler")) or "constant lr")
     smoothing = (config.get("module") or {}).get("label_smoothing")
     if smoothing:
-        recipe.append(f"label smoothing {smoothing:g}")
-    recipe += [f"batch {data.get('batch_size', '?')}", f"{trainer.get('max_epochs', '?')} epochs"]
+        recipe.append(f"label smoothing {smoothing:.3g}")
+    epochs = trainer.get("max_epochs", "?")
+    recipe += [f"batch {data.get('batch_size', '?')}", f"{epochs} epoch{'' if epochs == 1 else 's'}"]
     if trainer.get("precision"):
         recipe.append(str(trainer["precision"]))
     return first + "\n" + ", ".join(recipe)

@@ -52,7 +52,7 @@ def test_plot_curves_reads_a_csv_log(tmp_path):
 
 
 def _write_log(path, groups=1):
-    lr = ",".join(f"lr-SGD/pg{g + 1}" for g in range(groups)) if groups > 1 else "lr-SGD"
+    lr = ",".join(f"lr-SGD/{name}" for name in ("weights", "norm_biases")[:groups]) if groups > 1 else "lr-SGD"
     rows = [f"epoch,step,{lr},train/loss_epoch,train/acc,val/loss,val/acc,test/acc"]
     for step in range(0, 30, 5):  # the LR monitor: a row per logged step, no epoch
         rates = ",".join(str(0.1 * (1 - step / 30) * 64**g) for g in range(groups))
@@ -73,7 +73,7 @@ def test_curves_figure_draws_lr_test_mark_integer_epochs_and_title(tmp_path):
                            test_acc=0.61, steps_per_epoch=10)
     loss, accuracy, lr = figure.axes
     assert figure._suptitle.get_text() == "airbench on CIFAR10\nSGD"
-    assert [line.get_label() for line in lr.get_lines()] == ["SGD/pg1", "SGD/pg2"]
+    assert [line.get_label() for line in lr.get_lines()] == ["SGD/norm_biases", "SGD/weights"]
     assert list(lr.get_lines()[0].get_xdata()) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]  # steps / steps_per_epoch
     assert lr.get_yscale() == "log"  # the two groups are 64x apart
     star = next(line for line in accuracy.get_lines() if line.get_label().startswith("test/acc"))

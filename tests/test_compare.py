@@ -29,6 +29,11 @@ def write_run(folder: Path, lr: float, val_accs: list[float], test_acc: float | 
         (folder / "metrics.json").write_text(json.dumps(metrics))
 
 
+def visible_ticks(axis) -> list[float]:
+    low, high = axis.get_xlim()
+    return [float(tick) for tick in axis.get_xticks() if low <= tick <= high]
+
+
 def sweep(tmp_path: Path) -> Path:
     root = tmp_path / "multirun" / "12-00-00"
     write_run(root / "0", 0.123456, [0.5, 0.6], 0.61)
@@ -55,13 +60,23 @@ def test_compare_tables_a_sweep_best_first_and_plots_it(tmp_path, capsys) -> Non
 def test_runs_figure_draws_each_run_with_its_test_accuracy(tmp_path) -> None:
     runs = find_runs([sweep(tmp_path)])
     assert [run.name for run in runs] == ["0", "2", "10"]  # numeric order, not 0, 10, 2
-    accuracy, loss = runs_figure(runs).axes
+    accuracy, loss, best = runs_figure(runs).axes
     curves = [line for line in accuracy.get_lines() if line.get_linestyle() != "None"]
-    assert [line.get_label() for line in curves] == ["0: optimizer.lr=0.123", "2: optimizer.lr=0.5", "10: optimizer.lr=1"]
+    assert [line.get_label() for line in curves] == ["0: lr=0.123", "2: lr=0.5", "10: lr=1"]
     assert list(curves[1].get_ydata()) == [0.55, 0.7] and list(curves[1].get_xdata()) == [1, 2]
     stars = [line for line in accuracy.get_lines() if line.get_marker() == "*" and len(line.get_xdata())]
     assert sorted((list(s.get_xdata()), list(s.get_ydata())) for s in stars) == [([2], [0.61]), ([2], [0.69])]
-    assert len(loss.get_lines()) == 3
+    assert len(loss.get_lines()) == 3 and visible_ticks(accuracy) == [1, 2]
+    bars = [(patch.get_y() + patch.get_height() / 2, patch.get_width()) for patch in best.patches]
+    assert bars == [(0, 0.6), (1, 0.7)]  # best val accuracy per run; the interrupted run has none
+    assert [tick.get_text() for tick in best.get_yticklabels()] == ["0", "2", "10"]
+
+
+def test_one_epoch_runs_get_a_whole_epoch_axis(tmp_path) -> None:
+    write_run(tmp_path / "a", 0.1, [0.4], 0.41)
+    write_run(tmp_path / "b", 0.2, [0.5], 0.52)
+    accuracy, _, _ = runs_figure(find_runs([tmp_path])).axes
+    assert visible_ticks(accuracy) == [1] and accuracy.get_xlim() == (0.5, 1.5)
 
 
 def test_compare_takes_several_run_directories(tmp_path, capsys) -> None:
