@@ -75,10 +75,9 @@ def curves_figure(
     last_epoch = max((e + 1 for key, curve in curves.items() if not key.startswith("test/") for e in curve), default=1)
     for axis in axes:
         if axis is not lr_axis:
-            _epoch_axis(axis, last_epoch)
+            _epoch_axis(axis, 0.5, last_epoch + 0.5)  # epoch-end points, with room around them
         elif steps_per_epoch:
-            _epoch_axis(axis, last_epoch, margin=0)
-            axis.set_xlim(0, last_epoch)  # the schedule runs from step 0 to the end of the last epoch
+            _epoch_axis(axis, 0, last_epoch)  # the schedule, from step 0 to the end of the last epoch
         axis.grid(alpha=0.3)
         if axis.get_legend_handles_labels()[0]:
             axis.legend(fontsize="small")
@@ -108,12 +107,12 @@ def plot_curves(metrics_csv: Path, output: Path, **kwargs: Any) -> Path:
     return save_figure(curves_figure(metrics_csv, **kwargs), output)
 
 
-def _epoch_axis(axis: Any, epochs: int, margin: float = 0.5) -> None:
-    """Whole-epoch ticks only, from ``1 - margin`` to ``epochs + margin``: room even for a single epoch."""
+def _epoch_axis(axis: Any, low: float, high: float) -> None:
+    """Whole-epoch ticks only (even with a single epoch in view), on ``[low, high]``."""
     from matplotlib.ticker import MaxNLocator
 
     axis.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-    axis.set_xlim(1 - margin, max(epochs, 1) + margin)
+    axis.set_xlim(low, high)
 
 
 def _legend_label(run: Run, overrides: list[str], width: int = 90) -> str:
@@ -151,7 +150,7 @@ def runs_figure(runs: Sequence[Run], title: str | None = None) -> Figure:
     accuracy.set(title="validation accuracy", xlabel="epoch")
     loss.set(title="validation loss", xlabel="epoch")
     for axis in (accuracy, loss):
-        _epoch_axis(axis, last_epoch)
+        _epoch_axis(axis, 0.5, last_epoch + 0.5)
         axis.grid(alpha=0.3)
     best.set(title="best validation accuracy (bar), test (star)", xlabel="accuracy",
              yticks=range(len(runs)), yticklabels=[run.name for run in runs])
