@@ -1,15 +1,17 @@
 """``python -m convzoo compare RUN_DIR [RUN_DIR ...]``: runs side by side, the view wanted after a sweep.
 
 Draws every run's validation accuracy and loss per epoch on one PNG (test accuracy starred at the
-best validation epoch) and prints a table of final metrics, parameters and wall time, best
+best validation epoch; a bar per run of its best validation accuracy) and prints a table of final metrics, parameters and wall time, best
 validation accuracy first. A multirun folder stands for all its jobs; the overrides that differ
 between runs name them.
 
-Example:
-    >>> table, png = compare(["multirun/2026-11-23/12-00-00"])  # doctest: +SKIP
-    >>> print(table)  # doctest: +SKIP
-    run  overrides          model     params  val/acc_best  test/acc  epochs  fit min  run min
-    1    optimizer.lr=0.02  airbench  311K          0.8712    0.8731       2     0.71     0.93
+Example (the real search of README, "Hyperparameter search")::
+
+    >>> text, png = compare(["/tmp/search/sweep"])  # doctest: +SKIP
+    >>> print(text)  # doctest: +SKIP
+    8 runs, all with: hparams_search=optuna_cpu_fast
+    run  overrides                                            model     params  val/acc_best  test/acc  ...
+    6    optimizer.lr=0.534 optimizer.weight_decay=0.000326 ...  airbench    498K        0.5315    0.5430  ...
     ...
 """
 
