@@ -1,4 +1,4 @@
-"""``python -m convzoo list`` and ``python -m convzoo summary [overrides]``."""
+"""``python -m convzoo list``, ``python -m convzoo summary [overrides]`` and ``python -m convzoo compare RUN_DIR...``."""
 
 from __future__ import annotations
 
@@ -91,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         "overrides", nargs="*",
         help="Hydra overrides (model=convmixer model.dim=512), or a spec file and key=value overrides (examples/unet.yaml width=32)",
     )
+    comparing = commands.add_parser(
+        "compare", help="runs side by side: validation curves on one PNG and a table of final metrics"
+    )
+    comparing.add_argument("runs", nargs="+", help="run directories, or folders of them (a multirun sweep)")
+    comparing.add_argument("-o", "--output", help="PNG to write (default: <sweep>/compare.png, else ./compare.png)")
     args = parser.parse_args(argv)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -98,9 +103,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             print(list_zoo() if args.what == "models" else list_registries())
+        elif args.command == "compare":
+            from convzoo.compare import compare
+
+            print(compare(args.runs, args.output)[0])
         else:
             print(print_summary(args.overrides))
-    except (ConfigError, HydraException, OmegaConfBaseException) as error:
+    except (ConfigError, HydraException, OmegaConfBaseException, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

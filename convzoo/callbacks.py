@@ -1,8 +1,7 @@
-"""Training callbacks: images/s in the progress bar, and the end-of-training curves plot."""
+"""Training callbacks: images/s in the progress bar, the run's curves plot, lookahead."""
 
 from __future__ import annotations
 
-import csv
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
+
+from convzoo.plots import plot_curves
+from convzoo.runs import run_title
 
 __all__ = ["ThroughputProgressBar", "PlotCurves", "plot_curves", "Lookahead"]
 
@@ -51,50 +53,18 @@ class ThroughputProgressBar(TQDMProgressBar):
         super().on_train_epoch_end(trainer, pl_module)
 
 
-def _epoch_curves(metrics_csv: Path) -> dict[str, dict[int, float]]:
-    """``{metric: {epoch: value}}`` from a Lightning ``CSVLogger`` file (one row per log call)."""
-    curves: dict[str, dict[int, float]] = {}
-    with open(metrics_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if not row.get("epoch"):
-                continue
-            for key, value in row.items():
-                if key not in ("epoch", "step") and value:
-                    curves.setdefault(key, {})[int(row["epoch"])] = float(value)
-    return curves
-
-
-def plot_curves(metrics_csv: Path, output: Path) -> Path:
-    """Draw train/val loss and accuracy per epoch from a CSVLogger file into a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = _epoch_curves(metrics_csv)
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
-    panels = [("loss", ["train/loss_epoch", "val/loss"]), ("accuracy", ["train/acc", "val/acc"])]
-    for axis, (title, keys) in zip(axes, panels):
-        for key in keys:
-            if key in curves:
-                epochs = sorted(curves[key])
-                axis.plot([e + 1 for e in epochs], [curves[key][e] for e in epochs], marker="o", label=key)
-        axis.set(title=title, xlabel="epoch")
-        axis.grid(alpha=0.3)
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(output, dpi=100)
-    plt.close(figure)
-    return output
-
-
 class PlotCurves(Callback):
-    """At the end of training, plot the epoch curves of the run's CSV log next to it (``curves.png``)."""
+    """Plot the run's curves next to it (``curves.png``) from its CSV log: when training ends, and
+    again after testing with the test accuracy marked.
+
+    The title names the model, data, parameter count and recipe, read from the hyperparameters the
+    CSV logger holds (:func:`convzoo.runs.run_title`).
+    """
 
     def __init__(self, filename: str = "curves.png"):
         self.filename = filename
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _plot(self, trainer: L.Trainer, test_acc: float | None = None) -> None:
         if not trainer.is_global_zero:
             return
         for logger in trainer.loggers:
@@ -102,8 +72,19 @@ class PlotCurves(Callback):
                 logger.save()
                 metrics_csv = Path(logger.log_dir) / "metrics.csv"
                 if metrics_csv.is_file():
-                    plot_curves(metrics_csv, Path(trainer.default_root_dir) / self.filename)
+                    hparams = logger.experiment.hparams
+                    title = run_title(hparams["config"], hparams.get("params")) if "config" in hparams else None
+                    steps = trainer.num_training_batches // max(1, trainer.accumulate_grad_batches)
+                    plot_curves(metrics_csv, Path(trainer.default_root_dir) / self.filename, title=title,
+                                test_acc=test_acc, steps_per_epoch=steps if 0 < steps < float("inf") else None)
                 return
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._plot(trainer)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        test_acc = trainer.callback_metrics.get("test/acc")
+        self._plot(trainer, float(test_acc) if test_acc is not None else None)
 
 
 class Lookahead(Callback):

@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -16,12 +17,23 @@ from omegaconf import DictConfig
 __all__ = ["run", "train_main"]
 
 
+def _print_lightning_messages_once() -> None:
+    """``import lightning`` gives the "lightning" logger a console handler of its own *and* lets its
+    records propagate to the root logger, which Hydra has already given a console (and train.log)
+    handler: every Lightning message would print twice. Hydra's handlers keep them (once, and in the log file)."""
+    lightning_logger = logging.getLogger("lightning")
+    if logging.getLogger().handlers:
+        for handler in list(lightning_logger.handlers):
+            lightning_logger.removeHandler(handler)
+
+
 def run(cfg: DictConfig) -> float | None:
     """Train with a composed config; a configuration mistake prints one line and exits with status 2."""
     from convzoo.data import CorruptDataError, DataNotFoundError
     from convzoo.registry import ConfigError
     from convzoo.training import train
 
+    _print_lightning_messages_once()
     try:
         metrics = train(cfg)
     except (ConfigError, DataNotFoundError, CorruptDataError) as error:

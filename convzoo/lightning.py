@@ -4,12 +4,15 @@ Example (inference in another project, from a training run's checkpoint)::
 
     from convzoo.lightning import load_model
     net = load_model("outputs/2026-11-22/12-00-00/checkpoints/best.ckpt")  # eval-mode ConvNet
-    probabilities = net(images).softmax(-1)   # images normalised with CIFAR-10 mean/std
+    probabilities = net(images).softmax(-1)   # images normalised with the run's mean/std
+
+The class names and normalisation statistics travel in the checkpoint too:
+``ImageClassifier.load_from_checkpoint(path).hparams.classes`` (``.input_mean``, ``.input_std``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +45,10 @@ def make_optimizer(factory: Callable[..., Optimizer], model: nn.Module, norm_bia
     if norm_bias_lr_scale == 1.0:
         return factory(trainable)
     norm_biases = {id(m.bias) for m in model.modules() if isinstance(m, NORM_TYPES) and getattr(m, "bias", None) is not None}
+    # named, so LearningRateMonitor logs lr-<Optimizer>/weights and lr-<Optimizer>/norm_biases
     optimizer = factory([
-        {"params": [p for p in trainable if id(p) not in norm_biases]},
-        {"params": [p for p in trainable if id(p) in norm_biases]},
+        {"params": [p for p in trainable if id(p) not in norm_biases], "name": "weights"},
+        {"params": [p for p in trainable if id(p) in norm_biases], "name": "norm_biases"},
     ])
     boosted = optimizer.param_groups[1]
     boosted["lr"] *= norm_bias_lr_scale
@@ -77,6 +81,9 @@ class ImageClassifier(L.LightningModule):
         tta: test-time augmentation: ``none``, ``flip`` or ``flip_translate``.
         channels_last: keep weights in channels-last memory format (fast convs on AMX CPUs and tensor cores).
         compile: wrap the network in ``torch.compile``.
+        classes, input_mean, input_std: the data's class names and the normalisation statistics its
+            images were fed with, kept in the checkpoint (``hparams``) so the trained network can be
+            used without the training data.
 
     Example:
         >>> from functools import partial
@@ -97,6 +104,9 @@ class ImageClassifier(L.LightningModule):
         tta: str = "none",
         channels_last: bool = True,
         compile: bool = False,
+        classes: Sequence[str] | None = None,
+        input_mean: Sequence[float] | None = None,
+        input_std: Sequence[float] | None = None,
     ):
         super().__init__()
         if tta not in TTA_MODES:

@@ -19,3 +19,10 @@ def cifar10_root() -> Path:
     if not root:
         pytest.skip("CONVZOO_DATA is not set (point it at a folder holding cifar-10-batches-py/)")
     return Path(root)
+
+
+@pytest.fixture(autouse=True)
+def mlflow_store_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """logger=mlflow defaults to ./mlruns; tests (and the train.py processes they start) use a temporary store."""
+    store = tmp_path_factory.mktemp("mlflow")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")

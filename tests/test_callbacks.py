@@ -49,3 +49,71 @@ def test_plot_curves_reads_a_csv_log(tmp_path):
                    "0,10,2.0,0.3,,\n0,10,,,1.9,0.35\n1,20,1.5,0.5,,\n1,20,,,1.4,0.55\n")
     out = plot_curves(log, tmp_path / "curves.png")
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def _write_log(path, groups=1):
+    lr = ",".join(f"lr-SGD/{name}" for name in ("weights", "norm_biases")[:groups]) if groups > 1 else "lr-SGD"
+    rows = [f"epoch,step,{lr},train/loss_epoch,train/acc,val/loss,val/acc,test/acc"]
+    for step in range(0, 30, 5):  # the LR monitor: a row per logged step, no epoch
+        rates = ",".join(str(0.1 * (1 - step / 30) * 64**g) for g in range(groups))
+        rows.append(f",{step},{rates}" + "," * 5)
+    blank = "," * groups
+    for epoch, (val_acc, val_loss) in enumerate([(0.4, 1.6), (0.62, 1.1), (0.6, 1.2)]):
+        step = 10 * epoch + 9
+        rows += [f"{epoch},{step}{blank},{2.0 - epoch / 2},{0.3 + epoch / 10},,,",
+                 f"{epoch},{step}{blank},,,{val_loss},{val_acc},"]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_curves_figure_draws_lr_test_mark_integer_epochs_and_title(tmp_path):
+    from convzoo.plots import curves_figure
+
+    figure = curves_figure(_write_log(tmp_path / "metrics.csv", groups=2), title="airbench on CIFAR10\nSGD",
+                           test_acc=0.61, steps_per_epoch=10)
+    loss, accuracy, lr = figure.axes
+    assert figure._suptitle.get_text() == "airbench on CIFAR10\nSGD"
+    assert [line.get_label() for line in lr.get_lines()] == ["SGD/norm_biases", "SGD/weights"]
+    assert list(lr.get_lines()[0].get_xdata()) == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]  # steps / steps_per_epoch
+    assert lr.get_yscale() == "log"  # the two groups are 64x apart
+    star = next(line for line in accuracy.get_lines() if line.get_label().startswith("test/acc"))
+    assert star.get_label() == "test/acc 61.00% (best val epoch 2)" and list(star.get_xdata()) == [2]
+    assert list(accuracy.get_lines()[1].get_xdata()) == [1, 2, 3]  # epochs counted from 1
+    for axis in (loss, accuracy, lr):
+        assert all(float(tick).is_integer() for tick in axis.get_xticks())
+
+
+def test_curves_figure_keeps_one_decaying_rate_linear(tmp_path):
+    from convzoo.plots import curves_figure
+
+    figure = curves_figure(_write_log(tmp_path / "metrics.csv"))
+    assert figure.axes[2].get_yscale() == "linear" and figure.axes[2].get_xlabel() == "step"
+    assert figure._suptitle is None
+
+
+class LogsAccuracy(TinyRegression):
+    def validation_step(self, batch, batch_idx):
+        self.log("val/acc", 0.5)
+
+    def test_step(self, batch, batch_idx):
+        self.log("test/acc", 0.75)
+
+
+def test_plot_curves_callback_titles_and_marks_the_test(tmp_path, monkeypatch):
+    from convzoo.callbacks import PlotCurves
+
+    calls = []
+    monkeypatch.setattr("convzoo.callbacks.plot_curves", lambda csv, output, **kwargs: calls.append((output, kwargs)))
+    logger = L.pytorch.loggers.CSVLogger(tmp_path, name="csv", version="")
+    logger.log_hyperparams({"config": {"model": {"name": "tiny"}, "data": {"batch_size": 8},
+                                       "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1},
+                                       "trainer": {"max_epochs": 2}}, "params": {"total": 5}})
+    trainer = L.Trainer(max_epochs=2, callbacks=[PlotCurves()], logger=logger, enable_checkpointing=False,
+                        enable_progress_bar=False, default_root_dir=tmp_path, accumulate_grad_batches=2)
+    module = LogsAccuracy()
+    trainer.fit(module, _loader(), _loader())
+    trainer.test(module, _loader())
+    (output, after_fit), (_, after_test) = calls
+    assert output == tmp_path / "curves.png" and after_fit["test_acc"] is None and after_test["test_acc"] == 0.75
+    assert after_fit["title"] == "tiny on data, 5 parameters\nSGD lr 0.1, constant lr, batch 8, 2 epochs"
+    assert after_fit["steps_per_epoch"] == 4  # 8 batches, an optimizer step every 2

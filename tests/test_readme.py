@@ -8,11 +8,11 @@ import pytest
 from convzoo import build_model
 
 REPO = Path(__file__).resolve().parent.parent
-BLOCKS = re.findall(r"```yaml\n# (examples/\S+\.yaml)\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+BLOCKS = re.findall(r"```yaml\n# ((?:examples|configs/model)/\S+\.yaml)\n(.*?)```", (REPO / "README.md").read_text(), re.S)
 
 
 def test_readme_shows_the_resnet_stage_and_unet_examples():
-    assert {path for path, _ in BLOCKS} >= {"examples/resnet_stage.yaml", "examples/unet.yaml"}
+    assert {path for path, _ in BLOCKS} >= {"examples/resnet_stage.yaml", "configs/model/unet.yaml"}
 
 
 @pytest.mark.parametrize("path,text", BLOCKS, ids=[p for p, _ in BLOCKS])

@@ -42,6 +42,8 @@ def run_train_py(tmp_path: Path, *overrides: str, check: bool = True) -> subproc
 @pytest.mark.parametrize("group,option", [(g, o) for g, options in GROUP_OPTIONS.items() for o in options if g != "model"])
 def test_every_config_composes_and_instantiates(group, option, tmp_path):
     overrides = [f"{group}={option}"] + ([] if group == "data" else ["data=synthetic"])
+    if (group, option) == ("data", "image_folder"):
+        overrides.append(f"data.root={tmp_path}")  # required (???); nothing is read before setup()
     cfg = compose(overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)
@@ -61,7 +63,8 @@ def test_every_config_composes_and_instantiates(group, option, tmp_path):
 
 def test_group_options_cover_the_issue():
     assert {"cpu", "gpu", "ddp"} <= set(GROUP_OPTIONS["trainer"])
-    assert {"csv", "tensorboard"} <= set(GROUP_OPTIONS["logger"])
+    assert {"csv", "tensorboard", "mlflow"} <= set(GROUP_OPTIONS["logger"])
+    assert {"cifar10", "cifar100", "image_folder", "synthetic"} <= set(GROUP_OPTIONS["data"])
     assert {"fast_dev_run", "overfit_batch"} <= set(GROUP_OPTIONS["debug"])
     assert {"adamw", "sgd"} <= set(GROUP_OPTIONS["optimizer"])
     assert {"onecycle", "cosine", "piecewise_linear"} <= set(GROUP_OPTIONS["scheduler"])

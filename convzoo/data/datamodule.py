@@ -16,17 +16,28 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
 from convzoo.data.augment import CIFAR10_MEAN, CIFAR10_STD, BatchAugment, Normalize
-from convzoo.data.cifar10 import CIFAR10_CLASSES, ImageData, find_cifar10, load_cifar10
+from convzoo.data.cifar10 import CIFAR10, CIFAR10_CLASSES, CIFAR100, ImageData, find_cifar, load_cifar
+from convzoo.data.image_folder import RESIZE_MODES, holdout_count, load_image_folder, parse_image_size
+from convzoo.registry import ConfigError
 
-__all__ = ["CIFAR10DataModule", "InMemoryLoader", "SyntheticDataModule", "TensorDataModule"]
+__all__ = [
+    "CIFAR100DataModule",
+    "CIFAR10DataModule",
+    "ImageFolderDataModule",
+    "InMemoryLoader",
+    "SyntheticDataModule",
+    "TensorDataModule",
+    "channel_stats",
+]
 
 
 class InMemoryLoader:
@@ -131,6 +142,43 @@ def _split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
     return order[val_size:], order[:val_size]
 
 
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 (N, C, H, W) images, in [0, 1] units.
+
+    Sums are exact integers, accumulated over chunks of about 4M values, so a large dataset
+    needs no float copy of itself.
+
+    Example:
+        >>> images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 2, 2)
+        >>> channel_stats(images)
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or not len(images):
+        raise ValueError(f"channel_stats expects uint8 (N, C, H, W) images with N > 0, got {images.dtype} {tuple(images.shape)}")
+    total = torch.zeros(images.shape[1], dtype=torch.int64)
+    squares = torch.zeros(images.shape[1], dtype=torch.int64)
+    for chunk in images.split(max(1, 2**22 // images[0].numel())):
+        chunk = chunk.to(torch.int64)
+        total += chunk.sum(dim=(0, 2, 3))
+        squares += chunk.square().sum(dim=(0, 2, 3))
+    count = images.numel() // images.shape[1]
+    mean = total.double() / count
+    std = (squares.double() / count - mean.square()).clamp_min(0).sqrt()
+    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
+
+
+def _given_statistics(mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[tuple[float, ...], ...]:
+    def three_numbers(values: Sequence[float] | None) -> bool:
+        return values is not None and len(values) == 3 and all(isinstance(v, (int, float)) for v in values)
+
+    if not (three_numbers(mean) and three_numbers(std) and min(std) > 0):
+        raise ConfigError(
+            f"data.mean={mean}, data.std={std}: give both, as three numbers in [0, 1] units with std > 0 "
+            f"(e.g. data.mean=[0.5,0.5,0.5] data.std=[0.25,0.25,0.25]), or neither"
+        )
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
 class TensorDataModule(L.LightningDataModule):
     """Base for data modules whose whole dataset fits in memory as uint8 tensors.
 
@@ -142,10 +190,15 @@ class TensorDataModule(L.LightningDataModule):
     (:class:`~convzoo.data.augment.Normalize`) otherwise, giving float32 batches (autocast does the
     rest) in channels-last layout when ``channels_last``.
 
+    The normalisation statistics are the class's (CIFAR-10's published ones), those given as
+    ``mean``/``std``, or, for a data set without published ones (``mean = None`` on the class),
+    computed from the training split by :meth:`setup`.
+
     Args:
         batch_size: training batch size per device.
         eval_batch_size: batch size for val/test (``None``: ``batch_size``).
-        val_size: training images held out for validation (0: no validation loader batches).
+        val_size: training images held out for validation, a count or a fraction in (0, 1) (0: no
+            validation batches); unused when the data set brings its own validation split.
         subset: keep only the first ``subset`` images of the shuffled training split (quick runs).
         test_subset: keep only the first ``test_subset`` test images.
         seed: seeds the train/val split and the per-epoch shuffles.
@@ -155,6 +208,7 @@ class TensorDataModule(L.LightningDataModule):
         channels_last: return NHWC-strided batches.
         on_device: when attached to a trainer, move the dataset to its device once, so batches are
             indexed on the device and the per-step host-to-device copy disappears.
+        mean, std: per-channel normalisation statistics in [0, 1] units (both or neither).
 
     Example:
         >>> dm = SyntheticDataModule(num_train=128, num_test=32, val_size=32, batch_size=16)
@@ -165,21 +219,23 @@ class TensorDataModule(L.LightningDataModule):
 
     classes: tuple[str, ...] = CIFAR10_CLASSES
     num_classes: int = 10
-    mean: tuple[float, ...] = CIFAR10_MEAN
-    std: tuple[float, ...] = CIFAR10_STD
+    mean: tuple[float, ...] | None = CIFAR10_MEAN
+    std: tuple[float, ...] | None = CIFAR10_STD
     input_shape: tuple[int, int, int] = (3, 32, 32)
 
     def __init__(
         self,
         batch_size: int = 512,
         eval_batch_size: int | None = None,
-        val_size: int = 5000,
+        val_size: float | int = 5000,
         subset: int | None = None,
         test_subset: int | None = None,
         seed: int = 0,
         augment: Mapping[str, Any] | None = None,
         channels_last: bool = True,
         on_device: bool = True,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
     ):
         super().__init__()
         # Hydra hands nested configs over as DictConfig; plain dicts keep checkpoints loadable with
@@ -195,8 +251,13 @@ class TensorDataModule(L.LightningDataModule):
         self.alternating_flip = augment.get("flip") == "alternating"
         if self.alternating_flip:
             augment["flip"] = False
-        self.train_transform = BatchAugment(**augment, mean=self.mean, std=self.std, channels_last=channels_last)
-        self.eval_transform = Normalize(self.mean, self.std, channels_last=channels_last)
+        self.augment = augment
+        if mean is not None or std is not None:
+            self.mean, self.std = _given_statistics(mean, std)
+        self.train_transform: BatchAugment | None = None
+        self.eval_transform: Normalize | None = None
+        if self.mean is not None:  # else computed from the training images in setup()
+            self._build_transforms()
         self.train_images: Tensor | None = None
         self.train_labels: Tensor | None = None
         self.val_images: Tensor | None = None
@@ -204,9 +265,33 @@ class TensorDataModule(L.LightningDataModule):
         self.test_images: Tensor | None = None
         self.test_labels: Tensor | None = None
 
+    def _build_transforms(self) -> None:
+        self.train_transform = BatchAugment(**self.augment, mean=self.mean, std=self.std, channels_last=self.channels_last)
+        self.eval_transform = Normalize(self.mean, self.std, channels_last=self.channels_last)
+
     def load(self) -> ImageData:
         """Return the full dataset as uint8 tensors; called once by :meth:`setup`."""
         raise NotImplementedError(f"{type(self).__name__} must implement load()")
+
+    def describe(self) -> dict[str, Any]:
+        """What a run records about its data (after :meth:`setup`): classes, statistics, shapes and sizes.
+
+        Example:
+            >>> dm = SyntheticDataModule(num_train=64, num_test=16, val_size=16, num_classes=3)
+            >>> dm.setup(); info = dm.describe()
+            >>> info["classes"], info["sizes"]
+            (['class_0', 'class_1', 'class_2'], {'train': 48, 'val': 16, 'test': 16})
+        """
+        if self.train_images is None:
+            raise RuntimeError(f"{type(self).__name__}.setup() must run before describe()")
+        return {
+            "dataset": type(self).__name__,
+            "classes": list(self.classes),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "input_shape": list(self.input_shape),
+            "sizes": {"train": len(self.train_labels), "val": len(self.val_labels), "test": len(self.test_labels)},
+        }
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_images is not None:
@@ -215,9 +300,12 @@ class TensorDataModule(L.LightningDataModule):
         self.classes = data.classes
         self.num_classes = len(data.classes)
         n = len(data.train_labels)
-        if not 0 <= self.val_size < n:
-            raise ValueError(f"val_size must be in [0, {n}) for {n} training images, got {self.val_size}")
-        train_idx, val_idx = _split(n, self.val_size, self.seed)
+        if data.val_images is not None:  # the data set's own validation split; shuffle only for subset
+            train_idx, val_idx = _split(n, 0, self.seed)
+            val_images, val_labels = data.val_images, data.val_labels
+        else:
+            train_idx, val_idx = _split(n, holdout_count(self.val_size, n, "val_size"), self.seed)
+            val_images, val_labels = data.train_images[val_idx], data.train_labels[val_idx]
         if self.subset is not None:
             if not 0 < self.subset <= len(train_idx):
                 raise ValueError(f"subset must be in [1, {len(train_idx)}] (the train split), got {self.subset}")
@@ -226,8 +314,11 @@ class TensorDataModule(L.LightningDataModule):
         if not 0 < test_end <= len(data.test_labels):
             raise ValueError(f"test_subset must be in [1, {len(data.test_labels)}], got {self.test_subset}")
         self.train_images, self.train_labels = data.train_images[train_idx], data.train_labels[train_idx]
-        self.val_images, self.val_labels = data.train_images[val_idx], data.train_labels[val_idx]
+        self.val_images, self.val_labels = val_images, val_labels
         self.test_images, self.test_labels = data.test_images[:test_end], data.test_labels[:test_end]
+        if self.mean is None:
+            self.mean, self.std = channel_stats(self.train_images)
+            self._build_transforms()
 
     def _loader(self, images: Tensor | None, labels: Tensor | None, train: bool) -> InMemoryLoader:
         if images is None or labels is None:
@@ -272,13 +363,34 @@ class TensorDataModule(L.LightningDataModule):
         return (self.train_transform(images) if training else self.eval_transform(images)), labels
 
 
-class CIFAR10DataModule(TensorDataModule):
-    """CIFAR-10 from the canonical ``cifar-10-batches-py`` layout (45,000/5,000/10,000 by default).
+class CifarDataModule(TensorDataModule):
+    """A CIFAR "python version" layout (:class:`~convzoo.data.cifar10.CifarFormat`) held in memory.
 
     Args:
-        root: folder holding ``cifar-10-batches-py/`` (or that folder itself).
+        root: folder holding the layout's folder (``cifar-10-batches-py/``, ``cifar-100-python/``) or that folder.
         download: fetch the official archive (md5-checked) in ``prepare_data`` when missing.
         **kwargs: :class:`TensorDataModule` arguments.
+    """
+
+    format = CIFAR10
+
+    def __init__(self, root: str = "data", download: bool = False, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.root, self.download = str(root), download
+        self.num_classes = self.format.num_classes
+
+    def prepare_data(self) -> None:
+        # Lightning calls this on one process per node, so only one process downloads.
+        find_cifar(self.root, self.format, download=self.download)
+
+    def load(self) -> ImageData:
+        return load_cifar(self.root, self.format, download=self.download)
+
+
+class CIFAR10DataModule(CifarDataModule):
+    """CIFAR-10 from the canonical ``cifar-10-batches-py`` layout (45,000/5,000/10,000 by default).
+
+    Normalised with the published CIFAR-10 statistics (:data:`~convzoo.data.CIFAR10_MEAN`/``STD``).
 
     Example:
         >>> dm = CIFAR10DataModule(root=os.environ["CONVZOO_DATA"], batch_size=512)  # doctest: +SKIP
@@ -286,16 +398,82 @@ class CIFAR10DataModule(TensorDataModule):
         45000
     """
 
-    def __init__(self, root: str = "data", download: bool = False, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.root, self.download = str(root), download
 
-    def prepare_data(self) -> None:
-        # Lightning calls this on one process per node, so only one process downloads.
-        find_cifar10(self.root, download=self.download)
+class CIFAR100DataModule(CifarDataModule):
+    """CIFAR-100 from the canonical ``cifar-100-python`` layout: 100 fine classes, or the 20 coarse ones.
+
+    Normalised with statistics computed from the training split (unless ``mean``/``std`` are given).
+
+    Args:
+        labels: ``"fine"`` (100 classes) or ``"coarse"`` (20 superclasses).
+        root, download, **kwargs: as :class:`CifarDataModule`.
+
+    Example:
+        >>> dm = CIFAR100DataModule(root="~/data", labels="coarse")
+        >>> dm.num_classes, dm.format.label_key
+        (20, 'coarse_labels')
+    """
+
+    format = CIFAR100
+    classes: tuple[str, ...] = ()
+    mean = None
+    std = None
+
+    def __init__(self, root: str = "data", download: bool = False, labels: str = "fine", **kwargs: Any):
+        try:
+            self.format = CIFAR100.with_labels(labels)
+        except ValueError as error:
+            raise ConfigError(f"data.labels: {error}") from None
+        super().__init__(root, download, **kwargs)
+
+
+class ImageFolderDataModule(TensorDataModule):
+    """Your own images in torchvision's ``ImageFolder`` layout, decoded once (see :mod:`convzoo.data.image_folder`).
+
+    The classes are train/'s folder names (sorted); ``val/`` and ``test/`` are used when present,
+    else ``val_size`` training images (by ``seed``) and ``test_size`` of them (fixed) are held out.
+    Normalised with statistics computed from the training split (unless ``mean``/``std`` are given).
+
+    Args:
+        root: the dataset folder.
+        image_size: side (or ``[height, width]``) every image is resized to when decoded.
+        resize: ``center_crop`` (shorter side to size, centre crop) or ``stretch``.
+        test_size: without ``test/``, the fraction (or count) of train/ held out for testing.
+        num_workers: decoding threads (default: all cores).
+        val_size: without ``val/``, the fraction (or count) of the training images held out.
+        **kwargs: :class:`TensorDataModule` arguments.
+
+    Example:
+        >>> dm = ImageFolderDataModule(root="~/data/flowers", image_size=96)
+        >>> dm.input_shape
+        (3, 96, 96)
+    """
+
+    classes: tuple[str, ...] = ()
+    mean = None
+    std = None
+
+    def __init__(
+        self,
+        root: str = "data",
+        image_size: int | Sequence[int] = 64,
+        resize: str = "center_crop",
+        test_size: float | int = 0.1,
+        num_workers: int | None = None,
+        val_size: float | int = 0.1,
+        **kwargs: Any,
+    ):
+        super().__init__(val_size=val_size, **kwargs)
+        size = parse_image_size(image_size)
+        if resize not in RESIZE_MODES:
+            raise ConfigError(f"data.resize={resize!r} is not known; use one of {', '.join(RESIZE_MODES)}")
+        self.root, self.image_size, self.resize = str(root), size, resize
+        self.test_size, self.num_workers = test_size, num_workers
+        self.input_shape = (3, *size)
 
     def load(self) -> ImageData:
-        return load_cifar10(self.root, download=self.download)
+        return load_image_folder(self.root, self.image_size, self.resize, self.test_size, self.num_workers,
+                                 progress=rank_zero_only.rank == 0)
 
 
 class SyntheticDataModule(TensorDataModule):
