@@ -16,10 +16,11 @@ __version__ = "0.2.0"
 from convzoo.model import ConvNet, build_block, build_model
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
 from convzoo.summary import ModelSummary, summary
+from convzoo.weights import WeightTransfer, load_weights
 
 register_block = BLOCKS.register
 
 __all__ = [
     "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "ModelSummary", "Registry",
-    "build_block", "build_model", "register_block", "summary",
+    "WeightTransfer", "build_block", "build_model", "load_weights", "register_block", "summary",
 ]
