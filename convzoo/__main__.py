@@ -1,12 +1,12 @@
-"""``python -m convzoo list`` and ``python -m convzoo summary [overrides]``."""
+"""``python -m convzoo list``, ``summary [overrides]``, ``export SOURCE --format F`` and ``predict MODEL IMAGES``."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
 import sys
-from pathlib import Path
 
+from convzoo.deploy_cli import add_commands as add_deploy_commands
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
 
 
@@ -50,20 +50,11 @@ def list_registries() -> str:
 def print_summary(arguments: list[str]) -> str:
     """Summarise a model: a spec file (``path.yaml [key=value ...]``) or the training config's model
     composed with Hydra overrides (``model=convmixer model.dim=512``)."""
-    from omegaconf import OmegaConf
-
+    from convzoo.config import model_config
     from convzoo.model import build_model
     from convzoo.summary import summary
 
-    if arguments and arguments[0].endswith((".yaml", ".yml")):
-        path, overrides = Path(arguments[0]), arguments[1:]
-        if not path.is_file():
-            raise ConfigError(f"model spec file {str(path)!r} does not exist.")
-        spec = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
-    else:
-        from convzoo.config import compose
-
-        spec = compose(arguments).model
+    spec, _ = model_config(arguments)
     model = build_model(spec)
     return f"model: {spec.get('name', '?')}\n{summary(model)}"
 
@@ -77,11 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         "overrides", nargs="*",
         help="Hydra overrides (model=convmixer model.dim=512), or a spec file and key=value overrides (examples/unet.yaml width=32)",
     )
+    add_deploy_commands(commands)  # export, predict
     args = parser.parse_args(argv)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
+        if hasattr(args, "run"):
+            return args.run(args)
         print(list_registries() if args.command == "list" else print_summary(args.overrides))
     except (ConfigError, HydraException, OmegaConfBaseException) as error:
         print(f"error: {error}", file=sys.stderr)
