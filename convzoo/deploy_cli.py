@@ -103,7 +103,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if predictor.info.assumed:
-        _note(f"{args.model} does not record {', '.join(predictor.info.assumed)}: "
+        _note(f"the run behind {args.model} did not record {', '.join(predictor.info.assumed)}: "
               f"CIFAR-10's statistics and class names are used (class_<i> for another number of classes).")
     for path, top in predict_files(predictor, args.images, topk=args.topk, batch_size=args.batch_size):
         print(f"{path}  " + "  ".join(f"{name} {probability:.3f}" for name, probability in top))

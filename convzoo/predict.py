@@ -83,7 +83,8 @@ def find_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if entry.is_dir():
             images = sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
             if not images:
-                raise ConfigError(f"folder {str(entry)!r} holds no image files ({', '.join(sorted(suffixes)[:8])}, ...).")
+                raise ConfigError(f"folder {str(entry)!r} holds no image files that Pillow reads (.png, .jpg, .bmp, "
+                                  f".webp, ...).")
             found += images
         elif entry.is_file():
             found.append(entry)

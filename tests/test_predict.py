@@ -80,7 +80,7 @@ def test_cli_prints_topk_per_image(trained_checkpoint, tmp_path, capsys):
         names, probabilities = fields[0::2], [float(p) for p in fields[1::2]]
         assert len(names) == 3 and set(names) <= set(CIFAR10_CLASSES)
         assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.001
-    assert "does not record mean, std, classes" in captured.err  # a synthetic-data run: CIFAR-10's assumed
+    assert "did not record mean, std, classes" in captured.err  # a synthetic-data run: CIFAR-10's assumed
 
 
 def test_an_exported_model_predicts_what_its_checkpoint_does(trained_checkpoint, tmp_path):
