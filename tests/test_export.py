@@ -39,7 +39,7 @@ def small_config_model(name: str, *overrides: str):
 def as_after_training(net):
     """What training leaves that a fresh network lacks: fitted data-dependent layers (whitening)
     and batch-norm statistics of data (torch's update_bn), so that the parity check sees them."""
-    images = torch.randn(64, net.in_channels, *net.input_size, generator=torch.Generator().manual_seed(0)) * 2 + 0.5
+    images = torch.randn(16, net.in_channels, *net.input_size, generator=torch.Generator().manual_seed(0)) * 2 + 0.5
     apply_data_init(net, images)
     update_bn([images], net)
     return net.eval()
