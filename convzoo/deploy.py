@@ -133,7 +133,7 @@ def deploy_info(net: ConvNet, classes: Sequence[str] | None = None, mean: Sequen
     )
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[ConvNet, DeployInfo]:
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ConvNet, DeployInfo]:
     """The trained network of a convzoo checkpoint (eval mode) and what it needs to be fed.
 
     Needs no Lightning: the spec is rebuilt and every tensor loaded with
@@ -143,7 +143,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not path.is_file():
         raise ConfigError(f"checkpoint {str(path)!r} does not exist; pass a run's checkpoints/best.ckpt or last.ckpt.")
     try:
-        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise ConfigError(f"cannot read checkpoint {str(path)!r}: {type(error).__name__}: {error}") from None
     hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, Mapping) else None
@@ -154,4 +154,4 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     net = build_model(spec)
     load_weights(net, checkpoint, strict=True)
     info = deploy_info(net, hparams.get(CLASSES_KEY), hparams.get(MEAN_KEY), hparams.get(STD_KEY))
-    return net.to(map_location).eval(), info
+    return net.to(device).eval(), info

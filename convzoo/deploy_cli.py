@@ -55,11 +55,16 @@ def run_export(args: argparse.Namespace) -> int:
     from convzoo.deploy import deploy_info, load_checkpoint
     from convzoo.export import EXPORT_FORMATS, ExportError, MissingExtraError, check_parity, export_model
     from convzoo.model import build_model
+    from convzoo.registry import ConfigError
 
     source, suffix = args.source, EXPORT_FORMATS[args.format]
-    if len(source) == 1 and source[0].endswith(".ckpt"):
-        net, info = load_checkpoint(source[0])
-        out = args.out or Path(source[0]).with_suffix(suffix)
+    first = Path(source[0])
+    if first.suffix == ".ckpt" or (first.is_file() and first.suffix not in (".yaml", ".yml")):
+        if len(source) > 1:
+            raise ConfigError(f"a checkpoint is exported as trained; drop {' '.join(source[1:])!r} (overrides are for "
+                              f"a spec file or model=...).")
+        net, info = load_checkpoint(first)
+        out = args.out or first.with_suffix(suffix)
     else:
         spec, cfg = model_config(source)
         net = build_model(spec).eval()

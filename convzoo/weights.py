@@ -96,7 +96,12 @@ def read_state_dict(source: WeightSource) -> tuple[dict[str, Tensor], str]:
             # weights_only: a checkpoint is data, and must not be able to run code when loaded
             loaded = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:
-            raise ConfigError(f"cannot read weights from {str(path)!r}: {type(error).__name__}: {error}") from None
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise ConfigError(
+                f"cannot read weights from {str(path)!r}: {type(error).__name__}: {first} (convzoo loads checkpoints "
+                f"with weights_only=True; if you trust a file holding other objects, pass "
+                f"torch.load(path, weights_only=False) instead of the path)."
+            ) from None
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"{str(path)!r} holds a {type(loaded).__name__}, not a checkpoint or a state dict.")
         tensors, kind = read_state_dict(loaded)

@@ -165,6 +165,7 @@ def test_cli_names_the_extra_to_install_without_onnx(trained_checkpoint, tmp_pat
     (["missing.ckpt"], "checkpoint 'missing.ckpt' does not exist"),
     (["model=convmixr"], "convmixr"),
     (["examples/nothing.yaml"], "does not exist"),
+    (["run/best.ckpt", "model.dim=8"], "a checkpoint is exported as trained; drop 'model.dim=8'"),
 ])
 def test_cli_usage_errors(arguments, message, capsys):
     assert main(["export", *arguments]) == 2
