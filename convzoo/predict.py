@@ -126,8 +126,11 @@ def predict_images(predictor: Predictor, images: Tensor, batch_size: int = 256) 
     info = predictor.info
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = normalize(images[start:start + batch_size], info.mean, info.std)
-        chunks.append(predictor.run(batch).float().softmax(-1))
+        scores = predictor.run(normalize(images[start:start + batch_size], info.mean, info.std))
+        if scores.dim() != 2 or scores.shape[1] != len(info.classes):
+            raise ConfigError(f"{predictor.source}: {info.name!r} returns {tuple(scores.shape)} per batch; predict needs "
+                              f"a classifier, whose output is class logits (batch, {len(info.classes)}).")
+        chunks.append(scores.float().softmax(-1))
     return torch.cat(chunks)
 
 

@@ -81,6 +81,8 @@ def test_cli_prints_topk_per_image(trained_checkpoint, tmp_path, capsys):
         assert len(names) == 3 and set(names) <= set(CIFAR10_CLASSES)
         assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.001
     assert "did not record mean, std, classes" in captured.err  # a synthetic-data run: CIFAR-10's assumed
+    assert main(["predict", str(trained_checkpoint), str(tmp_path / "images"), "--topk", "0"]) == 2
+    assert "topk must be >= 1" in capsys.readouterr().err
 
 
 def test_an_exported_model_predicts_what_its_checkpoint_does(trained_checkpoint, tmp_path):
@@ -97,12 +99,14 @@ def test_an_exported_model_predicts_what_its_checkpoint_does(trained_checkpoint,
             assert [p for _, p in top] == pytest.approx([p for _, p in same_top], abs=1e-5)
 
 
-def test_predict_needs_a_classifier(tmp_path, capsys):
-    net = build_model(REPO / "examples" / "fpn.yaml")
-    export_model(net, tmp_path / "fpn.pt2", "export", deploy_info(net))
+@pytest.mark.parametrize("example,returns", [("fpn", "outputs p2, p3, p4"), ("unet", "returns (1, 2, 64, 64)")])
+def test_predict_needs_a_classifier(example, returns, tmp_path, capsys):
+    net = build_model(REPO / "examples" / f"{example}.yaml")  # features; per-pixel scores
+    export_model(net, tmp_path / f"{example}.pt2", "export", deploy_info(net))
     write_png(tmp_path / "a.png", torch.zeros(3, 8, 8, dtype=torch.uint8))
-    assert main(["predict", str(tmp_path / "fpn.pt2"), str(tmp_path / "a.png")]) == 2
-    assert "predict needs a classifier" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path / f"{example}.pt2"), str(tmp_path / "a.png")]) == 2
+    err = capsys.readouterr().err
+    assert "predict needs a classifier" in err and returns in err
 
 
 @pytest.mark.slow
