@@ -17,10 +17,11 @@ from convzoo.model import ConvNet, build_block, build_model
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
 from convzoo.summary import ModelSummary, summary
 from convzoo.zoo import create_model, list_models
+from convzoo.weights import WeightTransfer, load_weights
 
 register_block = BLOCKS.register
 
 __all__ = [
     "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "ModelSummary", "Registry",
-    "build_block", "build_model", "create_model", "list_models", "register_block", "summary",
+    "WeightTransfer", "build_block", "build_model", "create_model", "list_models", "load_weights", "register_block", "summary",
 ]

@@ -1,12 +1,13 @@
-"""``python -m convzoo list``, ``python -m convzoo summary [overrides]`` and ``python -m convzoo compare RUN_DIR...``."""
+"""``python -m convzoo list [blocks|models]``, ``summary [overrides]``, ``compare RUN_DIR...``,
+``export SOURCE --format F`` and ``predict MODEL IMAGES``."""
 
 from __future__ import annotations
 
 import argparse
 import inspect
 import sys
-from pathlib import Path
 
+from convzoo.deploy_cli import add_commands as add_deploy_commands
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
 
 
@@ -62,20 +63,11 @@ def list_zoo() -> str:
 def print_summary(arguments: list[str]) -> str:
     """Summarise a model: a spec file (``path.yaml [key=value ...]``) or the training config's model
     composed with Hydra overrides (``model=convmixer model.dim=512``)."""
-    from omegaconf import OmegaConf
-
+    from convzoo.config import model_config
     from convzoo.model import build_model
     from convzoo.summary import summary
 
-    if arguments and arguments[0].endswith((".yaml", ".yml")):
-        path, overrides = Path(arguments[0]), arguments[1:]
-        if not path.is_file():
-            raise ConfigError(f"model spec file {str(path)!r} does not exist.")
-        spec = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
-    else:
-        from convzoo.config import compose
-
-        spec = compose(arguments).model
+    spec, _ = model_config(arguments)
     model = build_model(spec)
     return f"model: {spec.get('name', '?')}\n{summary(model)}"
 
@@ -89,18 +81,21 @@ def main(argv: list[str] | None = None) -> int:
     summarise = commands.add_parser("summary", help="per-layer table of a configured model, without training")
     summarise.add_argument(
         "overrides", nargs="*",
-        help="Hydra overrides (model=convmixer model.dim=512), or a spec file and key=value overrides (examples/unet.yaml width=32)",
+        help="Hydra overrides (model=convmixer model.dim=512), or a spec file and key=value overrides (configs/model/unet.yaml width=32)",
     )
     comparing = commands.add_parser(
         "compare", help="runs side by side: validation curves on one PNG and a table of final metrics"
     )
     comparing.add_argument("runs", nargs="+", help="run directories, or folders of them (a multirun sweep)")
     comparing.add_argument("-o", "--output", help="PNG to write (default: <sweep>/compare.png, else ./compare.png)")
+    add_deploy_commands(commands)  # export, predict
     args = parser.parse_args(argv)
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
+        if hasattr(args, "run"):
+            return args.run(args)
         if args.command == "list":
             print(list_zoo() if args.what == "models" else list_registries())
         elif args.command == "compare":

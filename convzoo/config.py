@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from convzoo.registry import ConfigError
 
-__all__ = ["config_dir", "compose"]
+__all__ = ["config_dir", "compose", "model_config"]
 
 
 def config_dir() -> Path:
@@ -44,3 +44,20 @@ def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictCo
     """Compose ``config_name`` with command-line style ``overrides``, exactly as ``train.py`` would."""
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def model_config(arguments: Sequence[str]) -> tuple[DictConfig, DictConfig | None]:
+    """The model a command line names, and the training config it was composed in (``None`` for a file).
+
+    Either a spec file with ``key=value`` overrides (``configs/model/unet.yaml width=32``) or Hydra
+    overrides of the training config (``model=convmixer model.dim=512``).
+    """
+    from omegaconf import OmegaConf
+
+    if arguments and arguments[0].endswith((".yaml", ".yml")):
+        path, overrides = Path(arguments[0]), arguments[1:]
+        if not path.is_file():
+            raise ConfigError(f"model spec file {str(path)!r} does not exist.")
+        return OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides))), None
+    cfg = compose(arguments)
+    return cfg.model, cfg

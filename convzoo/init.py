@@ -21,6 +21,11 @@ constant           value=0.0                                   value everywhere
 ``gain`` may also be a nonlinearity name (``"relu"``, ``"tanh"``, ...), turned into a number by
 ``torch.nn.init.calculate_gain``.
 
+``checkpoint=PATH`` (``init=pretrained init.checkpoint=PATH`` in a run) starts from an earlier
+run's weights: after the scheme, every tensor whose name and shape match is copied from the
+checkpoint (:func:`convzoo.weights.load_weights`); the record names each copied parameter's
+source, and the rest (a new head) keep what the scheme gave them.
+
 Example:
     >>> import torch
     >>> from torch import nn
@@ -60,6 +65,7 @@ __all__ = [
     "INIT_OPTIONS",
     "PYTORCH_DEFAULT",
     "NORM_TYPES",
+    "PRETRAINED",
 ]
 
 #: A function that fills one tensor in place.
@@ -69,8 +75,10 @@ SchemeSpec = Union[str, Mapping[str, Any]]
 
 #: The scheme that means "hands off": layers it covers keep their weights *and* biases.
 PYTORCH_DEFAULT = "pytorch_default"
+#: What the record says of a parameter copied from a checkpoint (``apply_init(..., checkpoint=...)``).
+PRETRAINED = "pretrained"
 #: Keys of a flat init config (see :func:`apply_init_config`) that are not scheme arguments.
-INIT_OPTIONS = ("conv", "linear", "bias", "norm")
+INIT_OPTIONS = ("conv", "linear", "bias", "norm", "checkpoint")
 
 _MODES = ("fan_in", "fan_out")
 # What torch.nn.init.calculate_gain understands; listed for error messages only.
@@ -495,6 +503,7 @@ def apply_init(
     linear: SchemeSpec | None = None,
     bias: float | None = 0.0,
     norm: bool = True,
+    checkpoint: str | os.PathLike | None = None,
     where: str = "init",
 ) -> InitRecord:
     """Initialise the weights of ``model`` in place and report what was done.
@@ -511,6 +520,8 @@ def apply_init(
           such as zero-init of a residual branch's last norm *after* this.)
         * Any other parameter (e.g. a custom module's ``nn.Parameter``) is left alone and recorded
           with scheme ``"unchanged"``.
+        * Then, with ``checkpoint``, every parameter and buffer whose name and shape match is
+          copied from it; the record says ``pretrained`` with the checkpoint and the source name.
 
     Args:
         model: the module to initialise, in place.
@@ -519,13 +530,15 @@ def apply_init(
         linear: scheme for linear weights instead of ``scheme``.
         bias: constant for conv/linear biases, or ``None`` to leave them.
         norm: reset norm layers to the identity affine transform.
+        checkpoint: a convzoo/Lightning checkpoint or saved state dict to take matching weights from.
         where: config key named in error messages (``"init"`` -> ``"init.conv: ..."``).
 
     Returns:
         an :class:`InitRecord` with one entry per parameter (measured mean/std) and ``.config``.
 
     Raises:
-        ConfigError: unknown scheme name or bad arguments, naming the key they came from.
+        ConfigError: unknown scheme name or bad arguments, naming the key they came from; a
+            checkpoint that cannot be read or shares no tensor with the model.
 
     Example:
         >>> from torch import nn
@@ -602,7 +615,39 @@ def apply_init(
         "bias": bias,
         "norm": bool(norm),
     }
-    return InitRecord(entries, config)
+    record = InitRecord(entries, config)
+    if checkpoint is not None:
+        _load_pretrained(model, checkpoint, record, where)
+    return record
+
+
+def _load_pretrained(model: nn.Module, checkpoint: str | os.PathLike, record: InitRecord, where: str) -> None:
+    """Overwrite the matching tensors with the checkpoint's and say so in ``record``."""
+    from convzoo.weights import load_weights
+
+    try:
+        transfer = load_weights(model, checkpoint)
+    except ConfigError as error:
+        raise ConfigError(f"{where}.checkpoint: {error}") from None
+    if not transfer.transferred:
+        raise ConfigError(
+            f"{where}.checkpoint: {os.fspath(checkpoint)!r} shares no tensor name with this model (its names: "
+            f"{', '.join(transfer.unexpected[:3])}, ...); start from a run of the same architecture."
+        )
+    entries = record.by_name()
+    for name in transfer.transferred:
+        entry = entries.get(name)  # None for buffers (batch-norm statistics): the record lists parameters
+        if entry is not None:
+            entry.scheme = PRETRAINED
+            entry.args = {"checkpoint": os.fspath(checkpoint), "tensor": transfer.source_names[name]}
+            entry.mean, entry.std = _stats(model.get_parameter(name))
+    record.config["checkpoint"] = {
+        "path": os.fspath(checkpoint),
+        "transferred": len(transfer.transferred),
+        "skipped": {name: [list(a), list(b)] for name, (a, b) in transfer.skipped.items()},
+        "missing": transfer.missing,
+        "unexpected": transfer.unexpected,
+    }
 
 
 def apply_init_config(model: nn.Module, config: Mapping[str, Any] | str | None, where: str = "init") -> InitRecord:
@@ -653,7 +698,8 @@ def apply_data_init(
     Data-dependent init comes after :func:`apply_init` (which would overwrite it); the entries of
     ``record`` for the affected parameters are updated to the module's ``data_init_scheme`` with
     their new statistics. ``images`` may be a zero-argument function, called only if some module
-    needs data (so a model without such modules never loads any). Returns the names of the
+    needs data (so a model without such modules never loads any). A module whose parameters all
+    came from a checkpoint (``pretrained`` in ``record``) keeps them. Returns the names of the
     modules initialised.
 
     Example:
@@ -669,6 +715,9 @@ def apply_data_init(
         init_from_data = getattr(module, "init_from_data", None)
         if not callable(init_from_data):
             continue
+        owned = [entries.get(f"{name}.{param_name}" if name else param_name) for param_name, _ in module.named_parameters()]
+        if owned and all(entry is not None and entry.scheme == PRETRAINED for entry in owned):
+            continue  # fitted in the run the checkpoint came from
         if callable(images):
             images = images()
         init_from_data(images)

@@ -25,7 +25,7 @@ def list_models() -> list[str]:
     return sorted(path.stem for path in (config_dir() / "model").glob("*.yaml"))
 
 
-def model_config(name: str, **overrides: Any):
+def zoo_spec(name: str, **overrides: Any):
     """The composed (unresolved) spec of zoo model ``name`` with top-level keys replaced by ``overrides``."""
     from convzoo.config import compose
 
@@ -50,7 +50,7 @@ def create_model(name: str, outputs: Sequence[str] | str | None = None, **overri
     ``model=resnet_cifar model.depth=56 model.num_classes=100`` gives ``train.py``; ``outputs``
     returns intermediate layers (see :func:`~convzoo.model.build_model`).
     """
-    return build_model(model_config(name, **overrides), outputs=outputs)
+    return build_model(zoo_spec(name, **overrides), outputs=outputs)
 
 
 def _description(name: str) -> str:

@@ -26,3 +26,22 @@ def mlflow_store_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: p
     """logger=mlflow defaults to ./mlruns; tests (and the train.py processes they start) use a temporary store."""
     store = tmp_path_factory.mktemp("mlflow")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}/mlflow.db")
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A convzoo checkpoint: a narrow airbench (whitening stem, batch norms) trained for one
+    epoch on synthetic data, for the export, predict and weight-transfer tests (a few seconds)."""
+    from omegaconf import open_dict
+
+    from convzoo.config import compose
+    from convzoo.training import train
+
+    run_dir = tmp_path_factory.mktemp("trained")
+    cfg = compose(["data=synthetic", "model=airbench", "model.width_multiplier=0.125", "trainer.max_epochs=1",
+                   "data.num_train=384", "data.val_size=128", "data.batch_size=64", "data_init_images=256",
+                   "test=false", "logger=csv", "callbacks=default"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)
+    train(cfg)
+    return run_dir / "checkpoints" / "last.ckpt"

@@ -140,8 +140,9 @@ def test_every_registered_scheme_is_tested_and_has_a_config():
         "pytorch_default", "normal", "trunc_normal", "kaiming_normal", "kaiming_uniform",
         "xavier_normal", "xavier_uniform", "orthogonal", "constant",
     }
-    # constant is for per-type overrides (e.g. a zero-init classifier), not a whole-model choice.
-    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(INITS.names()) - {"constant"}
+    # constant is for per-type overrides (e.g. a zero-init classifier), not a whole-model choice;
+    # pretrained.yaml is a scheme plus a checkpoint to copy matching weights from (tests/test_weights.py).
+    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(INITS.names()) - {"constant"} | {"pretrained"}
 
 
 def test_resolve_records_defaults_and_aliases():
@@ -335,7 +336,8 @@ def test_flat_config_typo_suggests_apply_init_options():
 # ---------------------------------------------------------------------------------------------
 # configs/init/*.yaml
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(set(CONFIG_DIR.glob("*.yaml")) - {CONFIG_DIR / "pretrained.yaml"}),
+                         ids=lambda p: p.stem)
 def test_every_yaml_applies(path):
     cfg = OmegaConf.load(path)
     assert cfg.scheme == path.stem and "_target_" not in cfg

@@ -1,0 +1,115 @@
+"""``python -m convzoo export`` and ``python -m convzoo predict`` (see README, "Export and deploy").
+
+Each command is a subparser whose ``run(args) -> exit status`` does the work: 0 done, 1 the export
+failed or its artifact does not match the network, 2 a usage problem (message on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+__all__ = ["add_commands", "run_export", "run_predict"]
+
+_FORMATS = ("onnx", "export", "torchscript")  # convzoo.export.EXPORT_FORMATS, without importing torch for --help
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    """Register ``export`` and ``predict`` on ``python -m convzoo``'s subcommands."""
+    export = commands.add_parser(
+        "export", help="write a network as ONNX, torch.export (.pt2) or TorchScript and check it against the network",
+        description="Export a trained checkpoint or a configured model, then run the network and the artifact on "
+                    "the same random batch and compare (exit 1 above the fp32 tolerance).",
+    )
+    export.add_argument(
+        "source", nargs="+",
+        help="a checkpoint (run/checkpoints/best.ckpt), a spec file with key=value overrides (configs/model/unet.yaml "
+             "width=32), or Hydra overrides of the training config (model=convmixer model.dim=128)",
+    )
+    export.add_argument("--format", choices=_FORMATS, default="onnx", help="default: onnx")
+    export.add_argument("--out", type=Path, help="the file to write; default: beside the checkpoint, or "
+                                                 "<model name>.onnx|.pt2|.pt in the current folder")
+    export.set_defaults(run=run_export)
+
+    predict = commands.add_parser(
+        "predict", help="top-k classes of image files with a trained checkpoint or exported model",
+        description="Classify images (any size and mode: converted, resized to the model's input size and "
+                    "normalised with the statistics the checkpoint or artifact carries).",
+    )
+    predict.add_argument("model", type=Path, help="a checkpoint (.ckpt) or an exported model (.onnx, .pt2, .pt)")
+    predict.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    predict.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
+    predict.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    predict.set_defaults(run=run_predict)
+
+
+def _note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from hydra.utils import instantiate
+
+    from convzoo.config import model_config
+    from convzoo.deploy import deploy_info, load_checkpoint
+    from convzoo.export import EXPORT_FORMATS, ExportError, MissingExtraError, check_parity, export_model
+    from convzoo.model import build_model
+    from convzoo.registry import ConfigError
+
+    source, suffix = args.source, EXPORT_FORMATS[args.format]
+    first = Path(source[0])
+    if first.suffix == ".ckpt" or (first.is_file() and first.suffix not in (".yaml", ".yml")):
+        if len(source) > 1:
+            raise ConfigError(f"a checkpoint is exported as trained; drop {' '.join(source[1:])!r} (overrides are for "
+                              f"a spec file or model=...).")
+        net, info = load_checkpoint(first)
+        out = args.out or first.with_suffix(suffix)
+    else:
+        spec, cfg = model_config(source)
+        net = build_model(spec).eval()
+        recorded = {}
+        if cfg is not None:  # what the configured data module states, when it fits the network
+            data = instantiate(cfg.data)
+            recorded = {"mean": data.mean, "std": data.std}
+            if len(data.classes) == (net.num_classes or 0):
+                recorded["classes"] = data.classes
+        info = deploy_info(net, **recorded)
+        out = args.out or Path(f"{info.name}{suffix}")
+    if args.format == "torchscript":
+        _note("torch deprecates TorchScript in favour of torch.export; prefer --format export unless your runtime "
+              "only loads TorchScript.")
+    try:
+        path = export_model(net, out, args.format, info)
+        parity = check_parity(net, path, args.format)
+    except MissingExtraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except ExportError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"exported {info.name} ({' '.join(source)}) to {path} ({args.format}, {path.stat().st_size / 1e6:.2f} MB)")
+    print(f"  {info.describe()}")
+    print(f"  {parity}")
+    if not parity.ok:
+        print(f"error: the {args.format} artifact does not reproduce the network within the fp32 tolerance "
+              f"(see convzoo.export); do not ship {path}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from convzoo.export import MissingExtraError
+    from convzoo.predict import load_predictor, predict_files
+
+    try:
+        predictor = load_predictor(args.model)
+    except MissingExtraError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if predictor.info.assumed:
+        _note(f"the run behind {args.model} did not record {', '.join(predictor.info.assumed)}: "
+              f"CIFAR-10's statistics and class names are used (class_<i> for another number of classes).")
+    for path, top in predict_files(predictor, args.images, topk=args.topk, batch_size=args.batch_size):
+        print(f"{path}  " + "  ".join(f"{name} {probability:.3f}" for name, probability in top))
+    return 0

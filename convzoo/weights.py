@@ -1,0 +1,188 @@
+"""Weight transfer: copy every tensor whose name and shape match from a checkpoint into a network.
+
+Fine-tuning starts here: a CIFAR-10 run's weights into the same network with a 100-class head
+copies everything but the head, whose shape differs; :func:`load_weights` says exactly that.
+Layers are named in the spec (``layers.<name>...``), so inserting a layer shifts no other name.
+
+Example:
+    >>> from convzoo import build_model, load_weights
+    >>> spec = {"in_channels": 3, "layers": [
+    ...     {"name": "stem", "block": "conv_norm_act", "out_channels": 8},
+    ...     {"name": "head", "block": "classifier"}]}
+    >>> cifar10 = build_model({**spec, "num_classes": 10})
+    >>> cifar100 = build_model({**spec, "num_classes": 100})
+    >>> transfer = load_weights(cifar100, cifar10.state_dict())
+    >>> transfer.transferred[:2], list(transfer.skipped)
+    (['layers.stem.conv.weight', 'layers.stem.norm.weight'], ['layers.head.fc.weight', 'layers.head.fc.bias'])
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import Tensor, nn
+
+from convzoo.registry import ConfigError
+
+__all__ = ["WeightSource", "WeightTransfer", "load_weights", "read_state_dict"]
+
+log = logging.getLogger(__name__)
+
+#: What :func:`load_weights` reads: a checkpoint file (convzoo/Lightning ``.ckpt`` or a saved state
+#: dict), a loaded checkpoint or state dict, or a module.
+WeightSource = Union[str, os.PathLike, Mapping[str, Any], nn.Module]
+
+
+@dataclass
+class WeightTransfer:
+    """What :func:`load_weights` did. Names are the target network's (``layers.stem.conv.weight``).
+
+    ``prefix`` is what the source's names carry in front of the network's (``model.`` in a
+    convzoo checkpoint, whose LightningModule holds the network as ``model``).
+    """
+
+    source: str
+    prefix: str = ""
+    transferred: list[str] = field(default_factory=list)
+    #: in the network, not in the source: they keep the values they had
+    missing: list[str] = field(default_factory=list)
+    #: in the source (its own names), with no place in the network
+    unexpected: list[str] = field(default_factory=list)
+    #: name -> (source shape, network shape): present in both, not copied
+    skipped: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
+    #: source name of every transferred tensor
+    source_names: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        prefix = f" (names under {self.prefix!r})" if self.prefix else ""
+        lines = [f"weights from {self.source}{prefix}: {len(self.transferred)} tensors transferred, "
+                 f"{len(self.skipped)} skipped for a shape mismatch, {len(self.missing)} missing, "
+                 f"{len(self.unexpected)} unexpected"]
+        lines += [f"  skipped {name}: {tuple(a)} in the source, {tuple(b)} in the network"
+                  for name, (a, b) in self.skipped.items()]
+        for title, names in (("missing", self.missing), ("unexpected", self.unexpected)):
+            if names:
+                lines.append(f"  {title}: {_shorten(names)}")
+        return "\n".join(lines)
+
+
+def _shorten(names: list[str], limit: int = 8) -> str:
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def read_state_dict(source: WeightSource) -> tuple[dict[str, Tensor], str]:
+    """The tensors of ``source`` by name, and how to name the source in messages.
+
+    Example:
+        >>> tensors, name = read_state_dict({"state_dict": {"model.w": torch.zeros(2)}, "epoch": 3})
+        >>> list(tensors), name
+        (['model.w'], 'a Lightning checkpoint')
+    """
+    if isinstance(source, nn.Module):
+        return dict(source.state_dict()), f"a {type(source).__name__}"
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"weights file {str(path)!r} does not exist; pass a checkpoint (.ckpt) or a saved state dict.")
+        try:
+            # weights_only: a checkpoint is data, and must not be able to run code when loaded
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            first = (str(error).strip().splitlines() or [""])[0]
+            raise ConfigError(
+                f"cannot read weights from {str(path)!r}: {type(error).__name__}: {first} (convzoo loads checkpoints "
+                f"with weights_only=True; if you trust a file holding other objects, pass "
+                f"torch.load(path, weights_only=False) instead of the path)."
+            ) from None
+        if not isinstance(loaded, Mapping):
+            raise ConfigError(f"{str(path)!r} holds a {type(loaded).__name__}, not a checkpoint or a state dict.")
+        tensors, kind = read_state_dict(loaded)
+        return tensors, f"{path} ({kind})"
+    if isinstance(source, Mapping):
+        kind = "a state dict"
+        if isinstance(source.get("state_dict"), Mapping):  # a Lightning checkpoint (convzoo's included)
+            source, kind = source["state_dict"], "a Lightning checkpoint"
+        tensors = {str(k): v for k, v in source.items() if isinstance(v, Tensor)}
+        if not tensors:
+            raise ConfigError(f"{kind} with no tensors (keys: {_shorten([str(k) for k in source])}); "
+                              f"pass a checkpoint, a state dict or a module.")
+        return tensors, kind
+    raise ConfigError(f"cannot read weights from a {type(source).__name__}; pass a checkpoint path, a state dict or a module.")
+
+
+def _common_prefix(source: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> str:
+    """The prefix that, stripped from the source's names, matches the most of the network's.
+
+    Every dotted prefix of every source name is a candidate (``""``, ``model.``, ``model.net.``);
+    ties go to the shortest, so a state dict saved from the network itself needs no stripping.
+    """
+    votes: Counter[str] = Counter()
+    for name in source:
+        parts = name.split(".")
+        for cut in range(len(parts)):
+            prefix = ".".join(parts[:cut]) + ("." if cut else "")
+            if name[len(prefix):] in target:
+                votes[prefix] += 1
+    if not votes:
+        return ""
+    best = max(votes.values())
+    return min((p for p, n in votes.items() if n == best), key=len)
+
+
+def load_weights(net: nn.Module, source: WeightSource, strict: bool = False) -> WeightTransfer:
+    """Copy into ``net`` every tensor of ``source`` whose name and shape match; report the rest.
+
+    Parameters and buffers (batch-norm statistics) alike; values are cast to the network's dtype
+    and keep its device and memory layout. The names may carry a prefix in the source (a
+    LightningModule's ``model.``), found by matching. With ``strict=True`` anything missing,
+    unexpected or of another shape is an error and nothing is copied; otherwise those tensors keep
+    their values. The report is also logged (``convzoo.weights``, INFO).
+
+    Args:
+        net: the network to fill, in place.
+        source: a checkpoint path (a convzoo or Lightning ``.ckpt``, or a ``torch.save``-d state
+            dict), a loaded checkpoint, a state dict, or a module.
+        strict: require an exact match of names and shapes.
+
+    Returns:
+        a :class:`WeightTransfer`: transferred, missing, unexpected, and skipped (shape mismatch).
+
+    Raises:
+        ConfigError: the source cannot be read; with ``strict``, any mismatch (all listed).
+    """
+    tensors, where = read_state_dict(source)
+    target = net.state_dict()
+    prefix = _common_prefix(tensors, target)
+    report = WeightTransfer(source=where, prefix=prefix)
+    for name, value in tensors.items():
+        own = name[len(prefix):] if name.startswith(prefix) else None
+        if own not in target:
+            report.unexpected.append(name)
+        elif value.shape != target[own].shape:
+            report.skipped[own] = (tuple(value.shape), tuple(target[own].shape))
+        else:
+            report.transferred.append(own)
+            report.source_names[own] = name
+    placed = set(report.transferred) | set(report.skipped)
+    report.missing = [name for name in target if name not in placed]
+    if strict and (report.missing or report.unexpected or report.skipped):
+        raise ConfigError(f"load_weights(strict=True): the source does not fit the network exactly.\n{report}\n"
+                          f"Fix: load the checkpoint into the network it was trained with, or pass strict=False "
+                          f"to copy the tensors that fit.")
+    with torch.no_grad():
+        for name in report.transferred:
+            # state_dict() tensors share storage with the parameters and buffers: copy_ fills those
+            target[name].copy_(tensors[report.source_names[name]])
+    if report.transferred:
+        log.info("%s", report)
+    else:
+        log.warning("%s\nNothing was transferred: the source's tensor names share nothing with the network's.", report)
+    return report
