@@ -15,13 +15,19 @@ Example:
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import inspect
+import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
-__all__ = ["ConfigError", "Registry", "closest", "suggest", "BLOCKS", "NORMS", "ACTIVATIONS", "INITS"]
+__all__ = [
+    "ConfigError", "Registry", "closest", "suggest", "type_name", "fits_annotation",
+    "BLOCKS", "NORMS", "ACTIVATIONS", "INITS",
+]
 
 
 class ConfigError(ValueError):
@@ -37,6 +43,76 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     """Human-readable 'did you mean' fragment, empty when nothing is close."""
     near = closest(name, candidates)
     return f" Did you mean {' or '.join(repr(c) for c in near)}?" if near else ""
+
+
+_SEQUENCES = (list, tuple, collections.abc.Sequence)
+_MAPPINGS = (dict, collections.abc.Mapping)
+
+
+def fits_annotation(value: Any, annotation: Any) -> bool:
+    """Whether a config ``value`` (plain YAML types) fits a type annotation.
+
+    Understands the annotations blocks use: ``int``, ``float`` (ints fit), ``bool`` (ints do not),
+    ``str``, ``None``, unions/``Optional``, ``list``/``tuple``/``Sequence`` of an item type,
+    ``dict``/``Mapping``, ``Literal`` and classes; anything else fits (it is not ours to judge).
+
+    Example:
+        >>> fits_annotation(3, int | None), fits_annotation("abc", int), fits_annotation(True, int)
+        (True, False, False)
+        >>> fits_annotation([16, 32], list[int]), fits_annotation(2, float)
+        (True, True)
+    """
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits_annotation(value, arm) for arm in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in _SEQUENCES or annotation in _SEQUENCES:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(fits_annotation(v, a) for v, a in zip(value, args))
+        return not args or all(fits_annotation(v, args[0]) for v in value)
+    if origin in _MAPPINGS or annotation in _MAPPINGS:
+        return isinstance(value, Mapping)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def type_name(annotation: Any) -> str:
+    """How an annotation reads in an error message: ``int``, ``int | None``, ``list[int]``, ``mapping``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is None or annotation is type(None):
+        return "None"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(arm) for arm in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(arg) for arg in args)
+    if origin in _SEQUENCES or annotation in _SEQUENCES:
+        return f"list[{', '.join(type_name(a) for a in args if a is not Ellipsis)}]" if args else "list"
+    if origin in _MAPPINGS or annotation in _MAPPINGS:
+        return "mapping"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _type_hints(builder: Callable) -> dict[str, Any]:
+    """The builder's evaluated annotations; empty when they cannot be evaluated (then nothing is checked)."""
+    target = builder.__init__ if isinstance(builder, type) else builder
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # an annotation naming something not importable here: skip the type checks
+        return {}
 
 
 class Registry:
@@ -148,6 +224,17 @@ class Registry:
                 f"{prefix} is missing required argument(s) {', '.join(missing)}. "
                 f"It accepts: {', '.join(accepted)}."
             )
+        hints = _type_hints(builder)
+        for key, value in kwargs.items():
+            if key in hints and not fits_annotation(value, hints[key]):
+                raise ConfigError(
+                    f"{prefix}: {key}={value!r} has the wrong type ({type(value).__name__}); "
+                    f"it must be {type_name(hints[key])}."
+                )
+
+    def annotation(self, name: str, argument: str) -> Any:
+        """The evaluated type annotation of one of the builder's arguments (``Any`` when unannotated)."""
+        return _type_hints(self.get(name)).get(argument, Any)
 
     def build(self, config: Mapping[str, Any] | str, **overrides: Any) -> Any:
         """Build an entry from ``{key: name, **kwargs}`` (or a bare name), with keyword overrides."""
