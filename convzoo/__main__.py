@@ -64,16 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     summarise = commands.add_parser("summary", help="per-layer table of a configured model, without training")
     summarise.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=convmixer model.dim=512")
     args = parser.parse_args(argv)
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from convzoo.registry import ConfigError
+    from convzoo.errors import exit_code, report
 
     try:
         print(list_registries() if args.command == "list" else print_summary(args.overrides))
-    except (ConfigError, HydraException, OmegaConfBaseException) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        if exit_code(error) is None:
+            raise  # a bug: keep the traceback
+        return report(error)
     return 0
 
 
