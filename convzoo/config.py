@@ -50,9 +50,24 @@ def _key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
+def _value(override: str) -> object:
+    """The value an override sets, as Hydra parses it (quotes removed, ``null`` is None)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(override).value()
+    except HydraException as error:
+        raise _parse_error(override, str(error)) from None
+
+
+def _parse_error(override: str, message: str) -> ConfigError:
+    return ConfigError(f"{override}: cannot parse this override ({message.splitlines()[0]}). "
+                       f"Quote values holding special characters (key='a,b'); see {_GRAMMAR}")
+
+
 def _quoted(value: str) -> str:
     """A string as a quoted Hydra override value (paths may hold spaces, commas or '=')."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + value.replace("'", "\\'") + "'"
 
 
 def resume_overrides(overrides: Sequence[str], hydra_run: bool = False) -> list[str]:
@@ -68,11 +83,11 @@ def resume_overrides(overrides: Sequence[str], hydra_run: bool = False) -> list[
         ['model=plain', 'seed=1']
     """
     given = [o for o in overrides if _key(o) == RESUME_KEY]
-    value = given[-1].split("=", 1)[1].strip("'\"") if given else ""
-    if value in ("", "null"):
+    value = _value(given[-1]) if given else None
+    if value in (None, ""):
         return list(overrides)
-    run_dir = Path(value).expanduser().resolve()
-    if any(_key(o) in _LOCATIONS and o.split("=", 1)[1].strip("'\"") == str(run_dir) for o in overrides):
+    run_dir = Path(str(value)).expanduser().resolve()
+    if any(_key(o) in _LOCATIONS and _value(o) == str(run_dir) for o in overrides):
         return list(overrides)  # expanded already
     recorded_file = run_dir / ".hydra" / "overrides.yaml"
     if not run_dir.is_dir():
@@ -125,8 +140,7 @@ def _composition_error(error: Exception, overrides: Sequence[str], config_name: 
         return ConfigError(f"{group}={name}: there is no config {name!r} in the {group!r} group."
                            f"{suggest(name, error.options)} Available: {', '.join(error.options)}.")
     if isinstance(error, OverrideParseException):
-        return ConfigError(f"{error.override}: cannot parse this override ({error.message.splitlines()[0]}). "
-                           f"Quote values holding special characters (key='a,b'); see {_GRAMMAR}")
+        return _parse_error(error.override, error.message)
     cause = error.__cause__
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
         return _unknown_key(cause.full_key, overrides, config_name)

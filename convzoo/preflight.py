@@ -77,7 +77,7 @@ def check_optimizer(module: ImageClassifier, total_steps: int) -> None:
     if module.scheduler_factory is not None:
         try:
             module.scheduler_factory(optimizer, total_steps=max(total_steps, 1))
-        except ConfigError:
+        except ConfigError:  # ours already name the key and the fix
             raise
         except ValueError as error:
             raise ConfigError(f"scheduler: {' '.join(str(error).split())}; fix the scheduler.* value it names.") from None
@@ -97,14 +97,17 @@ def check_accelerator(accelerator: str) -> None:
                           f"use trainer.accelerator=cpu.")
 
 
-def check_monitors(callbacks: Iterable[Any], names: Iterable[str]) -> None:
-    """Every callback's ``monitor`` names a metric the module logs (a typo would fail after an epoch)."""
+def check_monitors(callbacks: Mapping[str, Any], names: Iterable[str]) -> None:
+    """Every callback's ``monitor`` names a metric the module logs (a typo would fail after an epoch).
+
+    ``callbacks`` maps each callback's config key (``callbacks.model_checkpoint``) to the callback.
+    """
     names = list(names)
-    for callback in callbacks:
+    for key, callback in callbacks.items():
         monitor = getattr(callback, "monitor", None)
         if isinstance(monitor, str) and monitor not in names:
-            raise ConfigError(f"{type(callback).__name__}(monitor={monitor!r}): the model logs no such metric."
-                              f"{suggest(monitor, names)} It logs: {', '.join(names)}.")
+            raise ConfigError(f"{key}.monitor={monitor!r}: the model logs no such metric.{suggest(monitor, names)} "
+                              f"It logs: {', '.join(names)}.")
 
 
 def _spec_differences(before: Any, now: Mapping[str, Any]) -> str:

@@ -114,11 +114,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     table = summary(module.model)
     write_run_records(run_dir, table, init_record)
 
-    callbacks = [instantiate(c, f"callbacks.{name}") for name, c in (cfg.get("callbacks") or {}).items() if c is not None]
+    callbacks = {f"callbacks.{name}": instantiate(node, f"callbacks.{name}")
+                 for name, node in (cfg.get("callbacks") or {}).items() if node is not None}
     check_monitors(callbacks, METRICS)
     loggers = [instantiate(c, f"logger.{name}") for name, c in (cfg.get("logger") or {}).items() if c is not None]
     check_accelerator(cfg.trainer.get("accelerator", "auto"))
-    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=list(callbacks.values()), logger=loggers or False)
     if checkpoint is not None and trainer.is_global_zero:
         continue_csv_log(trainer.loggers, checkpoint)
     for logger in trainer.loggers:

@@ -32,7 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from convzoo.registry import ConfigError, _type_hints, fits_annotation, suggest, type_name
 
-__all__ = ["check_config", "check_target", "check_arguments", "instantiate", "target_signature"]
+__all__ = ["check_arguments", "check_config", "check_target", "instantiate", "mismatch", "target_signature"]
 
 # Keys Hydra reads itself when instantiating a node; they are not arguments of the target.
 _HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
@@ -51,9 +51,12 @@ _TOP_LEVEL: dict[str, Any] = {
 }
 _SEED_RANGE = (0, 2**32 - 1)  # what numpy (and so Lightning's seed_everything) accepts
 
-# Lower bounds that the targets themselves do not check (a negative clip value flips gradients).
-_MINIMUM = {"trainer.gradient_clip_val": (0, " (or null: no clipping)"), "trainer.accumulate_grad_batches": (1, ""),
-            "trainer.log_every_n_steps": (1, "")}
+# Lower bounds that the targets themselves do not check (a negative clip value flips the gradients).
+_MINIMUM = {
+    "trainer.gradient_clip_val": (0, " (or null: no clipping)"),
+    "trainer.accumulate_grad_batches": (1, ""),
+    "trainer.log_every_n_steps": (1, ""),
+}
 
 # Arguments that train() passes itself, per group: the config must not (and need not) set them.
 _SUPPLIED = {"trainer": ("callbacks", "logger")}
@@ -192,7 +195,8 @@ def _check_top_level(cfg: DictConfig) -> None:
     if cfg.get("resume") and cfg.get("ckpt_path"):
         raise ConfigError(
             f"resume={cfg.resume} and ckpt_path={cfg.ckpt_path} are both set; resume continues the run "
-            f"from its own checkpoints/last.ckpt, so drop ckpt_path (or drop resume to start a new run from the checkpoint)."
+            f"from its own checkpoints/last.ckpt, so drop ckpt_path (or drop resume to start a new run from the "
+            f"checkpoint)."
         )
 
 
@@ -235,9 +239,10 @@ def check_config(cfg: DictConfig) -> None:
 def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
     """Hydra's ``instantiate``, with the mistakes a config can cause reported as :class:`ConfigError`\\ s.
 
-    A :class:`ConfigError` raised by the target keeps its type and gets the key in front
-    (``data: batch_size=0 ...``); a ``ValueError`` or Lightning ``MisconfigurationException`` (how
-    Lightning and torch reject values) becomes one. Anything else is a bug and keeps its traceback.
+    A :class:`ConfigError` raised by the target keeps its type and gets the key in front unless it
+    names it already (``callbacks.nonfinite_loss: check_every_n_steps=0 ...``); a ``ValueError`` or
+    Lightning ``MisconfigurationException`` (how Lightning and torch reject values) becomes one.
+    Anything else is a bug and keeps its traceback.
     """
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 

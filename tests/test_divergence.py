@@ -16,6 +16,7 @@ RUN = ["data=synthetic", "model=convmixer_tiny", "model.dim=16", "model.depth=1"
        "callbacks.step_checkpoint.every_n_train_steps=2", "callbacks.nonfinite_loss.check_every_n_steps=3"]
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     poison = "+callbacks.poison={_target_:faults.PoisonWeights,step:5}"  # after step 5 (epoch 1, batch 0): NaN weights
     with pytest.raises(NonFiniteLossError) as info:

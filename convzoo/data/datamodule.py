@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -28,6 +29,9 @@ from convzoo.data.cifar10 import CIFAR10_CLASSES, ImageData, find_cifar10, load_
 from convzoo.registry import ConfigError, suggest
 
 __all__ = ["CIFAR10DataModule", "InMemoryLoader", "SyntheticDataModule", "TensorDataModule"]
+
+# BatchAugment arguments that come from the data module, not from its `augment` config.
+_SET_BY_THE_DATA = ("mean", "std", "channels_last", "dtype")
 
 
 class InMemoryLoader:
@@ -227,7 +231,7 @@ class TensorDataModule(L.LightningDataModule):
         # Hydra hands nested configs over as DictConfig; plain dicts keep checkpoints loadable with
         # torch.load(weights_only=True) and hparams readable.
         augment = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (augment or {}).items()}
-        accepted = ("crop_padding", "padding_mode", "flip", "cutout", "rand_augment")
+        accepted = [name for name in inspect.signature(BatchAugment).parameters if name not in _SET_BY_THE_DATA]
         for key in augment:
             if key not in accepted:
                 raise ConfigError(f"data.augment.{key} is not known.{suggest(key, accepted)} It accepts: {', '.join(accepted)}.")
