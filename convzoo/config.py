@@ -129,7 +129,8 @@ def _unknown_key(full_key: str, overrides: Sequence[str], config_name: str) -> C
         return ConfigError(f"{override}: {where} does not set {leaf!r} (an argument of {node._target_}); "
                            f"add it with +{override.lstrip('+')}.")
     shown = f" Its keys: {', '.join(k for k in keys if not k.startswith('_'))}." if keys else ""
-    return ConfigError(f"{override}: {where} has no key {leaf!r}.{suggest(leaf, dict.fromkeys([*keys, *arguments]))}{shown} "
+    closest = suggest(leaf, dict.fromkeys([*keys, *arguments]))
+    return ConfigError(f"{override}: {where} has no key {leaf!r}.{closest}{shown} "
                        f"(A key the config does not have can be added with +{override.lstrip('+')}.)")
 
 

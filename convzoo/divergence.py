@@ -1,11 +1,12 @@
 """Stopping a run whose training loss is no longer finite, without slowing the ones that are fine.
 
-Example (``optimizer.lr=1e12`` on the command line ends like this, exit code 3)::
+Example (``python train.py data=synthetic model=convmixer_tiny optimizer.lr=1e12`` ends like this,
+with exit code 3)::
 
-    error: the training loss became nan at epoch 0, step 3 (batch 2 of the epoch) with learning rate
-    1e+12; the run was stopped there. Try a lower optimizer.lr (e.g. 10x lower), a longer warm-up
+    error: the training loss became nan at epoch 0, step 2 (batch 1 of the epoch) with learning rate
+    9.698e+11; the run was stopped there. Try a lower optimizer.lr (e.g. 10x lower), a longer warm-up
     (scheduler.warmup), gradient clipping (trainer.gradient_clip_val=1.0) or full precision
-    (trainer.precision=32-true) to rule out overflow. The last good checkpoint is .../last.ckpt.
+    (trainer.precision=32-true) to rule out overflow. No checkpoint was written before it.
 """
 
 from __future__ import annotations

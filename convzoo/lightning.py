@@ -104,9 +104,11 @@ class ImageClassifier(L.LightningModule):
             raise ConfigError(f"module.tta={tta!r} is not known; use one of {', '.join(TTA_MODES)}."
                               f"{suggest(str(tta), TTA_MODES)}")
         if not 0.0 <= label_smoothing < 1.0:
-            raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1); 0.1 is usual, 0 turns it off.")
+            raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1); 0.1 is usual, "
+                              f"0 turns it off.")
         if not norm_bias_lr_scale > 0:
-            raise ConfigError(f"module.norm_bias_lr_scale={norm_bias_lr_scale} must be > 0 (1: the same LR as every other parameter).")
+            raise ConfigError(f"module.norm_bias_lr_scale={norm_bias_lr_scale} must be > 0 (1: the same LR as "
+                              f"every other parameter).")
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.model: ConvNet = build_model(model)
         if channels_last:

@@ -79,7 +79,8 @@ def one_cycle(optimizer: Optimizer, total_steps: int, pct_start: float = 0.25, d
     if not 0.0 < pct_start < 1.0:
         raise ConfigError(f"scheduler.pct_start={pct_start} is the rising fraction of the cycle and must be in (0, 1).")
     if not (div_factor > 0 and final_div_factor > 0):
-        raise ConfigError(f"scheduler.div_factor={div_factor} and scheduler.final_div_factor={final_div_factor} must be > 0.")
+        raise ConfigError(f"scheduler.div_factor={div_factor} and scheduler.final_div_factor={final_div_factor} "
+                          f"must be > 0.")
     pct_start = max(pct_start, 2 / total_steps)
     return OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
                       pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor)

@@ -234,7 +234,8 @@ class TensorDataModule(L.LightningDataModule):
         accepted = [name for name in inspect.signature(BatchAugment).parameters if name not in _SET_BY_THE_DATA]
         for key in augment:
             if key not in accepted:
-                raise ConfigError(f"data.augment.{key} is not known.{suggest(key, accepted)} It accepts: {', '.join(accepted)}.")
+                raise ConfigError(f"data.augment.{key} is not known.{suggest(key, accepted)} "
+                                  f"It accepts: {', '.join(accepted)}.")
         if augment.get("flip", True) not in (True, False, "alternating"):
             raise ConfigError(f"data.augment.flip={augment['flip']!r} is not known; use true, false or alternating.")
         # recorded in checkpoints, so a run's data config can be read back and the module rebuilt
