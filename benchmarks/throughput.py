@@ -14,6 +14,8 @@ Usage (real CIFAR-10 under $CONVZOO_DATA):
     python benchmarks/throughput.py --experiment cpu_fast
     python benchmarks/throughput.py --model convmixer --batch-size 128 --steps 6
     python benchmarks/throughput.py --experiment cpu_fast --epoch --startup   # + epoch and start-up times
+    python benchmarks/throughput.py --experiment cpu_fast --modes convzoo --override=~callbacks.nonfinite_loss
+                                                                 # convzoo without the non-finite-loss guard
 Writes benchmarks/results/throughput-<name>.json and prints a table.
 """
 
@@ -82,7 +84,7 @@ def run_convzoo(args: argparse.Namespace) -> dict:
 
     steps = args.warmup + args.steps * args.windows + 1
     cfg = compose_config(args, [f"++trainer.limit_train_batches={steps}", "++trainer.limit_val_batches=1",
-                                "trainer.max_epochs=1", "test=false"])
+                                "trainer.max_epochs=1", "test=false", *args.override])
     with open_dict(cfg):
         cfg.paths.output_dir = tempfile.mkdtemp(prefix="convzoo-bench-")
         cfg.callbacks.step_times = {"_target_": "__main__.StepTimes"}
@@ -200,6 +202,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=4, help="timed windows; the median is reported")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the classic pipeline")
     parser.add_argument("--modes", default="convzoo,hand,classic")
+    parser.add_argument("--override", action="append", default=[], help="extra Hydra override for the convzoo mode")
     parser.add_argument("--epoch", action="store_true", help="also time one full real-CIFAR-10 epoch of train.py")
     parser.add_argument("--startup", action="store_true", help="also time `train.py --help` and a debug run")
     parser.add_argument("--data", default=os.environ.get("CONVZOO_DATA", "data"), help="CIFAR-10 root")
@@ -215,8 +218,9 @@ def main() -> None:
 
     argv = [a for a in sys.argv[1:] if a not in ("--epoch", "--startup")]
     name = args.experiment or args.model
-    report: dict = {"name": name, "date": date.today().isoformat(), "machine": f"{platform.processor() or platform.machine()}, "
-                    f"{os.cpu_count()} cores, no GPU", "modes": {}}
+    report: dict = {"name": name, "overrides": args.override, "date": date.today().isoformat(),
+                    "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+                    "modes": {}}
     for mode in args.modes.split(","):
         result = run_worker(mode, argv)
         windows = window_throughputs(result.pop("times"), result["batch_size"], args.warmup, args.steps)

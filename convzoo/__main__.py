@@ -90,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     comparing.add_argument("-o", "--output", help="PNG to write (default: <sweep>/compare.png, else ./compare.png)")
     add_deploy_commands(commands)  # export, predict
     args = parser.parse_args(argv)
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
+    from convzoo.errors import exit_code, report
 
     try:
         if hasattr(args, "run"):
@@ -104,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             print(compare(args.runs, args.output)[0])
         else:
             print(print_summary(args.overrides))
-    except (ConfigError, HydraException, OmegaConfBaseException, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:
+        if exit_code(error) is None:
+            raise  # a bug: keep the traceback
+        return report(error)
     return 0
 
 

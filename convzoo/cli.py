@@ -1,5 +1,9 @@
 """Training from the command line: ``train.py`` in a checkout and the ``convzoo-train`` script of an
-installed package take the same Hydra command line and share :func:`run`.
+installed package take the same Hydra command line and share :func:`check_command_line` and :func:`run`.
+
+A mistake in the command line or config is printed as one ``error:`` line (exit code 2), a run
+whose loss diverges stops with one line too (exit code 3); anything else is a bug and shows its
+traceback. ``resume=<run_dir>`` continues a run in its own directory with its own overrides.
 
 Example::
 
@@ -14,7 +18,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-__all__ = ["run", "train_main"]
+__all__ = ["check_command_line", "run", "train_main"]
 
 
 def _print_lightning_messages_once() -> None:
@@ -28,23 +32,55 @@ def _print_lightning_messages_once() -> None:
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Train with a composed config; a configuration mistake prints one line and exits with status 2."""
-    from convzoo.data import CorruptDataError, DataNotFoundError
-    from convzoo.registry import ConfigError
+    """Train with a composed config; what the user can fix is reported in one line (see :mod:`convzoo.errors`)."""
+    from convzoo.errors import exit_code, report
     from convzoo.training import train
 
     _print_lightning_messages_once()
     try:
         metrics = train(cfg)
-    except (ConfigError, DataNotFoundError, CorruptDataError) as error:
+    except Exception as error:
+        if exit_code(error) is None:
+            raise
         # These carry the whole story (what, where, how to fix); a traceback would only bury it.
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+        raise SystemExit(report(error)) from None
     # A sweeper (e.g. Optuna) optimises the value returned here.
     return metrics.get(cfg.get("optimized_metric", "val/acc_best"))
 
 
+def check_command_line(argv: list[str]) -> list[str]:
+    """``argv`` with ``resume=<run_dir>`` expanded; a single run's overrides, keys and types checked first.
+
+    Hydra would report a bad override on many lines (exit code 1), and only after creating the run
+    directory; this reports it on one line and exits 2 before the run directory exists. Runs with
+    Hydra flags (``--help``, ``-m``, ``--cfg`` ...) go to Hydra untouched.
+    """
+    overrides = argv[1:]
+    if any(arg.startswith("-") for arg in overrides):
+        return argv
+    from omegaconf import open_dict
+
+    from convzoo.config import compose, resume_overrides
+    from convzoo.errors import ConfigError, report
+    from convzoo.validation import check_config
+
+    try:
+        cfg = compose([o for o in resume_overrides(overrides) if not o.lstrip("+~").startswith("hydra")])
+        overrides = resume_overrides(overrides, hydra_run=True)
+        with open_dict(cfg):
+            cfg.paths.output_dir = "."  # the run directory does not exist yet; nothing is written here
+        check_config(cfg)
+    except ConfigError as error:
+        raise SystemExit(report(error)) from None
+    return [argv[0], *overrides]
+
+
 @hydra.main(config_path="pkg://convzoo.configs", config_name="train", version_base="1.3")
-def train_main(cfg: DictConfig) -> float | None:
-    """The ``convzoo-train`` console script: the configs shipped inside the installed package."""
+def _train_with_packaged_configs(cfg: DictConfig) -> float | None:
     return run(cfg)
+
+
+def train_main() -> None:
+    """The ``convzoo-train`` console script: ``train.py``'s command line on the configs the package carries."""
+    sys.argv = check_command_line(sys.argv)
+    _train_with_packaged_configs()

@@ -1,5 +1,10 @@
 """Composing the repo's Hydra configs outside ``train.py`` (CLI helpers, tests, notebooks).
 
+:func:`compose` answers a bad override with one :class:`~convzoo.registry.ConfigError` line (the
+closest valid names included) instead of Hydra's multi-line report, and understands
+``resume=<run_dir>``: the run's own recorded overrides come first, so a resumed run is the same
+run (see :func:`resume_overrides`).
+
 Example:
     >>> cfg = compose(["model=convmixer", "model.dim=128"])  # doctest: +SKIP
     >>> cfg.model.dim  # doctest: +SKIP
@@ -9,17 +14,25 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
-from omegaconf import DictConfig
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from convzoo.registry import ConfigError
+from convzoo.registry import ConfigError, suggest
 
-__all__ = ["config_dir", "compose", "model_config"]
+__all__ = ["config_dir", "compose", "model_config", "resume_overrides", "RESUME_KEY"]
+
+#: The override that continues a run in its own directory: ``resume=<run_dir>``.
+RESUME_KEY = "resume"
+_GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
+_LOCATIONS = ("hydra.run.dir", "paths.output_dir")  # where a resumed run writes: under train.py, and otherwise
 
 
 def config_dir() -> Path:
@@ -40,10 +53,121 @@ def config_dir() -> Path:
     return path
 
 
+def _key(override: str) -> str:
+    """The dotted key an override sets: ``+trainer.max_epochs=3`` -> ``trainer.max_epochs``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _value(override: str) -> object:
+    """The value an override sets, as Hydra parses it (quotes removed, ``null`` is None)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_override(override).value()
+    except HydraException as error:
+        raise _parse_error(override, str(error)) from None
+
+
+def _parse_error(override: str, message: str) -> ConfigError:
+    return ConfigError(f"{override}: cannot parse this override ({message.splitlines()[0]}). "
+                       f"Quote values holding special characters (key='a,b'); see {_GRAMMAR}")
+
+
+def _quoted(value: str) -> str:
+    """A string as a quoted Hydra override value (paths may hold spaces, commas or '=')."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def resume_overrides(overrides: Sequence[str], hydra_run: bool = False) -> list[str]:
+    """Expand ``resume=<run_dir>`` into the overrides that continue that run; others pass through.
+
+    The run's recorded overrides (``<run_dir>/.hydra/overrides.yaml``) come first and the ones
+    given now after them, so ``resume=<run_dir> trainer.max_epochs=20`` extends a run. The run
+    directory becomes the output directory (``hydra.run.dir`` under ``train.py``,
+    ``paths.output_dir`` otherwise); ``train()`` then continues from its ``checkpoints/last.ckpt``.
+
+    Example:
+        >>> resume_overrides(["model=plain", "seed=1"])
+        ['model=plain', 'seed=1']
+    """
+    given = [o for o in overrides if _key(o) == RESUME_KEY]
+    value = _value(given[-1]) if given else None
+    if value in (None, ""):
+        return list(overrides)
+    run_dir = Path(str(value)).expanduser().resolve()
+    if any(_key(o) in _LOCATIONS and _value(o) == str(run_dir) for o in overrides):
+        return list(overrides)  # expanded already
+    recorded_file = run_dir / ".hydra" / "overrides.yaml"
+    if not run_dir.is_dir():
+        raise ConfigError(f"resume={value}: no such run directory. Give the folder a run printed as its "
+                          f"'run directory' (outputs/<date>/<time>, or multirun/<date>/<time>/<job>).")
+    if not recorded_file.is_file():
+        raise ConfigError(f"resume={value}: {run_dir} is not a train.py run directory (it has no .hydra/overrides.yaml). "
+                          f"To continue from a checkpoint file instead, pass ckpt_path=<file> with the run's overrides.")
+    recorded = [str(o) for o in OmegaConf.load(recorded_file)]
+    kept = [o for o in recorded if _key(o) not in (RESUME_KEY, "ckpt_path")]
+    now = [o for o in overrides if _key(o) != RESUME_KEY]
+    location = _LOCATIONS[0] if hydra_run else _LOCATIONS[1]
+    return [*kept, *now, f"{RESUME_KEY}={_quoted(str(run_dir))}", f"{location}={_quoted(str(run_dir))}"]
+
+
+def _unknown_key(full_key: str, overrides: Sequence[str], config_name: str) -> ConfigError:
+    """``trainer.max_epoch=3`` -> ``trainer has no key 'max_epoch'. Did you mean 'max_epochs'? ...``."""
+    from hydra.utils import get_object
+
+    from convzoo.validation import target_signature
+
+    dotted = re.sub(r"\[(\d+)\]", r".\1", full_key)
+    override = next((o for o in overrides if _key(o) == dotted), dotted)
+    parent, _, leaf = dotted.rpartition(".")
+    try:
+        cfg = hydra_compose(config_name=config_name, overrides=[o for o in overrides if o != override])
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+    except (HydraException, OmegaConfBaseException):
+        node = None
+    keys = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+    arguments: list[str] = []
+    if isinstance(node, DictConfig) and node.get("_target_"):
+        try:
+            arguments = list(target_signature(get_object(node._target_))[0])
+        except Exception:  # an unimportable target is reported when the config is checked
+            arguments = []
+    where = parent or "the config"
+    if leaf in arguments:
+        return ConfigError(f"{override}: {where} does not set {leaf!r} (an argument of {node._target_}); "
+                           f"add it with +{override.lstrip('+')}.")
+    shown = f" Its keys: {', '.join(k for k in keys if not k.startswith('_'))}." if keys else ""
+    closest = suggest(leaf, dict.fromkeys([*keys, *arguments]))
+    return ConfigError(f"{override}: {where} has no key {leaf!r}.{closest}{shown} "
+                       f"(A key the config does not have can be added with +{override.lstrip('+')}.)")
+
+
+def _composition_error(error: Exception, overrides: Sequence[str], config_name: str) -> ConfigError:
+    """Hydra's composition error as one line that names the override and the fix."""
+    if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
+        group, _, name = error.missing_cfg_file.rpartition("/")
+        return ConfigError(f"{group}={name}: there is no config {name!r} in the {group!r} group."
+                           f"{suggest(name, error.options)} Available: {', '.join(error.options)}.")
+    if isinstance(error, OverrideParseException):
+        return _parse_error(error.override, error.message)
+    cause = error.__cause__
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
+        return _unknown_key(cause.full_key, overrides, config_name)
+    return ConfigError(" ".join(str(error).split()))
+
+
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
-    """Compose ``config_name`` with command-line style ``overrides``, exactly as ``train.py`` would."""
+    """Compose ``config_name`` with command-line style ``overrides``, exactly as ``train.py`` would.
+
+    ``resume=<run_dir>`` is expanded first (:func:`resume_overrides`). A bad override raises a
+    :class:`ConfigError` naming it, with the closest valid names.
+    """
+    overrides = resume_overrides(overrides)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+        try:
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+        except (HydraException, OmegaConfBaseException) as error:
+            raise _composition_error(error, overrides, config_name) from None
 
 
 def model_config(arguments: Sequence[str]) -> tuple[DictConfig, DictConfig | None]:

@@ -22,17 +22,20 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convzoo import __version__
 from convzoo.init import NORM_TYPES
 from convzoo.model import ConvNet, build_model
-from convzoo.registry import ConfigError
+from convzoo.registry import ConfigError, suggest
 from convzoo.spec import upgrade_legacy_spec
 
-__all__ = ["ImageClassifier", "load_model", "make_optimizer"]
+__all__ = ["ImageClassifier", "METRICS", "load_model", "make_optimizer"]
 
 TTA_MODES = ("none", "flip", "flip_translate")
+#: What ImageClassifier logs (the names a callback's ``monitor`` may use).
+METRICS = ("train/loss", "train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc")
 
 
 def make_optimizer(factory: Callable[..., Optimizer], model: nn.Module, norm_bias_lr_scale: float = 1.0) -> Optimizer:
@@ -110,7 +113,14 @@ class ImageClassifier(L.LightningModule):
     ):
         super().__init__()
         if tta not in TTA_MODES:
-            raise ValueError(f"module.tta={tta!r} is not known; use one of {', '.join(TTA_MODES)}.")
+            raise ConfigError(f"module.tta={tta!r} is not known; use one of {', '.join(TTA_MODES)}."
+                              f"{suggest(str(tta), TTA_MODES)}")
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"module.label_smoothing={label_smoothing} must be in [0, 1); 0.1 is usual, "
+                              f"0 turns it off.")
+        if not norm_bias_lr_scale > 0:
+            raise ConfigError(f"module.norm_bias_lr_scale={norm_bias_lr_scale} must be > 0 (1: the same LR as "
+                              f"every other parameter).")
         network = build_model(model)
         if len(network.outputs) != 1 or network.feature_info.reduction() != [None]:
             returns = ", ".join(f"{i['module']} ({i['num_chs']} channels, reduction {i['reduction']})" for i in network.feature_info)
@@ -129,7 +139,12 @@ class ImageClassifier(L.LightningModule):
         self.scheduler_factory = scheduler
         self._compiled = False
         num_classes = self.model.num_classes or self.model.out_channels
+        # The epoch's running training loss and accuracy are checkpointed (persistent), so an epoch
+        # resumed in the middle reports the same averages as one that ran through.
+        self.train_loss = MeanMetric(nan_strategy="disable")  # "disable": no NaN check, so no host sync per step
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        for metric in (self.train_loss, self.train_acc):
+            metric.persistent(True)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
 
@@ -164,8 +179,9 @@ class ImageClassifier(L.LightningModule):
         logits = self(images)
         loss = self._loss(logits, labels)
         self.train_acc(logits, labels)
+        self.train_loss(loss.detach())
         # No .item() here: logged tensors stay on the device; the bar reads them every refresh_rate steps.
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
@@ -183,6 +199,19 @@ class ImageClassifier(L.LightningModule):
         self.test_acc(logits, labels)
         self.log("test/loss", self._loss(logits, labels), sync_dist=True)
         self.log("test/acc", self.test_acc)
+
+    def on_train_epoch_start(self) -> None:
+        # Lightning empties them after logging each epoch; a run resumed from a checkpoint taken at the
+        # end of an epoch (before that) must not carry the finished epoch's counts into the next one.
+        self.train_loss.reset()
+        self.train_acc.reset()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # checkpoints from before the training metrics were checkpointed: start them empty
+        state = checkpoint["state_dict"]
+        for name, value in self.state_dict().items():
+            if name.startswith(("train_loss.", "train_acc.")):
+                state.setdefault(name, value)
 
     def configure_optimizers(self) -> Any:
         if self.optimizer_factory is None:

@@ -21,6 +21,8 @@ from typing import Any
 
 import yaml
 
+from convzoo.registry import ConfigError
+
 __all__ = [
     "Run",
     "distinguishing_overrides",
@@ -178,19 +180,20 @@ def find_runs(paths: Iterable[str | Path]) -> list[Run]:
     Runs are named by their path relative to the deepest folder they all share.
 
     Raises:
-        FileNotFoundError: a path does not exist or holds no run.
+        ConfigError: a path does not exist or holds no run (the user named it: a one-line error).
     """
     found: list[Path] = []
     for given in map(Path, paths):
         if not given.is_dir():
-            raise FileNotFoundError(f"{given} is not a directory")
+            raise ConfigError(f"{given} is not a directory; give run directories or folders of them (a multirun sweep).")
         if _is_run(given):
             found.append(given)
             continue
         inside = sorted({p.parent.parent for p in given.rglob(str(METRICS_CSV))} |
                         {p.parent for p in given.rglob("metrics.json")}, key=_natural_key)
         if not inside:
-            raise FileNotFoundError(f"{given} holds no run (no csv/metrics.csv or metrics.json below it)")
+            raise ConfigError(f"{given} holds no run (no csv/metrics.csv or metrics.json below it); give a run "
+                              f"directory (outputs/<date>/<time>) or a sweep folder (multirun/<date>/<time>).")
         found += inside
     absolute = [p.absolute() for p in found]
     common = Path(*_common_parts(absolute)) if len(absolute) > 1 else absolute[0].parent

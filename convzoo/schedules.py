@@ -41,13 +41,21 @@ def piecewise_linear(
     The ConvMixer CIFAR-10 recipe is ``milestones=[0, 0.4, 0.8, 1]``, ``values=[0, 1, 0.05, 0]``
     (``np.interp`` over epochs ``[0, 2/5, 4/5, 1]`` of ``[0, lr_max, lr_max/20, 0]``).
     """
-    if len(milestones) != len(values) or list(milestones) != sorted(milestones):
-        raise ValueError(f"milestones {list(milestones)} must be increasing and as many as values {list(values)}.")
+    if len(milestones) != len(values) or not milestones or list(milestones) != sorted(milestones):
+        raise ConfigError(f"scheduler.milestones={list(milestones)} must be increasing fractions of the run, "
+                          f"as many as scheduler.values={list(values)}; e.g. milestones=[0, 0.4, 1] values=[0, 1, 0].")
+    if any(value < 0 for value in values):
+        raise ConfigError(f"scheduler.values={list(values)} are LR multipliers and must be >= 0.")
     return LambdaLR(optimizer, lambda step: _interpolate(step / max(1, total_steps), milestones, values))
 
 
 def warmup_cosine(optimizer: Optimizer, total_steps: int, warmup: float = 0.0, final: float = 0.0) -> LRScheduler:
     """Linear warm-up over the first ``warmup`` fraction, then cosine decay to ``final`` x the base LR."""
+    if not 0.0 <= warmup < 1.0:
+        raise ConfigError(f"scheduler.warmup={warmup} is the warm-up's fraction of the run and must be in [0, 1); "
+                          f"e.g. scheduler.warmup=0.05.")
+    if final < 0:
+        raise ConfigError(f"scheduler.final={final} is the final LR as a fraction of optimizer.lr and must be >= 0.")
     warmup_steps = int(warmup * total_steps)
 
     def factor(step: int) -> float:
@@ -66,7 +74,13 @@ def one_cycle(optimizer: Optimizer, total_steps: int, pct_start: float = 0.25, d
     Very short runs (a few batches) get at least two warm-up steps, which OneCycleLR needs.
     """
     if total_steps < 4:
-        raise ValueError(f"one_cycle needs at least 4 optimizer steps, got {total_steps}; use scheduler=constant.")
+        raise ConfigError(f"scheduler one_cycle needs at least 4 optimizer steps, got {total_steps}; "
+                          f"train longer or use scheduler=constant.")
+    if not 0.0 < pct_start < 1.0:
+        raise ConfigError(f"scheduler.pct_start={pct_start} is the rising fraction of the cycle and must be in (0, 1).")
+    if not (div_factor > 0 and final_div_factor > 0):
+        raise ConfigError(f"scheduler.div_factor={div_factor} and scheduler.final_div_factor={final_div_factor} "
+                          f"must be > 0.")
     pct_start = max(pct_start, 2 / total_steps)
     return OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups], total_steps=total_steps,
                       pct_start=pct_start, div_factor=div_factor, final_div_factor=final_div_factor)

@@ -18,15 +18,18 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.data import TensorDataModule
+from convzoo.errors import CheckpointError
 from convzoo.init import InitRecord, apply_data_init, apply_init_config
-from convzoo.lightning import ImageClassifier
+from convzoo.lightning import METRICS, ImageClassifier
+from convzoo.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
+from convzoo.resume import continue_csv_log
 from convzoo.summary import ModelSummary, summary
 from convzoo.tracking import log_run_files
+from convzoo.validation import check_config, instantiate
 
 __all__ = ["fit_model_to_data", "train", "write_run_records"]
 
@@ -54,20 +57,31 @@ def run_hyperparameters(cfg: DictConfig, table: ModelSummary, init_record: InitR
     }
 
 
+def _set_on_command_line() -> set[str]:
+    """The keys this run's command line set (empty outside ``train.py``, e.g. for a composed config)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return set()
+    return {override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task}
+
+
 def fit_model_to_data(model: DictConfig, datamodule: TensorDataModule) -> DictConfig:
     """Set the model config's input channels, input size and classes to the data's; return the config.
 
     The data decides: a head with fewer outputs than there are classes cannot be trained, and the
     meta-device check and the summary need the real image size. The config node is updated before
     it is resolved, so layers that interpolate these keys follow, and the logged config is what ran.
-    Each change is printed.
+    Each change is printed. A value the user set on the command line (``model.num_classes=5``) is
+    theirs: it is left for the pre-flight check, which fails on a mismatch instead of overruling it.
     """
     channels, height, width = datamodule.input_shape
     data_values = {"in_channels": channels, "num_classes": datamodule.num_classes,
                    "input_size": height if height == width else [height, width]}
+    explicit = _set_on_command_line()
     with open_dict(model):
         for key, value in data_values.items():
-            if model.get(key) != value:
+            if model.get(key) != value and f"model.{key}" not in explicit:
                 rank_zero_only(print)(f"model.{key}: {model.get(key)} -> {value} (from the data: "
                                       f"{type(datamodule).__name__}, {datamodule.num_classes} classes, "
                                       f"{'x'.join(map(str, datamodule.input_shape))} images)")
@@ -87,22 +101,42 @@ def _init_images(datamodule: TensorDataModule, count: int) -> torch.Tensor:
     return datamodule.eval_transform(datamodule.train_images[:count])
 
 
+def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
+    """``ckpt_path``, or for ``resume=<run_dir>`` that run's ``checkpoints/last.ckpt``."""
+    if cfg.get("ckpt_path"):
+        return Path(cfg.ckpt_path)
+    if not cfg.get("resume"):
+        return None
+    last = Path(cfg.resume) / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise CheckpointError(f"resume={cfg.resume}: the run has no checkpoints/last.ckpt (it stopped before its first "
+                              f"checkpoint was written); start it again without resume.")
+    return last
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``)."""
+    """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``).
+
+    Everything that can be checked before the first step is (see :mod:`convzoo.validation` and
+    :mod:`convzoo.preflight`): a mistake in the config raises a :class:`~convzoo.errors.ConfigError`
+    naming the key and the fix; a diverging run raises :class:`~convzoo.errors.NonFiniteLossError`.
+    """
     run_start = time.perf_counter()
+    check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
+    ckpt_path = _checkpoint_to_resume(cfg)
 
-    datamodule: TensorDataModule = instantiate(cfg.data, _convert_="all")
+    datamodule: TensorDataModule = instantiate(cfg.data, "data", _convert_="all")
     datamodule.setup("fit")  # the data decides the classes, image size and statistics the model is built for
     data = datamodule.describe()
     module = ImageClassifier(
         model=fit_model_to_data(cfg.model, datamodule),
-        optimizer=instantiate(cfg.optimizer),
-        scheduler=instantiate(cfg.scheduler),
+        optimizer=instantiate(cfg.optimizer, "optimizer"),
+        scheduler=instantiate(cfg.scheduler, "scheduler"),
         channels_last=cfg.channels_last,
         compile=cfg.compile,
         classes=data["classes"],
@@ -110,28 +144,38 @@ def train(cfg: DictConfig) -> dict[str, float]:
         input_std=data["std"],
         **cfg.module,
     )
+    check_data_fits_model(datamodule, module.hparams.model)
+    check_optimizer(module, total_steps=len(datamodule.train_dataloader()) * max(1, cfg.trainer.get("max_epochs") or 1))
+    checkpoint = check_checkpoint(ckpt_path, module) if ckpt_path is not None else None
     init_record = apply_init_config(module.model, cfg.init)
-    if not cfg.get("ckpt_path"):  # a resumed run takes every weight from its checkpoint
+    if checkpoint is None:  # a resumed run takes every weight from its checkpoint
         apply_data_init(module.model, lambda: _init_images(datamodule, cfg.data_init_images), init_record)
     table = summary(module.model)
     write_run_records(run_dir, table, init_record, data)
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    callbacks = {f"callbacks.{name}": instantiate(node, f"callbacks.{name}")
+                 for name, node in (cfg.get("callbacks") or {}).items() if node is not None}
+    check_monitors(callbacks, METRICS)
+    loggers = [instantiate(c, f"logger.{name}") for name, c in (cfg.get("logger") or {}).items() if c is not None]
+    check_accelerator(cfg.trainer.get("accelerator", "auto"))
+    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=list(callbacks.values()), logger=loggers or False)
+    if checkpoint is not None and trainer.is_global_zero:
+        continue_csv_log(trainer.loggers, checkpoint)
     for logger in trainer.loggers:
         logger.log_hyperparams(run_hyperparameters(cfg, table, init_record, data))
     rank_zero_only(print)(f"{cfg.model.get('name', 'model')}: {table.total_params:,} parameters "
                           f"({table.trainable_params:,} trainable), {table.total_flops / 1e6:,.1f} MFLOPs/image; "
-                          f"init {init_record.config['scheme']}; run directory {run_dir}")
+                          f"init {init_record.config['scheme']}; run directory {run_dir}"
+                          + (f"; resuming from {ckpt_path}" if ckpt_path is not None else ""))
+    del checkpoint  # Lightning loads it again itself; do not hold two copies
 
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     fit_seconds = time.perf_counter() - start
     metrics: dict[str, float] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    checkpoint = trainer.checkpoint_callback
-    if checkpoint is not None and getattr(checkpoint, "best_model_score", None) is not None:
-        metrics["val/acc_best"] = float(checkpoint.best_model_score)
+    best = trainer.checkpoint_callback
+    if best is not None and getattr(best, "best_model_score", None) is not None:
+        metrics["val/acc_best"] = float(best.best_model_score)
     if cfg.get("test", True):
         trainer.test(module, datamodule=datamodule, ckpt_path=_test_checkpoint(trainer))
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})

@@ -142,7 +142,8 @@ def load_weights(net: nn.Module, source: WeightSource, strict: bool = False) -> 
 
     Parameters and buffers (batch-norm statistics) alike; values are cast to the network's dtype
     and keep its device and memory layout. The names may carry a prefix in the source (a
-    LightningModule's ``model.``), found by matching. With ``strict=True`` anything missing,
+    LightningModule's ``model.``), found by matching; tensors outside it are the wrapper's own and
+    are left out of the report. With ``strict=True`` anything missing,
     unexpected or of another shape is an error and nothing is copied; otherwise those tensors keep
     their values. The report is also logged (``convzoo.weights``, INFO).
 
@@ -163,7 +164,9 @@ def load_weights(net: nn.Module, source: WeightSource, strict: bool = False) -> 
     prefix = _common_prefix(tensors, target)
     report = WeightTransfer(source=where, prefix=prefix)
     for name, value in tensors.items():
-        own = name[len(prefix):] if name.startswith(prefix) else None
+        if not name.startswith(prefix):
+            continue  # the wrapper's own state (a LightningModule's metrics), not the network's
+        own = name[len(prefix):]
         if own not in target:
             report.unexpected.append(name)
         elif value.shape != target[own].shape:

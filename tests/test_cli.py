@@ -19,5 +19,13 @@ def test_summary_composes_the_real_config(capsys):
 
 def test_summary_reports_bad_overrides_clearly():
     result = subprocess.run([sys.executable, "-m", "convzoo", "summary", "model=convmixr"], capture_output=True, text=True)
-    assert result.returncode == 2
-    assert "convmixr" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: model=convmixr: there is no config 'convmixr' in the 'model' group. Did you mean "
+                           "'convmixer' or 'convmixer_tiny'") and "Available: airbench, conv_norm_act, convmixer," in line
+
+
+def test_summary_reports_a_bad_value_in_one_line(capsys):
+    assert main(["summary", "model.dim=abc"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and error.startswith("error: ") and "out_channels='abc'" in error

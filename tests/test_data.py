@@ -241,7 +241,7 @@ def test_batch_augment_is_reproducible_and_separate_from_eval(batch: torch.Tenso
     assert not torch.equal(first, Normalize(channels_last=True)(batch))
     plain = BatchAugment(crop_padding=0, flip=False, cutout=0)
     assert torch.equal(plain(batch), Normalize()(batch))
-    with pytest.raises(ValueError, match="unknown"):
+    with pytest.raises(ValueError, match="rand_augment.strength is not known"):
         BatchAugment(rand_augment={"num_ops": 2, "strength": 3})
 
 
@@ -278,9 +278,9 @@ def test_cifar_split_and_subsets_on_fake_files(fake_root: Path) -> None:
     dm.setup()
     assert (len(dm.train_images), len(dm.val_images), len(dm.test_images)) == (30, 10, 5)
     dm.setup()  # idempotent
-    with pytest.raises(ValueError, match="subset must be in"):
+    with pytest.raises(ValueError, match="data.subset=91 must be in"):
         CIFAR10DataModule(root=str(fake_root), val_size=10, subset=91).setup()
-    with pytest.raises(ValueError, match="val_size must be in"):
+    with pytest.raises(ValueError, match="data.val_size=5000 must be in"):
         CIFAR10DataModule(root=str(fake_root)).setup()  # 5000 > 100 fake images
 
 

@@ -16,6 +16,7 @@ from convzoo import create_model
 from convzoo.config import compose, config_dir
 from convzoo.lightning import ImageClassifier, load_model
 from convzoo.training import train
+from convzoo.validation import check_config
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP_OPTIONS = {
@@ -44,11 +45,14 @@ def test_every_config_composes_and_instantiates(group, option, tmp_path):
     overrides = [f"{group}={option}"] + ([] if group == "data" else ["data=synthetic"])
     if (group, option) == ("data", "image_folder"):
         overrides.append(f"data.root={tmp_path}")  # required (???); nothing is read before setup()
+    if (group, option) == ("init", "pretrained"):
+        overrides.append(f"init.checkpoint={REPO / 'tests' / 'data' / 'legacy-v0.1.0.ckpt'}")  # required (???)
     cfg = compose(overrides)
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)
         if cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
             cfg.trainer.accelerator = "cpu"  # everything else about a GPU config still instantiates
+    check_config(cfg)  # every shipped option passes the checks that train() runs first
     instantiate(cfg.data)
     module = ImageClassifier(model=cfg.model, optimizer=instantiate(cfg.optimizer),
                              scheduler=instantiate(cfg.scheduler), **cfg.module)
@@ -102,31 +106,6 @@ def test_same_seed_same_metrics(tmp_path):
     assert first["val/loss"] == second["val/loss"] and first["test/loss"] == second["test/loss"]
 
 
-class CrashMidEpoch(L.Callback):
-    def on_train_batch_end(self, trainer, *args):
-        if trainer.current_epoch == 1 and trainer.fit_loop.epoch_loop.batch_idx == 1:
-            raise RuntimeError("simulated crash in the middle of epoch 1")
-
-
-def test_resume_after_a_crash_finishes_the_same_epochs(tmp_path, monkeypatch):
-    cfg = run_config(tmp_path / "crashed", "trainer.max_epochs=3")
-    real_instantiate = instantiate
-
-    def with_crash(config, *args, **kwargs):
-        if "callbacks" in kwargs:
-            kwargs["callbacks"] = [*kwargs["callbacks"], CrashMidEpoch()]
-        return real_instantiate(config, *args, **kwargs)
-
-    monkeypatch.setattr("convzoo.training.instantiate", with_crash)
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        train(cfg)
-    monkeypatch.undo()
-    last = tmp_path / "crashed" / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True)["epoch"] == 0  # the last completed epoch
-    resumed = train(run_config(tmp_path / "resumed", "trainer.max_epochs=3", f"ckpt_path={last}"))
-    assert resumed["epochs"] == 3
-
-
 def test_checkpoint_loads_for_inference_elsewhere(tmp_path):
     train(run_config(tmp_path, "trainer.max_epochs=1", "test=false"))
     net = load_model(tmp_path / "checkpoints" / "best.ckpt")
@@ -163,13 +142,6 @@ def test_multirun_sweep_leaves_one_directory_per_job(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["0", "1"]
 
 
-@pytest.mark.parametrize("override,message", [
-    ("model=convmixr", "Could not find 'model/convmixr'"),
-    ("trainer.max_epoch=3", "Key 'max_epoch' is not in struct"),
-])
-def test_typos_fail_with_hydra_messages(override, message, tmp_path):
-    result = run_train_py(tmp_path, override, check=False)
-    assert result.returncode != 0 and message in result.stderr
 
 
 def test_missing_data_gives_one_clear_message(tmp_path):

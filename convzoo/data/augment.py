@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from convzoo.registry import ConfigError, suggest
+
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
@@ -33,6 +35,7 @@ __all__ = [
     "random_flip",
 ]
 
+PADDING_MODES = ("reflect", "zeros")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -182,6 +185,21 @@ def rand_augment(images: Tensor, num_ops: int = 2, magnitude: int = 9, group_siz
     return torch.cat([policy(group) for group in images.split(group_size)])
 
 
+# torchvision's RandAugment has 31 magnitude bins (0..30) by default.
+_RAND_AUGMENT_LIMITS = {"num_ops": (0, None), "magnitude": (0, 30), "group_size": (1, None)}
+
+
+def _check_rand_augment(options: Mapping[str, Any]) -> None:
+    for key, value in options.items():
+        if key not in _RAND_AUGMENT_LIMITS:
+            raise ConfigError(f"rand_augment.{key} is not known.{suggest(key, _RAND_AUGMENT_LIMITS)} "
+                              f"It accepts: {', '.join(_RAND_AUGMENT_LIMITS)}.")
+        low, high = _RAND_AUGMENT_LIMITS[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
+            accepted = f"an integer from {low} to {high}" if high is not None else f"an integer >= {low}"
+            raise ConfigError(f"rand_augment.{key}={value!r} must be {accepted}.")
+
+
 class Normalize(nn.Module):
     """The evaluation transform: :func:`normalize` with fixed statistics and layout.
 
@@ -241,14 +259,18 @@ class BatchAugment(nn.Module):
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
-        if padding_mode not in ("reflect", "zeros"):
-            raise ValueError(f"padding_mode must be 'reflect' or 'zeros', got {padding_mode!r}")
+        if padding_mode not in PADDING_MODES:
+            raise ConfigError(f"padding_mode={padding_mode!r} is not known; use one of {', '.join(PADDING_MODES)}."
+                              f"{suggest(str(padding_mode), PADDING_MODES)}")
+        for name, value in (("crop_padding", crop_padding), ("cutout", cutout)):
+            if value < 0:
+                raise ConfigError(f"{name}={value} must be >= 0 pixels (0 turns it off).")
+        if not isinstance(flip, bool):
+            raise ConfigError(f"flip={flip!r} must be true or false.")
         self.crop_padding, self.flip, self.cutout, self.padding_mode = crop_padding, flip, cutout, padding_mode
         self.rand_augment = dict(rand_augment) if rand_augment is not None else None
         if self.rand_augment is not None:
-            unknown = set(self.rand_augment) - {"num_ops", "magnitude", "group_size"}
-            if unknown:
-                raise ValueError(f"rand_augment accepts num_ops, magnitude, group_size; got unknown {sorted(unknown)}")
+            _check_rand_augment(self.rand_augment)
         self.normalize = Normalize(mean, std, channels_last, dtype)
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from convzoo.registry import ConfigError
+
 __all__ = [
     "CIFAR10",
     "CIFAR100",
@@ -47,11 +49,11 @@ CIFAR10_CLASSES = (
 ROW_WIDTH = 3 * 32 * 32
 
 
-class DataNotFoundError(FileNotFoundError):
-    """The dataset files are not where the config says (the message names the path and the fixes)."""
+class DataNotFoundError(ConfigError, FileNotFoundError):
+    """The dataset files are not where the config says, or cannot be read (the message names the path and the fixes)."""
 
 
-class CorruptDataError(ValueError):
+class CorruptDataError(ConfigError):
     """A dataset file exists but cannot be read as what it should be (truncated, wrong content)."""
 
 
@@ -176,8 +178,11 @@ def _unpickle(fmt: CifarFormat, path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             entry = _NumpyOnlyUnpickler(f, encoding="latin1").load()
-    except OSError:
-        raise  # permission problems and the like are not corruption and say so themselves
+    except OSError as error:  # permission problems and the like are not corruption
+        raise DataNotFoundError(
+            f"cannot read CIFAR-10 file {path}: {error.strerror or error}. Fix the file's permissions "
+            f"or point data.root (or CONVZOO_DATA) at a readable copy."
+        ) from None
     except Exception as error:  # any unpickling failure means the bytes are wrong
         raise _corrupt(fmt, path, f"truncated or corrupt: could not unpickle it ({type(error).__name__}: {error})") from None
     if not isinstance(entry, dict):

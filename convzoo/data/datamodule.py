@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
@@ -27,7 +28,7 @@ from torch import Tensor
 from convzoo.data.augment import CIFAR10_MEAN, CIFAR10_STD, BatchAugment, Normalize
 from convzoo.data.cifar10 import CIFAR10, CIFAR10_CLASSES, CIFAR100, ImageData, find_cifar, load_cifar
 from convzoo.data.image_folder import RESIZE_MODES, holdout_count, load_image_folder, parse_image_size
-from convzoo.registry import ConfigError
+from convzoo.registry import ConfigError, suggest
 
 __all__ = [
     "CIFAR100DataModule",
@@ -38,6 +39,9 @@ __all__ = [
     "TensorDataModule",
     "channel_stats",
 ]
+
+# BatchAugment arguments that come from the data module, not from its `augment` config.
+_SET_BY_THE_DATA = ("mean", "std", "channels_last", "dtype")
 
 
 class InMemoryLoader:
@@ -57,6 +61,12 @@ class InMemoryLoader:
     half in odd ones (airbench): every image is seen both ways within two epochs, which random
     flipping only achieves on average.
 
+    The loader is resumable mid-epoch (Lightning saves :meth:`state_dict` in every checkpoint and
+    hands it to :meth:`load_state_dict` on resume): as the order is a function of the epoch, its
+    state is just ``{"epoch", "batches"}`` and the next iteration of that epoch starts after
+    ``batches``. ``progress_fn`` reports how many batches the training has consumed; Lightning
+    fetches one batch ahead, so counting the batches yielded would skip one on resume.
+
     Example:
         >>> images = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
         >>> loader = InMemoryLoader(images, torch.arange(10), batch_size=4, shuffle=True, seed=0)
@@ -65,6 +75,12 @@ class InMemoryLoader:
         >>> rank1 = InMemoryLoader(images, torch.arange(10), batch_size=4, rank=1, world_size=2)
         >>> [y.tolist() for _, y in rank1]
         [[1, 3, 5, 7], [9]]
+        >>> batches = iter(loader); first = next(batches); loader.state_dict()
+        {'epoch': 0, 'batches': 1}
+        >>> resumed = InMemoryLoader(images, torch.arange(10), batch_size=4, shuffle=True, seed=0)
+        >>> resumed.load_state_dict(loader.state_dict())
+        >>> [y.tolist() for _, y in resumed] == [y.tolist() for _, y in list(loader)[1:]]
+        True
     """
 
     def __init__(
@@ -79,6 +95,7 @@ class InMemoryLoader:
         world_size: int = 1,
         epoch_fn: Callable[[], int] | None = None,
         alternating_flip: bool = False,
+        progress_fn: Callable[[], int] | None = None,
     ):
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
@@ -89,8 +106,10 @@ class InMemoryLoader:
         self.images, self.labels = images, labels
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch_fn = epoch_fn
+        self.epoch_fn, self.progress_fn = epoch_fn, progress_fn
         self.epoch = 0
+        self._yielded = 0  # batches of the current iteration handed out so far
+        self._resume_at: tuple[int, int] | None = None  # (epoch, batch) where the next iteration starts
         self.flip_first = None
         if alternating_flip:  # which images are mirrored in even epochs; fixed for the whole run
             flip_first = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < 0.5
@@ -125,15 +144,34 @@ class InMemoryLoader:
             order = torch.cat([order, order[: total - n]])
         return order[self.rank : total : self.world_size]
 
+    def state_dict(self) -> dict[str, int]:
+        """Where the iteration stands: the epoch and how many of its batches were consumed."""
+        done = self.progress_fn() if self.progress_fn is not None else self._yielded
+        return {"epoch": self.current_epoch(), "batches": done}
+
+    def load_state_dict(self, state_dict: Mapping[str, int]) -> None:
+        """Start the iteration of ``state_dict["epoch"]`` after its first ``state_dict["batches"]`` batches."""
+        self._resume_at = (int(state_dict["epoch"]), int(state_dict["batches"]))
+
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        epoch = self.current_epoch()
+        first = 0
+        # A resumed run skips what the checkpointed run trained on. Lightning may iterate once before
+        # it has restored the epoch counter (sizing the loader); the position waits for its epoch.
+        if self._resume_at is not None and epoch >= self._resume_at[0]:
+            resume_epoch, first = self._resume_at
+            self._resume_at = None
+            first = first if resume_epoch == epoch else 0
+        self._yielded = first
         order = self.indices().to(self.images.device)
-        odd_epoch = self.current_epoch() % 2 == 1
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            batch = order[start : start + self.batch_size]
+        odd_epoch = epoch % 2 == 1
+        for index in range(first, len(self)):
+            batch = order[index * self.batch_size : (index + 1) * self.batch_size]
             images = self.images[batch]
             if self.flip_first is not None:
                 flip = (self.flip_first[batch] ^ odd_epoch).view(-1, 1, 1, 1)
                 images = torch.where(flip, images.flip(-1), images)
+            self._yielded = index + 1
             yield images, self.labels[batch]
 
 
@@ -238,9 +276,23 @@ class TensorDataModule(L.LightningDataModule):
         std: Sequence[float] | None = None,
     ):
         super().__init__()
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size),
+                            ("subset", subset), ("test_subset", test_subset)):
+            if value is not None and value < 1:
+                hint = "or null for all of them" if name.endswith("subset") else f"e.g. data.{name}=128"
+                raise ConfigError(f"data.{name}={value} must be at least 1 ({hint}).")
+        if val_size < 0:
+            raise ConfigError(f"data.val_size={val_size} must be >= 0 (0: no validation).")
         # Hydra hands nested configs over as DictConfig; plain dicts keep checkpoints loadable with
         # torch.load(weights_only=True) and hparams readable.
         augment = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (augment or {}).items()}
+        accepted = [name for name in inspect.signature(BatchAugment).parameters if name not in _SET_BY_THE_DATA]
+        for key in augment:
+            if key not in accepted:
+                raise ConfigError(f"data.augment.{key} is not known.{suggest(key, accepted)} "
+                                  f"It accepts: {', '.join(accepted)}.")
+        if augment.get("flip", True) not in (True, False, "alternating"):
+            raise ConfigError(f"data.augment.flip={augment['flip']!r} is not known; use true, false or alternating.")
         # recorded in checkpoints, so a run's data config can be read back and the module rebuilt
         self.save_hyperparameters()
         self.batch_size = batch_size
@@ -264,9 +316,14 @@ class TensorDataModule(L.LightningDataModule):
         self.val_labels: Tensor | None = None
         self.test_images: Tensor | None = None
         self.test_labels: Tensor | None = None
+        self._train_loader: InMemoryLoader | None = None
+        self._train_loader_state: Mapping[str, int] | None = None  # from a checkpoint, for the next train loader
 
     def _build_transforms(self) -> None:
-        self.train_transform = BatchAugment(**self.augment, mean=self.mean, std=self.std, channels_last=self.channels_last)
+        try:
+            self.train_transform = BatchAugment(**self.augment, mean=self.mean, std=self.std, channels_last=self.channels_last)
+        except ConfigError as error:
+            raise ConfigError(f"data.augment.{error}") from None
         self.eval_transform = Normalize(self.mean, self.std, channels_last=self.channels_last)
 
     def load(self) -> ImageData:
@@ -304,31 +361,41 @@ class TensorDataModule(L.LightningDataModule):
             train_idx, val_idx = _split(n, 0, self.seed)
             val_images, val_labels = data.val_images, data.val_labels
         else:
-            train_idx, val_idx = _split(n, holdout_count(self.val_size, n, "val_size"), self.seed)
+            train_idx, val_idx = _split(n, holdout_count(self.val_size, n, "data.val_size"), self.seed)
             val_images, val_labels = data.train_images[val_idx], data.train_labels[val_idx]
         if self.subset is not None:
             if not 0 < self.subset <= len(train_idx):
-                raise ValueError(f"subset must be in [1, {len(train_idx)}] (the train split), got {self.subset}")
+                raise ConfigError(f"data.subset={self.subset} must be in [1, {len(train_idx)}] (the train split); "
+                                  f"use a smaller subset or null for all of them.")
             train_idx = train_idx[: self.subset]
         test_end = len(data.test_labels) if self.test_subset is None else self.test_subset
         if not 0 < test_end <= len(data.test_labels):
-            raise ValueError(f"test_subset must be in [1, {len(data.test_labels)}], got {self.test_subset}")
+            raise ConfigError(f"data.test_subset={self.test_subset} must be in [1, {len(data.test_labels)}]; "
+                              f"use a smaller test_subset or null for all of them.")
         self.train_images, self.train_labels = data.train_images[train_idx], data.train_labels[train_idx]
         self.val_images, self.val_labels = val_images, val_labels
         self.test_images, self.test_labels = data.test_images[:test_end], data.test_labels[:test_end]
         if self.mean is None:
             self.mean, self.std = channel_stats(self.train_images)
             self._build_transforms()
+        transform = self.train_transform
+        height, width = data.train_images.shape[-2:]
+        if transform.padding_mode == "reflect" and transform.crop_padding >= min(height, width):
+            raise ConfigError(f"data.augment.crop_padding={transform.crop_padding} must be smaller than the "
+                              f"{height}x{width} images with padding_mode=reflect; lower it (4 is usual) "
+                              f"or use padding_mode=zeros.")
 
     def _loader(self, images: Tensor | None, labels: Tensor | None, train: bool) -> InMemoryLoader:
         if images is None or labels is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
-        rank, world_size, epoch_fn = 0, 1, None
+        rank, world_size, epoch_fn, progress_fn = 0, 1, None, None
         trainer = self.trainer
         if trainer is not None:
             # Lightning only injects a DistributedSampler into real DataLoaders, so shard here.
             rank, world_size = trainer.global_rank, trainer.world_size
             epoch_fn = lambda: trainer.current_epoch  # noqa: E731
+            if train:  # the batches of this epoch whose training step ran: where a resumed run continues
+                progress_fn = lambda: trainer.fit_loop.epoch_loop.batch_progress.current.processed  # noqa: E731
             if self.on_device:
                 device = trainer.strategy.root_device
                 images, labels = images.to(device), labels.to(device)
@@ -343,10 +410,27 @@ class TensorDataModule(L.LightningDataModule):
             world_size=world_size,
             epoch_fn=epoch_fn,
             alternating_flip=train and self.alternating_flip,
+            progress_fn=progress_fn,
         )
 
     def train_dataloader(self) -> InMemoryLoader:
-        return self._loader(self.train_images, self.train_labels, train=True)
+        self._train_loader = self._loader(self.train_images, self.train_labels, train=True)
+        if self._train_loader_state is not None:
+            self._train_loader.load_state_dict(self._train_loader_state)
+            self._train_loader_state = None
+        return self._train_loader
+
+    # The training loader's position also travels as the data module's state. Lightning restores a
+    # stateful loader itself only if it creates the loader after loading the checkpoint; a module whose
+    # configure_optimizers asks for trainer.estimated_stepping_batches (ours) makes it create the
+    # loader first, and the data module's state is restored before either happens.
+    def state_dict(self) -> dict[str, Any]:
+        return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._train_loader_state = state_dict.get("train_loader")  # for the next train loader ...
+        if self._train_loader is not None and self._train_loader_state is not None:
+            self._train_loader.load_state_dict(self._train_loader_state)  # ... or the one in use
 
     def val_dataloader(self) -> InMemoryLoader:
         return self._loader(self.val_images, self.val_labels, train=False)
@@ -497,6 +581,9 @@ class SyntheticDataModule(TensorDataModule):
         **kwargs: Any,
     ):
         super().__init__(val_size=val_size, **kwargs)
+        for name, value in (("num_train", num_train), ("num_test", num_test), ("num_classes", num_classes)):
+            if value < 1:
+                raise ConfigError(f"data.{name}={value} must be at least 1.")
         self.num_train, self.num_test = num_train, num_test
         self.num_classes = num_classes
         self.classes = tuple(f"class_{i}" for i in range(num_classes))

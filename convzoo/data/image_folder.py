@@ -217,7 +217,7 @@ def holdout_count(size: float | int, n: int, key: str) -> int:
     """
     count = round(size * n) if isinstance(size, float) and 0 < size < 1 else int(size)
     if not 0 <= count < n:
-        raise ConfigError(f"{key} must be in [0, {n}) for {n} training images (or a fraction in (0, 1)), got {size}")
+        raise ConfigError(f"{key}={size} must be in [0, {n}) for {n} training images, or a fraction in (0, 1).")
     return count
 
 

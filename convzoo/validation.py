@@ -1,0 +1,280 @@
+"""Checking a composed training config before anything is built: keys, types and choices.
+
+Every config group with a ``_target_`` (data, optimizer, scheduler, trainer, each callback and
+logger) is checked against the signature of what it builds -- the same rule the block registry
+applies to model specs (:func:`convzoo.registry.fits_annotation`) -- so ``trainer.max_epochs=abc``,
+``optimizer.lr=abc`` or ``trainer.precision=bf16_mixed`` fail here, naming the key, instead of as
+``'<' not supported between 'str' and 'int'`` somewhere inside Lightning or torch. Ranges are
+checked where the values are used (each class raises :class:`~convzoo.registry.ConfigError`);
+:func:`instantiate` prefixes those messages with the config key.
+
+Example:
+    >>> from omegaconf import OmegaConf
+    >>> node = OmegaConf.create({"_target_": "torch.optim.SGD", "_partial_": True, "lr": "abc"})
+    >>> check_target(node, "optimizer")
+    Traceback (most recent call last):
+    ...
+    convzoo.registry.ConfigError: optimizer.lr='abc' has the wrong type (str); it must be float | Tensor.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from hydra.errors import InstantiationException
+from hydra.utils import get_object
+from hydra.utils import instantiate as hydra_instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from convzoo.registry import ConfigError, _type_hints, fits_annotation, suggest, type_name
+
+__all__ = ["check_arguments", "check_config", "check_target", "instantiate", "mismatch", "target_signature"]
+
+# Keys Hydra reads itself when instantiating a node; they are not arguments of the target.
+_HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
+
+# The top-level switches of configs/train.yaml and what each accepts.
+_TOP_LEVEL: dict[str, Any] = {
+    "seed": int,
+    "ckpt_path": str | None,
+    "resume": str | None,
+    "test": bool,
+    "channels_last": bool,
+    "compile": bool,
+    "float32_matmul_precision": Literal["highest", "high", "medium"] | None,
+    "data_init_images": int,
+    "optimized_metric": str,
+}
+_SEED_RANGE = (0, 2**32 - 1)  # what numpy (and so Lightning's seed_everything) accepts
+
+# Lower bounds that the targets themselves do not check (a negative clip value flips the gradients).
+_MINIMUM = {
+    "trainer.gradient_clip_val": (0, " (or null: no clipping)"),
+    "trainer.accumulate_grad_batches": (1, ""),
+    "trainer.log_every_n_steps": (1, ""),
+}
+
+# Arguments that train() passes itself, per group: the config must not (and need not) set them.
+_SUPPLIED = {"trainer": ("callbacks", "logger")}
+
+
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def _has_target(value: Any) -> bool:
+    """Whether a value is (or holds) a node Hydra will instantiate: its type is checked when it is built."""
+    if isinstance(value, Mapping):
+        return "_target_" in value or any(_has_target(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_target(v) for v in value)
+    return False
+
+
+def target_signature(target: Callable) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
+    """``(parameters, type hints, takes **kwargs)``, following ``**kwargs`` up a class's bases.
+
+    ``CIFAR10DataModule(root, download, **kwargs)`` hands ``kwargs`` to ``TensorDataModule``, so the
+    arguments it accepts are both classes' together. Only the target's own parameters can be
+    required: a subclass may fill its bases' required ones itself.
+    """
+    owners = [klass for klass in target.__mro__ if "__init__" in vars(klass)] if isinstance(target, type) else [target]
+    params: dict[str, inspect.Parameter] = {}
+    hints: dict[str, Any] = {}
+    for owner in owners:
+        function = owner.__init__ if isinstance(owner, type) else owner
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):  # a builtin without a signature: nothing to check against
+            return params, hints, True
+        for name, param in signature.parameters.items():
+            if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                params.setdefault(name, param if owner is owners[0] else param.replace(default=None))
+        for name, hint in _type_hints(owner).items():
+            hints.setdefault(name, hint)
+        if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()) or owner is object:
+            return params, hints, False
+    return params, hints, True
+
+
+def _choices(hint: Any) -> list[Any]:
+    """The values a ``Literal`` (or a union holding ``Literal``\\ s) allows."""
+    if typing.get_origin(hint) is Literal:
+        return list(typing.get_args(hint))
+    return [c for arm in typing.get_args(hint) for c in _choices(arm)] if typing.get_args(hint) else []
+
+
+def mismatch(key: str, value: Any, hint: Any) -> str:
+    """Why ``key=value`` does not fit ``hint``: a choice not on the list (with the closest), or a wrong type.
+
+    Example:
+        >>> mismatch("trainer.precision", "bf16_mixed", Literal["32-true", "bf16-mixed"] | None)
+        "trainer.precision='bf16_mixed' is not one of '32-true', 'bf16-mixed', None. Did you mean 'bf16-mixed'?"
+    """
+    choices = _choices(hint)
+    if choices and any(isinstance(value, type(c)) for c in choices if c is not None):
+        named = suggest(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
+        return f"{key}={value!r} is not one of {type_name(hint).replace(' | ', ', ')}.{named}"
+    return f"{key}={value!r} has the wrong type ({type(value).__name__}); it must be {type_name(hint)}."
+
+
+def check_arguments(target: Callable, arguments: Mapping[str, Any], key: str,
+                    supplied: Iterable[str] = (), partial: bool = False) -> None:
+    """Raise a :class:`ConfigError` naming ``key.<argument>`` when ``arguments`` do not fit ``target``.
+
+    Unknown names get the closest accepted ones; values must fit the annotations (nested
+    ``_target_`` nodes are checked when they are built); without ``partial``, every required
+    argument not in ``supplied`` must be given.
+    """
+    params, hints, open_ended = target_signature(target)
+    accepted = [name for name in params if name not in supplied]
+    name_of = getattr(target, "__qualname__", repr(target))
+    for name, value in arguments.items():
+        if name in _HYDRA_KEYS:
+            continue
+        if name not in params and not open_ended:
+            raise ConfigError(
+                f"{key}.{name} is not an argument of {name_of}.{suggest(name, accepted)} "
+                f"It accepts: {', '.join(accepted)}."
+            )
+        if name in supplied:
+            raise ConfigError(f"{key}.{name} is set by convzoo itself; remove it from the config.")
+        hint = hints.get(name)
+        if hint is not None and not _has_target(value) and not fits_annotation(value, hint):
+            raise ConfigError(mismatch(f"{key}.{name}", value, hint))
+    if not partial:
+        missing = [n for n, p in params.items()
+                   if p.default is p.empty and n not in arguments and n not in supplied]
+        if missing:
+            raise ConfigError(f"{key} is missing the required argument(s) {', '.join(missing)} of {name_of}.")
+
+
+def _resolved(node: DictConfig, name: str, key: str) -> Any:
+    """``node[name]`` as plain Python, interpolations resolved; a broken interpolation names its key."""
+    try:
+        return _plain(node[name])
+    except OmegaConfBaseException as error:
+        where = f"{key}.{name}" if key else name
+        raise ConfigError(f"{where}: {' '.join(str(error).split())}") from None
+
+
+def _resolved_items(node: DictConfig, key: str) -> dict[str, Any]:
+    return {str(name): _resolved(node, str(name), key) for name in node}
+
+
+def check_target(node: DictConfig, key: str, supplied: Iterable[str] = ()) -> None:
+    """Check a ``_target_`` node: the target can be imported and the other keys fit its signature."""
+    target_name = node.get("_target_")
+    try:
+        target = get_object(target_name)
+    except Exception as error:  # ImportError, AttributeError, ...: the name is wrong either way
+        raise ConfigError(
+            f"{key}._target_={target_name!r} cannot be imported ({' '.join(str(error).split())}); "
+            f"give the full dotted path of a class or function, e.g. lightning.pytorch.callbacks.ModelCheckpoint."
+        ) from None
+    supplied = (*supplied, *_SUPPLIED.get(key, ()))
+    check_arguments(target, _resolved_items(node, key), key, supplied, partial=bool(node.get("_partial_")))
+
+
+def _check_top_level(cfg: DictConfig) -> None:
+    for name, hint in _TOP_LEVEL.items():
+        if name not in cfg:
+            continue
+        value = _resolved(cfg, name, "")
+        if not fits_annotation(value, hint):
+            raise ConfigError(mismatch(name, value, hint))
+    seed = cfg.get("seed")
+    if seed is not None and not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
+        raise ConfigError(f"seed={seed} is out of range; use an integer from {_SEED_RANGE[0]} to {_SEED_RANGE[1]}.")
+    if cfg.get("data_init_images", 1) < 1:
+        raise ConfigError(f"data_init_images={cfg.data_init_images} must be at least 1 (e.g. data_init_images=5000).")
+    if cfg.get("resume") and cfg.get("ckpt_path"):
+        raise ConfigError(
+            f"resume={cfg.resume} and ckpt_path={cfg.ckpt_path} are both set; resume continues the run "
+            f"from its own checkpoints/last.ckpt, so drop ckpt_path (or drop resume to start a new run from the "
+            f"checkpoint)."
+        )
+
+
+def _check_init(init: Any) -> None:
+    """The init config's names and arguments (applied to an empty module), and that a pretrained checkpoint exists.
+
+    The checkpoint itself is read once, when the run applies it to the real network.
+    """
+    import torch
+
+    from convzoo.init import apply_init_config
+
+    if isinstance(init, DictConfig):
+        init = OmegaConf.to_container(init, resolve=True)
+    checkpoint = init.get("checkpoint") if isinstance(init, dict) else None
+    if checkpoint is not None:
+        init = {k: v for k, v in init.items() if k != "checkpoint"}
+        if checkpoint == "???":
+            raise ConfigError("init=pretrained needs the checkpoint to start from: add "
+                              "init.checkpoint=<run>/checkpoints/best.ckpt.")
+        if not Path(str(checkpoint)).expanduser().is_file():
+            raise ConfigError(f"init.checkpoint={checkpoint}: no such file. Give a run's checkpoints/best.ckpt "
+                              f"(or another checkpoint or state dict) to start from.")
+    apply_init_config(torch.nn.Module(), init)  # checks names and arguments; nothing to initialise
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Check a composed training config (``configs/train.yaml`` and its groups) before anything is built.
+
+    Raises the first problem found as a :class:`ConfigError` naming the key. Checks the top-level
+    switches, every ``_target_`` group against its target's signature, ``module.*`` against
+    :class:`~convzoo.lightning.ImageClassifier`, the init config, and the model spec (assembled on
+    the ``meta`` device, so it costs no memory).
+    """
+    import torch
+
+    from convzoo.lightning import ImageClassifier
+    from convzoo.model import build_model
+
+    _check_top_level(cfg)
+    for group in ("data", "optimizer", "scheduler", "trainer"):
+        if cfg.get(group) is not None:
+            check_target(cfg[group], group)
+    for group in ("callbacks", "logger"):
+        for name, node in (cfg.get(group) or {}).items():
+            if node is not None:
+                check_target(node, f"{group}.{name}")
+    for key, (low, note) in _MINIMUM.items():
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, (int, float)) and value < low:
+            raise ConfigError(f"{key}={value} must be at least {low}{note}.")
+    check_arguments(ImageClassifier, _resolved_items(cfg.get("module") or DictConfig({}), "module"), "module",
+                    supplied=("model", "optimizer", "scheduler", "channels_last", "compile"))
+    _check_init(cfg.get("init"))
+    with torch.device("meta"):
+        try:
+            build_model(cfg.model)
+        except ConfigError as error:
+            raise ConfigError(f"model.{error}" if str(error).startswith("layers") else f"model: {error}") from None
+
+
+def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """Hydra's ``instantiate``, with the mistakes a config can cause reported as :class:`ConfigError`\\ s.
+
+    A :class:`ConfigError` raised by the target keeps its type and gets the key in front unless it
+    names it already (``callbacks.nonfinite_loss: check_every_n_steps=0 ...``); a ``ValueError`` or
+    Lightning ``MisconfigurationException`` (how Lightning and torch reject values) becomes one.
+    Anything else is a bug and keeps its traceback.
+    """
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ConfigError):  # keeps its type; named by its key unless it names itself
+            raise type(cause)(str(cause) if str(cause).startswith(key) else f"{key}: {cause}") from None
+        if isinstance(cause, (ValueError, MisconfigurationException)):
+            raise ConfigError(f"{key}: {' '.join(str(cause).split())} (fix the {key}.* value it names).") from None
+        raise
