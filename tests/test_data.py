@@ -26,6 +26,7 @@ from convzoo.data import (
     rand_augment,
     random_crop,
     random_flip,
+    resize,
 )
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
@@ -195,6 +196,20 @@ def test_normalize_values_and_layout(batch: torch.Tensor) -> None:
     assert out.dtype == torch.float32 and out.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(out, expected, atol=1e-5)
     assert torch.allclose(normalize(batch.float() / 255), expected, atol=1e-5)
+
+
+def test_resize_shrinks_keeps_layout_and_is_identity_at_full_size(batch: torch.Tensor) -> None:
+    images = normalize(batch, channels_last=True)
+    small = resize(images, 16)
+    assert small.shape == (16, 3, 16, 16) and small.is_contiguous(memory_format=torch.channels_last)
+    # antialiased 2x bilinear shrink of a constant-per-2x2-block image returns the blocks
+    blocks = torch.randn(2, 3, 8, 8)
+    assert torch.allclose(resize(blocks.repeat_interleave(2, 2).repeat_interleave(2, 3), 8), blocks, atol=1e-5)
+    assert resize(images, 32) is images
+    augment = BatchAugment(crop_padding=2, size=24)
+    assert augment(batch).shape == (16, 3, 24, 24)
+    augment.size = None
+    assert augment(batch).shape == (16, 3, 32, 32)
 
 
 def test_random_crop_padding_zero_is_identity(batch: torch.Tensor) -> None:

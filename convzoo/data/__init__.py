@@ -17,6 +17,7 @@ from convzoo.data.augment import (
     rand_augment,
     random_crop,
     random_flip,
+    resize,
 )
 from convzoo.data.cifar10 import (
     CIFAR10_CLASSES,
@@ -48,4 +49,5 @@ __all__ = [
     "rand_augment",
     "random_crop",
     "random_flip",
+    "resize",
 ]
