@@ -202,9 +202,10 @@ def test_resize_shrinks_keeps_layout_and_is_identity_at_full_size(batch: torch.T
     images = normalize(batch, channels_last=True)
     small = resize(images, 16)
     assert small.shape == (16, 3, 16, 16) and small.is_contiguous(memory_format=torch.channels_last)
-    # antialiased 2x bilinear shrink of a constant-per-2x2-block image returns the blocks
-    blocks = torch.randn(2, 3, 8, 8)
-    assert torch.allclose(resize(blocks.repeat_interleave(2, 2).repeat_interleave(2, 3), 8), blocks, atol=1e-5)
+    flat = torch.full((2, 3, 32, 32), 0.7)  # the filter's weights sum to 1: a flat image stays flat
+    assert torch.allclose(resize(flat, 24), torch.full((2, 3, 24, 24), 0.7))
+    ramp = torch.arange(32.0).expand(1, 1, 32, 32)  # a linear ramp stays a ramp, just coarser
+    assert torch.allclose(resize(ramp, 16)[0, 0, 0, 1:-1], torch.arange(1.0, 15.0) * 2 + 0.5, atol=1e-4)  # inside the border
     assert resize(images, 32) is images
     augment = BatchAugment(crop_padding=2, size=24)
     assert augment(batch).shape == (16, 3, 24, 24)

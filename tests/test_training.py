@@ -210,3 +210,16 @@ def test_airbench94_preset_runs_its_whole_recipe_on_synthetic_data(tmp_path):
     init = (tmp_path / "init.csv").read_text()
     assert "layers.group1a.conv.weight,16x24x3x3,3456,Conv,dirac" in init
     assert "layers.whiten.conv.bias,24,24,Conv,constant,value=0.0" in init
+
+
+def test_cpu_fast_presets_are_airbench94_cut_short(tmp_path):
+    published, fast, quick = (compose([f"experiment={name}"]) for name in ("airbench94", "cpu_fast", "cpu_fast_4min"))
+    assert fast.trainer.max_epochs == 7 and fast.trainer.max_steps == -1 and fast.trainer.accelerator == "cpu"
+    assert quick.model.width_multiplier == 0.5 and quick.trainer.max_epochs == 7
+    for key in ("optimizer", "scheduler", "module", "init"):
+        assert fast[key] == published[key] == quick[key], key
+    cfg = compose(["experiment=cpu_fast_4min", "data=synthetic", "debug=fast_dev_run", "data.batch_size=32",
+                   "data.eval_batch_size=32", "data.val_size=0"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    assert 0.0 <= train(cfg)["test/acc"] <= 1.0
