@@ -190,8 +190,11 @@ def test_one_epoch_on_real_cifar10_subset(tmp_path, cifar10_root):
 
 
 def test_gpu_fast_preset_runs_on_cpu(tmp_path):
-    metrics = train(run_config(tmp_path, "experiment=gpu_fast", "trainer=cpu", "compile=false", "data=synthetic",
-                               "trainer.max_epochs=1", "data.batch_size=64", "data.eval_batch_size=64", "data.val_size=128"))
+    cfg = compose(["experiment=gpu_fast", "trainer=cpu", "compile=false", "data=synthetic", "trainer.max_epochs=1",
+                   "data.batch_size=64", "data.eval_batch_size=64", "data.val_size=128", "model.width_multiplier=0.25"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    metrics = train(cfg)
     assert metrics["epochs"] == 1 and 0.0 <= metrics["test/acc"] <= 1.0
 
 
