@@ -65,7 +65,7 @@ CATEGORIES = [  # (category, substrings of the aten op name); the first match wi
     ("conv forward", ("convolution",)),
     ("linear", ("addmm", "aten::mm", "matmul", "linear")),
     ("batch norm", ("batch_norm",)),
-    ("GELU", ("gelu",)),
+    ("activations", ("gelu", "relu", "clamp_min", "threshold_backward", "silu", "hardswish")),
     ("max-pool", ("max_pool",)),
     ("loss", ("cross_entropy", "log_softmax", "nll_loss")),
     ("lookahead (lerp)", ("lerp",)),
