@@ -99,15 +99,16 @@ def peak(repeats: int) -> dict[str, float]:
     a, b = torch.randn(4096, 4096, dtype=torch.bfloat16), torch.randn(4096, 4096, dtype=torch.bfloat16)
     gemm = 2 * 4096**3 / median_seconds(lambda: a @ b, repeats) / 1e9
     conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(memory_format=torch.channels_last)
-    x = torch.randn(128, 256, 16, 16).to(memory_format=torch.channels_last).requires_grad_()
+    x = torch.randn(128, 256, 16, 16, dtype=torch.bfloat16).to(memory_format=torch.channels_last).requires_grad_()
     flops = 3 * 2 * 128 * 16 * 16 * 256 * 256 * 9
     return {"gemm_4096_bf16": gemm, "conv3x3_256_fwd_bwd_bf16": flops / median_seconds(lambda: _fwd_bwd(conv, x), repeats) / 1e9}
 
 
 def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> None:
+    """Forward + backward (input and weight gradients) under bf16 autocast, as inside a network."""
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = layer(x)
-    out.float().sum().backward()
+    out.backward(torch.ones_like(out))
 
 
 def layer_ceiling(model: nn.Module, batch: int, repeats: int) -> dict[str, float]:
@@ -127,9 +128,9 @@ def layer_ceiling(model: nn.Module, batch: int, repeats: int) -> dict[str, float
     total_flops, total_seconds = 0, 0.0
     for layer, shape in inputs.items():
         layer = layer.train().to(memory_format=torch.channels_last) if isinstance(layer, nn.Conv2d) else layer.train()
-        x = torch.randn(batch, *shape[1:])
+        x = torch.randn(batch, *shape[1:], dtype=torch.bfloat16)  # inside the network activations are bf16
         x = (x.to(memory_format=torch.channels_last) if x.dim() == 4 else x).requires_grad_()
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
+        with FlopCounterMode(display=False) as counter, torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             layer(x)
         total_flops += 3 * counter.get_total_flops()
         total_seconds += median_seconds(lambda: _fwd_bwd(layer, x), repeats)

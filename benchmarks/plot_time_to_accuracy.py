@@ -62,14 +62,14 @@ def plot(runs: list[dict], output: Path, quiet_load: float) -> Path:
 
 
 def table(runs: list[dict], quiet_load: float) -> str:
-    lines = ["| run | command (`python train.py ...`) | test acc | wall time | images/s (median epoch) "
+    lines = ["| run | command | test acc | wall time | images/s (median epoch) "
              "| load 1-min: start / mean / max / end |", "|---|---|---:|---:|---:|---|"]
     for run in runs:
         rates = sorted(run["images_per_s"])
         median = rates[len(rates) // 2] if rates else float("nan")
         minutes, seconds = divmod(round(run["wall_s"]), 60)
         load = f"{run['load_start'][0]:.2f} / {run['load_1min_mean']:.2f} / {run['load_1min_max']:.2f} / {run['load_end'][0]:.2f}"
-        lines.append(f"| {run['label']} | `{run['command'].replace('python train.py ', '')}` | "
+        lines.append(f"| {run['label']} | `{run['command']}` | "
                      f"{100 * run['test_acc']:.2f}% | {minutes} min {seconds:02d} s | {median:,.0f} | {load} |")
     return "\n".join(lines)
 
