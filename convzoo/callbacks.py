@@ -1,8 +1,11 @@
-"""Training callbacks: images/s in the progress bar, the run's curves plot, lookahead."""
+"""Training callbacks: images/s in the progress bar, the run's curves plot, lookahead, freezing
+parameters after some epochs, and progressive resizing."""
 
 from __future__ import annotations
 
+import fnmatch
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +14,11 @@ import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
 from convzoo.plots import plot_curves
+from convzoo.registry import ConfigError, suggest
 from convzoo.runs import run_title
 
-__all__ = ["ThroughputProgressBar", "PlotCurves", "plot_curves", "Lookahead"]
+__all__ = ["ThroughputProgressBar", "PlotCurves", "plot_curves", "Lookahead", "FreezeParameters",
+           "ProgressiveResizing"]
 
 
 class ThroughputProgressBar(TQDMProgressBar):
@@ -95,21 +100,39 @@ class Lookahead(Callback):
     weights closely early on and averages more as the learning rate anneals. Float buffers (BN
     running statistics) are averaged too. Unlike ``EMAWeightAveraging``, which only evaluates the
     average, lookahead feeds it back into training.
+
+    Args:
+        every: steps between updates.
+        decay, power: the slow copy keeps ``decay * (step / total_steps) ** power`` of itself.
+        start_epoch: the slow copy is taken at the first update step of this epoch (airbench94: 3);
+            before it the fast weights train alone.
+        sync_every_epoch: also restart the fast weights from the slow copy after the last step of
+            every epoch (airbench94 does), not only after the last step of training.
+
+    Example:
+        >>> Lookahead(every=5, decay=0.95**5, power=3.0, start_epoch=3, sync_every_epoch=True).start_epoch
+        3
     """
 
-    def __init__(self, every: int = 5, decay: float = 0.95**5, power: float = 3.0):
+    def __init__(self, every: int = 5, decay: float = 0.95**5, power: float = 3.0, start_epoch: int = 0,
+                 sync_every_epoch: bool = False):
         self.every, self.decay, self.power = every, decay, power
+        self.start_epoch, self.sync_every_epoch = start_epoch, sync_every_epoch
         self.slow: dict[str, torch.Tensor] = {}
         self.fast: dict[str, torch.Tensor] = {}
 
     def _tensors(self, pl_module: L.LightningModule) -> dict[str, torch.Tensor]:
         return {k: v for k, v in pl_module.state_dict(keep_vars=True).items() if v.is_floating_point()}
 
+    def _take_slow_copy(self) -> None:
+        self.slow = {k: v.detach().clone() for k, v in self.fast.items()}
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.fast = self._tensors(pl_module)  # live references, looked up once rather than every update
-        if not self.slow:  # a resumed run brings its slow weights from the checkpoint
-            self.slow = {k: v.detach().clone() for k, v in self.fast.items()}
-        self.slow = {k: v.to(self.fast[k].device) for k, v in self.slow.items()}
+        if self.slow:  # a resumed run brings its slow weights from the checkpoint
+            self.slow = {k: v.to(self.fast[k].device) for k, v in self.slow.items()}
+        elif trainer.current_epoch >= self.start_epoch:
+            self._take_slow_copy()
 
     @torch.no_grad()
     def _update(self, decay: float) -> None:
@@ -118,15 +141,90 @@ class Lookahead(Callback):
             slow.lerp_(tensor.detach(), 1 - decay)
             tensor.data.copy_(slow)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
         step, total = trainer.global_step, max(1, int(trainer.estimated_stepping_batches))
-        if step >= total:  # the last step: the model becomes the slow copy before its final validation
-            self._update(1.0)
-        elif step % self.every == 0:
-            self._update(self.decay * (step / total) ** self.power)
+        if trainer.current_epoch < self.start_epoch:
+            return
+        if step % self.every == 0:
+            if not self.slow:
+                self._take_slow_copy()
+            else:
+                self._update(self.decay * (step / total) ** self.power)
+        last_of_epoch = batch_idx + 1 >= trainer.num_training_batches
+        if self.slow and (step >= total or (self.sync_every_epoch and last_of_epoch)):
+            self._update(1.0)  # the model becomes the slow copy (before validation and checkpoints)
 
     def state_dict(self) -> dict[str, Any]:
         return {"slow": self.slow}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.slow = state_dict["slow"]
+
+
+class FreezeParameters(Callback):
+    """Stop training the parameters whose names match ``patterns`` once epoch ``epoch`` starts.
+
+    airbench94 trains the whitening stem's bias for the first 3 epochs only. From ``epoch`` on,
+    the parameters get ``requires_grad=False``: no gradient is computed, and the optimizer skips
+    them (no momentum or weight decay either). Patterns are ``fnmatch`` globs over the
+    LightningModule's parameter names (``model.layers.whiten.conv.bias``); one that matches
+    nothing is an error naming the parameters there are.
+
+    Example:
+        >>> FreezeParameters(["model.layers.whiten.*bias"], epoch=3).epoch
+        3
+    """
+
+    def __init__(self, patterns: Sequence[str], epoch: int):
+        if isinstance(patterns, str):
+            patterns = [patterns]
+        self.patterns, self.epoch = list(patterns), epoch
+        self.targets: list[torch.nn.Parameter] = []
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        named = dict(pl_module.named_parameters())
+        self.targets = []
+        for pattern in self.patterns:
+            matched = [p for name, p in named.items() if fnmatch.fnmatchcase(name, pattern)]
+            if not matched:
+                hint = suggest(pattern, list(named))
+                raise ConfigError(f"FreezeParameters: pattern {pattern!r} matches no parameter.{hint} "
+                                  f"Parameters: {', '.join(named)}.")
+            self.targets += matched
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        trainable = trainer.current_epoch < self.epoch
+        for parameter in self.targets:
+            parameter.requires_grad_(trainable)
+
+
+class ProgressiveResizing(Callback):
+    """Train the early epochs on smaller images: epoch ``e`` sees ``sizes[e]`` x ``sizes[e]``
+    (the last size for every later epoch), as fast ImageNet training does; validation and test
+    always see the full images.
+
+    It sets the ``size`` of the data module's ``train_transform``
+    (:class:`~convzoo.data.augment.BatchAugment`), which resizes each augmented batch; the network
+    must accept any input size (global pooling before the head).
+
+    Example:
+        >>> ProgressiveResizing([24, 28, 32]).size(epoch=5)
+        32
+    """
+
+    def __init__(self, sizes: Sequence[int]):
+        sizes = [sizes] if isinstance(sizes, int) else list(sizes)
+        if not sizes or not all(isinstance(s, int) and s >= 1 for s in sizes):
+            raise ConfigError(f"ProgressiveResizing: sizes must be a non-empty list of positive integers, got {sizes!r}.")
+        self.sizes = sizes
+
+    def size(self, epoch: int) -> int:
+        return self.sizes[min(epoch, len(self.sizes) - 1)]
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        transform = getattr(trainer.datamodule, "train_transform", None)
+        if not hasattr(transform, "size"):
+            raise ConfigError(f"ProgressiveResizing needs a data module whose train_transform has a `size` "
+                              f"(convzoo's BatchAugment); {type(trainer.datamodule).__name__} has {transform!r}.")
+        transform.size = self.size(trainer.current_epoch)

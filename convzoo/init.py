@@ -15,6 +15,8 @@ kaiming_uniform    mode=fan_in, nonlinearity=relu, a=0.0       U(+-gain * sqrt(3
 xavier_normal      gain=1.0                                    N(0, gain^2 * 2 / (in + out))
 xavier_uniform     gain=1.0                                    U(+-gain * sqrt(6 / (in + out)))
 orthogonal         gain=1.0                                    (semi-)orthogonal rows * gain
+dirac              a=sqrt(5), mode=fan_in,                     kaiming_uniform, then its first
+                   nonlinearity=leaky_relu                     in_channels filters = identity
 constant           value=0.0                                   value everywhere
 =================  ==========================================  ===============================
 
@@ -271,6 +273,34 @@ def orthogonal(gain: float | str = 1.0) -> Initializer:
 
     def init(tensor: Tensor) -> None:
         nn.init.orthogonal_(tensor, gain=value)
+
+    return init
+
+
+@INITS.register("dirac", "identity")
+def dirac(a: float = math.sqrt(5), mode: str = "fan_in", nonlinearity: str = "leaky_relu") -> Initializer:
+    """airbench's conv init: kaiming-uniform (the defaults are PyTorch's own conv init), then the
+    first ``in_channels`` filters set to the identity (``torch.nn.init.dirac_``; ``eye_`` for a
+    linear weight), so every layer starts out passing its input through: an implicit residual
+    that lets a plain chain train fast from step 1. Output channels beyond ``in_channels`` keep
+    their random filters; a layer with fewer outputs than inputs passes the first ones through.
+
+    Example:
+        >>> weight = torch.empty(8, 4, 3, 3)
+        >>> INITS.build("dirac")(weight)
+        >>> x = torch.randn(1, 4, 5, 5)
+        >>> torch.allclose(torch.nn.functional.conv2d(x, weight, padding=1)[:, :4], x)
+        True
+    """
+    _check_kaiming("dirac", mode, nonlinearity, a)
+
+    def init(tensor: Tensor) -> None:
+        nn.init.kaiming_uniform_(tensor, a=float(a), mode=mode, nonlinearity=nonlinearity)
+        identity = tensor[: tensor.size(1)]
+        if tensor.dim() >= 3:
+            nn.init.dirac_(identity)
+        else:
+            nn.init.eye_(identity)
 
     return init
 

@@ -1,8 +1,14 @@
+from functools import partial
+
 import lightning as L
+import pytest
 import torch
 from torch import nn
 
-from convzoo.callbacks import Lookahead, ThroughputProgressBar, plot_curves
+from convzoo.callbacks import FreezeParameters, Lookahead, ProgressiveResizing, ThroughputProgressBar, plot_curves
+from convzoo.data import SyntheticDataModule
+from convzoo.lightning import ImageClassifier
+from convzoo.registry import ConfigError
 
 
 class TinyRegression(L.LightningModule):
@@ -33,6 +39,62 @@ def test_lookahead_ends_on_its_slow_weights_and_checkpoints_them(tmp_path):
     restored = Lookahead()
     restored.load_state_dict(lookahead.state_dict())
     assert torch.equal(restored.slow["layer.bias"], module.layer.bias)
+
+
+class EpochEndProbe(L.Callback):
+    """Calls ``record(trainer, module)`` at every training epoch end (after the callbacks before it)."""
+
+    def __init__(self, record):
+        self.record, self.seen = record, []
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        self.seen.append(self.record(trainer, pl_module))
+
+
+def _fit(tmp_path, module, callbacks, epochs=3, data=None):
+    trainer = L.Trainer(max_epochs=epochs, callbacks=callbacks, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer.fit(module, data if data is not None else _loader())
+    return trainer
+
+
+def test_lookahead_starts_late_and_can_sync_every_epoch(tmp_path):
+    lookahead = Lookahead(every=3, start_epoch=1, sync_every_epoch=True)
+    probe = EpochEndProbe(lambda trainer, module: (
+        bool(lookahead.slow), bool(lookahead.slow) and torch.equal(lookahead.slow["layer.weight"], module.layer.weight)))
+    _fit(tmp_path, TinyRegression(), [lookahead, probe])
+    assert probe.seen == [(False, False), (True, True), (True, True)]  # 8 steps an epoch: first copy at step 9
+
+
+def test_freeze_parameters_stops_training_them_from_the_given_epoch(tmp_path):
+    probe = EpochEndProbe(lambda trainer, module: (module.layer.bias.item(), module.layer.weight.sum().item()))
+    _fit(tmp_path, TinyRegression(), [FreezeParameters(["layer.bias"], epoch=1), probe])
+    (bias0, weight0), (bias1, weight1), (bias2, weight2) = probe.seen
+    assert bias0 == bias1 == bias2 and weight0 != weight1 != weight2
+    module = TinyRegression()
+    bias, weight = module.layer.bias.detach().clone(), module.layer.weight.detach().clone()
+    _fit(tmp_path, module, [FreezeParameters("layer.bias", epoch=0)], epochs=1)
+    assert torch.equal(module.layer.bias, bias) and not torch.equal(module.layer.weight, weight)  # never trained
+
+
+def test_freeze_parameters_names_what_exists_when_a_pattern_matches_nothing(tmp_path):
+    with pytest.raises(ConfigError, match=r"'layer.bais' matches no parameter. Did you mean 'layer.bias'"):
+        _fit(tmp_path, TinyRegression(), [FreezeParameters(["layer.bais"], epoch=1)])
+
+
+def test_progressive_resizing_trains_early_epochs_small_and_evaluates_full_size(tmp_path):
+    spec = {"in_channels": 3, "num_classes": 10, "layers": [
+        {"block": "conv_norm_act", "out_channels": 4}, {"block": "classifier"}]}
+    module = ImageClassifier(spec, optimizer=partial(torch.optim.SGD, lr=0.01))
+    sizes = []
+    module.training_step = lambda batch, batch_idx, step=module.training_step: sizes.append(batch[0].shape[-1]) or step(batch, batch_idx)
+    data = SyntheticDataModule(num_train=96, num_test=16, val_size=32, batch_size=32)
+    validated = []
+    module.validation_step = lambda batch, batch_idx: validated.append(batch[0].shape[-1])
+    _fit(tmp_path, module, [ProgressiveResizing([16, 24])], data=data)
+    assert sizes == [16, 16, 24, 24, 24, 24] and set(validated) == {32}
+    with pytest.raises(ConfigError, match="positive integers"):
+        ProgressiveResizing([24, 0])
 
 
 def test_throughput_bar_logs_images_per_second(tmp_path):

@@ -26,6 +26,7 @@ from convzoo.data import (
     rand_augment,
     random_crop,
     random_flip,
+    resize,
 )
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "data"
@@ -195,6 +196,21 @@ def test_normalize_values_and_layout(batch: torch.Tensor) -> None:
     assert out.dtype == torch.float32 and out.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(out, expected, atol=1e-5)
     assert torch.allclose(normalize(batch.float() / 255), expected, atol=1e-5)
+
+
+def test_resize_shrinks_keeps_layout_and_is_identity_at_full_size(batch: torch.Tensor) -> None:
+    images = normalize(batch, channels_last=True)
+    small = resize(images, 16)
+    assert small.shape == (16, 3, 16, 16) and small.is_contiguous(memory_format=torch.channels_last)
+    flat = torch.full((2, 3, 32, 32), 0.7)  # the filter's weights sum to 1: a flat image stays flat
+    assert torch.allclose(resize(flat, 24), torch.full((2, 3, 24, 24), 0.7))
+    ramp = torch.arange(32.0).expand(1, 1, 32, 32)  # a linear ramp stays a ramp, just coarser
+    assert torch.allclose(resize(ramp, 16)[0, 0, 0, 1:-1], torch.arange(1.0, 15.0) * 2 + 0.5, atol=1e-4)  # inside the border
+    assert resize(images, 32) is images
+    augment = BatchAugment(crop_padding=2, size=24)
+    assert augment(batch).shape == (16, 3, 24, 24)
+    augment.size = None
+    assert augment(batch).shape == (16, 3, 32, 32)
 
 
 def test_random_crop_padding_zero_is_identity(batch: torch.Tensor) -> None:

@@ -128,6 +128,30 @@ def test_constant():
     assert torch.equal(init_tensor({"scheme": "constant", "value": 0.5}, (3, 4)), torch.full((3, 4), 0.5))
 
 
+def test_dirac_passes_the_first_in_channels_through_and_keeps_the_rest_random():
+    w = init_tensor("dirac", (24, 8, 3, 3))
+    x = torch.randn(2, 8, 7, 7)
+    y = nn.functional.conv2d(x, w, padding=1)
+    assert torch.allclose(y[:, :8], x, atol=1e-6)
+    bound = math.sqrt(5 / 6) * math.sqrt(3 / (8 * 9))  # kaiming_uniform with a=sqrt(5): PyTorch's conv default
+    rest = w[8:]
+    assert rest.abs().max() <= bound and rest.std() > bound / 3
+    narrow = init_tensor("dirac", (4, 8, 3, 3))  # fewer outputs than inputs: the first 4 pass through
+    assert torch.allclose(nn.functional.conv2d(x, narrow, padding=1), x[:, :4], atol=1e-6)
+    assert torch.equal(init_tensor("dirac", (6, 4))[:4], torch.eye(4))  # a linear weight: identity rows
+
+
+def test_dirac_yaml_is_airbenchs_init():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=True), nn.Flatten(), nn.Linear(8 * 16, 10))
+    linear_before = model[2].weight.detach().clone()
+    record = apply_init_config(model, OmegaConf.load(CONFIG_DIR / "dirac.yaml"))
+    assert record.by_name()["0.weight"].scheme == "dirac"
+    assert torch.equal(model[0].bias, torch.zeros(8))
+    assert torch.equal(model[2].weight, linear_before)  # linears keep PyTorch's own init
+    x = torch.randn(1, 3, 4, 4)
+    assert torch.allclose(model[0](x)[:, :3], x, atol=1e-6)
+
+
 def test_pytorch_default_initializer_is_a_noop():
     w = torch.randn(4, 4)
     before = w.clone()
@@ -138,7 +162,7 @@ def test_pytorch_default_initializer_is_a_noop():
 def test_every_registered_scheme_is_tested_and_has_a_config():
     assert set(INITS.names()) == {
         "pytorch_default", "normal", "trunc_normal", "kaiming_normal", "kaiming_uniform",
-        "xavier_normal", "xavier_uniform", "orthogonal", "constant",
+        "xavier_normal", "xavier_uniform", "orthogonal", "constant", "dirac",
     }
     # constant is for per-type overrides (e.g. a zero-init classifier), not a whole-model choice;
     # pretrained.yaml is a scheme plus a checkpoint to copy matching weights from (tests/test_weights.py).

@@ -72,7 +72,7 @@ def test_group_options_cover_the_issue():
     assert {"fast_dev_run", "overfit_batch"} <= set(GROUP_OPTIONS["debug"])
     assert {"adamw", "sgd"} <= set(GROUP_OPTIONS["optimizer"])
     assert {"onecycle", "cosine", "piecewise_linear"} <= set(GROUP_OPTIONS["scheduler"])
-    assert {"convmixer_cifar10", "cpu_fast", "gpu_fast"} <= set(GROUP_OPTIONS["experiment"])
+    assert {"convmixer_cifar10", "cpu_fast", "gpu_fast", "airbench94"} <= set(GROUP_OPTIONS["experiment"])
 
 
 def is_classifier(model: str) -> bool:
@@ -175,6 +175,39 @@ def test_one_epoch_on_real_cifar10_subset(tmp_path, cifar10_root):
 
 
 def test_gpu_fast_preset_runs_on_cpu(tmp_path):
-    metrics = train(run_config(tmp_path, "experiment=gpu_fast", "trainer=cpu", "compile=false", "data=synthetic",
-                               "trainer.max_epochs=1", "data.batch_size=64", "data.eval_batch_size=64", "data.val_size=128"))
+    cfg = compose(["experiment=gpu_fast", "trainer=cpu", "compile=false", "data=synthetic", "trainer.max_epochs=1",
+                   "data.batch_size=64", "data.eval_batch_size=64", "data.val_size=128", "model.width_multiplier=0.25"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    metrics = train(cfg)
     assert metrics["epochs"] == 1 and 0.0 <= metrics["test/acc"] <= 1.0
+
+
+def test_airbench94_preset_runs_its_whole_recipe_on_synthetic_data(tmp_path):
+    published = compose(["experiment=airbench94"])
+    assert published.model.width_multiplier == 1.0 and published.init.scheme == "dirac"
+    assert published.trainer.max_steps == 476 and published.data.batch_size == 1024 and published.data.val_size == 0
+    cfg = compose(["experiment=airbench94", "data=synthetic", "data.num_train=320", "data.val_size=0",
+                   "data.num_test=64", "data.batch_size=32", "data.eval_batch_size=64", "trainer.max_steps=36",
+                   "model.width_multiplier=0.25", "callbacks.lookahead.start_epoch=1",
+                   "callbacks.freeze_whitening_bias.epoch=2"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    metrics = train(cfg)
+    assert metrics["epochs"] == 4 and 0.0 <= metrics["test/acc"] <= 1.0  # 36 steps of 10 an epoch: stopped in the 4th
+    init = (tmp_path / "init.csv").read_text()
+    assert "layers.group1a.conv.weight,16x24x3x3,3456,Conv,dirac" in init
+    assert "layers.whiten.conv.bias,24,24,Conv,constant,value=0.0" in init
+
+
+def test_cpu_fast_presets_are_airbench94_cut_short(tmp_path):
+    published, fast, quick = (compose([f"experiment={name}"]) for name in ("airbench94", "cpu_fast", "cpu_fast_4min"))
+    assert fast.trainer.max_epochs == 7 and fast.trainer.max_steps == -1 and fast.trainer.accelerator == "cpu"
+    assert quick.model.width_multiplier == 0.5 and quick.trainer.max_epochs == 7
+    for key in ("optimizer", "scheduler", "module", "init"):
+        assert fast[key] == published[key] == quick[key], key
+    cfg = compose(["experiment=cpu_fast_4min", "data=synthetic", "debug=fast_dev_run", "data.batch_size=32",
+                   "data.eval_batch_size=32", "data.val_size=0"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path)
+    assert 0.0 <= train(cfg)["test/acc"] <= 1.0

@@ -18,6 +18,7 @@ from convzoo.data.augment import (
     rand_augment,
     random_crop,
     random_flip,
+    resize,
 )
 from convzoo.data.cifar10 import (
     CIFAR10,
@@ -75,5 +76,6 @@ __all__ = [
     "rand_augment",
     "random_crop",
     "random_flip",
+    "resize",
     "scan_image_folder",
 ]

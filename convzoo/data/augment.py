@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convzoo.registry import ConfigError, suggest
@@ -33,6 +34,7 @@ __all__ = [
     "rand_augment",
     "random_crop",
     "random_flip",
+    "resize",
 ]
 
 PADDING_MODES = ("reflect", "zeros")
@@ -124,6 +126,24 @@ def random_crop(
     out = images.gather(2, rows[:, None, :, None].expand(n, c, h, w))
     out = out.gather(3, cols[:, None, None, :].expand(n, c, h, w))
     return out if inside is None else out.masked_fill(~inside, 0)
+
+
+def resize(images: Tensor, size: int) -> Tensor:
+    """Resize a float batch to ``size`` x ``size`` (bilinear, antialiased when shrinking), keeping
+    its memory format; the identity at the current size. Progressive resizing trains early epochs
+    on smaller images this way.
+
+    Example:
+        >>> resize(torch.ones(2, 3, 32, 32), 24).shape
+        torch.Size([2, 3, 24, 24])
+    """
+    if size < 1:
+        raise ValueError(f"resize size must be >= 1, got {size}")
+    if tuple(images.shape[-2:]) == (size, size):
+        return images
+    channels_last = images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+    out = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return out.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def random_flip(images: Tensor, generator: torch.Generator | None = None, p: float = 0.5) -> Tensor:
@@ -229,7 +249,7 @@ class Normalize(nn.Module):
 
 class BatchAugment(nn.Module):
     """The training transform for a uint8 batch: random crop, flip, RandAugment (optional), then
-    :func:`normalize`, then cutout (so its squares hold the mean colour).
+    :func:`normalize`, then :func:`resize` (optional), then cutout (so its squares hold the mean colour).
 
     Args:
         crop_padding: max translation in px (0 disables the crop).
@@ -238,6 +258,8 @@ class BatchAugment(nn.Module):
         rand_augment: ``{"num_ops": 2, "magnitude": 9, "group_size": 64}`` to enable RandAugment
             (see :func:`rand_augment`), ``None`` to skip it.
         padding_mode: ``"reflect"`` (airbench) or ``"zeros"`` (classic torchvision RandomCrop).
+        size: output side length (``None``: the input's). A plain attribute, so
+            :class:`~convzoo.callbacks.ProgressiveResizing` can change it between epochs.
         mean, std, channels_last, dtype: passed to :func:`normalize`.
 
     Example:
@@ -253,6 +275,7 @@ class BatchAugment(nn.Module):
         cutout: int = 0,
         rand_augment: Mapping[str, Any] | None = None,
         padding_mode: str = "reflect",
+        size: int | None = None,
         mean: Sequence[float] = CIFAR10_MEAN,
         std: Sequence[float] = CIFAR10_STD,
         channels_last: bool = False,
@@ -268,6 +291,7 @@ class BatchAugment(nn.Module):
         if not isinstance(flip, bool):
             raise ConfigError(f"flip={flip!r} must be true or false.")
         self.crop_padding, self.flip, self.cutout, self.padding_mode = crop_padding, flip, cutout, padding_mode
+        self.size = size
         self.rand_augment = dict(rand_augment) if rand_augment is not None else None
         if self.rand_augment is not None:
             _check_rand_augment(self.rand_augment)
@@ -281,10 +305,12 @@ class BatchAugment(nn.Module):
         if self.rand_augment is not None:
             images = rand_augment(images, **self.rand_augment)
         images = self.normalize(images)
+        if self.size is not None:
+            images = resize(images, self.size)
         return cutout(images, self.cutout, generator) if self.cutout else images
 
     def extra_repr(self) -> str:
         return (
             f"crop_padding={self.crop_padding}, padding_mode={self.padding_mode!r}, flip={self.flip}, "
-            f"cutout={self.cutout}, rand_augment={self.rand_augment}"
+            f"cutout={self.cutout}, rand_augment={self.rand_augment}, size={self.size}"
         )
