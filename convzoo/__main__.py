@@ -8,7 +8,7 @@ import inspect
 import sys
 
 from convzoo.deploy_cli import add_commands as add_deploy_commands
-from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
+from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, POOLS, ConfigError, Registry
 
 
 def _describe(registry: Registry, skip: tuple[str, ...]) -> list[str]:
@@ -40,6 +40,7 @@ def list_registries() -> str:
         ("blocks (model.layers[].block; in_channels is inferred)", BLOCKS, ("in_channels",)),
         ("norms (a block's norm=)", NORMS, ("num_channels",)),
         ("activations (a block's act=)", ACTIVATIONS, ()),
+        ("pools (a block's pool=, with pool_size=)", POOLS, ()),
         ("init schemes (init=NAME)", INITS, ()),
     ]
     out = []
@@ -60,7 +61,7 @@ def list_zoo() -> str:
     return "\n".join(lines + ["", "sizes by override, e.g. python -m convzoo summary model=resnet_cifar model.depth=110"])
 
 
-def print_summary(arguments: list[str]) -> str:
+def summary_text(arguments: list[str]) -> str:
     """Summarise a model: a spec file (``path.yaml [key=value ...]``) or the training config's model
     composed with Hydra overrides (``model=convmixer model.dim=512``)."""
     from convzoo.config import model_config
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(compare(args.runs, args.output)[0])
         else:
-            print(print_summary(args.overrides))
+            print(summary_text(args.overrides))
     except Exception as error:
         if exit_code(error) is None:
             raise  # a bug: keep the traceback

@@ -150,7 +150,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     if not isinstance(hparams, Mapping) or "model" not in hparams:
         raise ConfigError(f"{str(path)!r} is not a convzoo checkpoint: it has no hyper_parameters['model'] (the model "
                           f"spec); train with train.py, or build the network and use convzoo.load_weights.")
-    spec = hparams["model"] if "convzoo_version" in checkpoint else upgrade_legacy_spec(hparams["model"])
+    spec = upgrade_legacy_spec(hparams["model"])
     net = build_model(spec)
     load_weights(net, checkpoint, strict=True)
     info = deploy_info(net, hparams.get(CLASSES_KEY), hparams.get(MEAN_KEY), hparams.get(STD_KEY))

@@ -1,8 +1,10 @@
-"""The one place that resolves padding, normalisation and activation layers from names.
+"""The one place that resolves padding, normalisation, activation and pooling layers from names.
 
-Blocks never construct norms or activations themselves: they call :func:`make_norm` and
-:func:`make_act`, which look names up in the ``NORMS`` / ``ACTIVATIONS`` registries, so a norm or
-activation registered by another project is usable by every block at once.
+Blocks never construct norms, activations or pools themselves: they call :func:`make_norm`,
+:func:`make_act` and :func:`make_pool`, which look names up in the ``NORMS`` / ``ACTIVATIONS`` /
+``POOLS`` registries, so one registered by another project is usable by every block at once.
+Pooling has one vocabulary everywhere: ``pool`` names the kind (``max``, ``avg``) and
+``pool_size`` the window; a global pool (the classifier's) has no window.
 
 Example:
     >>> import torch
@@ -15,6 +17,8 @@ Example:
     GroupNorm(8, 32, eps=1e-05, affine=True, bias=True)
     >>> make_act({"act": "leaky_relu", "negative_slope": 0.2})
     LeakyReLU(negative_slope=0.2)
+    >>> make_pool("avg", 3), make_pool("max")
+    (AvgPool2d(kernel_size=3, stride=3, padding=0), AdaptiveMaxPool2d(output_size=1))
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from convzoo.registry import ACTIVATIONS, NORMS, ConfigError
+from convzoo.registry import ACTIVATIONS, NORMS, POOLS, ConfigError
 
 __all__ = [
     "LayerSpec",
@@ -34,6 +38,7 @@ __all__ = [
     "resolve_padding",
     "make_norm",
     "make_act",
+    "make_pool",
 ]
 
 #: A norm/activation given by name (``"gelu"``), by mapping (``{"act": "leaky_relu", ...}``) or
@@ -112,6 +117,12 @@ def make_act(spec: LayerSpec, **defaults: Any) -> nn.Module:
     kwargs = {**defaults, **kwargs}
     ACTIVATIONS.check_arguments(name, kwargs)
     return ACTIVATIONS.get(name)(**kwargs)
+
+
+def make_pool(pool: str, pool_size: int | None = None, stride: int | None = None, padding: int = 0) -> nn.Module:
+    """Pooling layer of kind ``pool`` (see ``POOLS``) over ``pool_size`` windows (stride defaults to
+    the window); ``pool_size=None`` pools globally, to 1x1."""
+    return POOLS.build(pool, pool_size=pool_size, stride=stride, padding=padding)
 
 
 class LayerNorm2d(nn.LayerNorm):
@@ -208,3 +219,17 @@ def tanh() -> nn.Module:
 @ACTIVATIONS.register("identity", "none")
 def identity() -> nn.Module:
     return nn.Identity()
+
+
+@POOLS.register("max", "maxpool")
+def max_pool(pool_size: int | None = None, stride: int | None = None, padding: int = 0) -> nn.Module:
+    if pool_size is None:
+        return nn.AdaptiveMaxPool2d(1)
+    return nn.MaxPool2d(pool_size, stride=stride, padding=padding)
+
+
+@POOLS.register("avg", "avgpool", "mean")
+def avg_pool(pool_size: int | None = None, stride: int | None = None, padding: int = 0) -> nn.Module:
+    if pool_size is None:
+        return nn.AdaptiveAvgPool2d(1)
+    return nn.AvgPool2d(pool_size, stride=stride, padding=padding)

@@ -28,7 +28,7 @@ import lightning as L
 import torch
 
 from convzoo.errors import CheckpointError, ConfigError
-from convzoo.lightning import ImageClassifier, make_optimizer
+from convzoo.classifier import ImageClassifier, make_optimizer
 from convzoo.model import build_model
 from convzoo.registry import suggest
 
@@ -151,7 +151,7 @@ def check_checkpoint(path: str | Path, module: ImageClassifier, key: str = "ckpt
                               f"pass a .ckpt written by train.py.")
     if "loops" not in checkpoint or "optimizer_states" not in checkpoint:
         raise CheckpointError(f"{key}={path} holds weights only (saved with save_weights_only), so training cannot "
-                              f"resume from it; load the weights with convzoo.lightning.load_model instead.")
+                              f"resume from it; load the weights with convzoo.classifier.load_model instead.")
     ours = {k: v for k, v in module.state_dict().items() if k.startswith("model.")}
     theirs = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     problems = [f"{k} is missing" for k in ours if k not in theirs]

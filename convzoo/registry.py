@@ -26,7 +26,7 @@ from typing import Any
 
 __all__ = [
     "ConfigError", "Registry", "closest", "suggest", "type_name", "fits_annotation",
-    "BLOCKS", "NORMS", "ACTIVATIONS", "INITS",
+    "BLOCKS", "NORMS", "ACTIVATIONS", "POOLS", "INITS",
 ]
 
 
@@ -262,4 +262,5 @@ class Registry:
 BLOCKS = Registry("block", entry_point_group="convzoo.blocks")
 NORMS = Registry("norm")
 ACTIVATIONS = Registry("activation", key="act")
+POOLS = Registry("pool")
 INITS = Registry("init scheme", key="scheme")

@@ -265,12 +265,26 @@ def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, An
 
 
 def upgrade_legacy_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A resolved spec stored by convzoo 0.1 (its interpolation variables left in) in today's form.
+    """A resolved spec stored in a checkpoint by an earlier convzoo, in today's form (idempotent).
 
     0.1 stored specs resolved but kept their variables (``dim: 256`` beside layers that had used
-    it); with the variables' values already substituted, dropping them changes nothing.
+    it); with the variables' values already substituted, dropping them changes nothing. Up to 0.2
+    the pool block took ``kind`` and ``kernel_size``; it now speaks the one pooling vocabulary,
+    ``pool`` and ``pool_size``.
     """
-    return {key: value for key, value in spec.items() if key in SPEC_KEYS}
+    upgraded = {key: value for key, value in spec.items() if key in SPEC_KEYS}
+    if isinstance(upgraded.get("layers"), list):
+        upgraded["layers"] = [_upgrade_layer(layer) for layer in upgraded["layers"]]
+    return upgraded
+
+
+_POOL_RENAMES = {"kind": "pool", "kernel_size": "pool_size"}
+
+
+def _upgrade_layer(layer: Any) -> Any:
+    if not isinstance(layer, Mapping) or layer.get("block") != "pool":
+        return layer
+    return {_POOL_RENAMES.get(key, key): value for key, value in layer.items()}
 
 
 def _scaled_channels(channels: Any, spec: Mapping[str, Any]) -> Any:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from convzoo.data import TensorDataModule
 from convzoo.errors import CheckpointError
 from convzoo.init import InitRecord, apply_data_init, apply_init_config
-from convzoo.lightning import METRICS, ImageClassifier
+from convzoo.classifier import METRICS, ImageClassifier
 from convzoo.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
 from convzoo.resume import continue_csv_log
 from convzoo.summary import ModelSummary, summary

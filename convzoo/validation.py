@@ -229,12 +229,12 @@ def check_config(cfg: DictConfig) -> None:
 
     Raises the first problem found as a :class:`ConfigError` naming the key. Checks the top-level
     switches, every ``_target_`` group against its target's signature, ``module.*`` against
-    :class:`~convzoo.lightning.ImageClassifier`, the init config, and the model spec (assembled on
+    :class:`~convzoo.classifier.ImageClassifier`, the init config, and the model spec (assembled on
     the ``meta`` device, so it costs no memory).
     """
     import torch
 
-    from convzoo.lightning import ImageClassifier
+    from convzoo.classifier import ImageClassifier
     from convzoo.model import build_model
 
     _check_top_level(cfg)

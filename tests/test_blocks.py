@@ -63,9 +63,9 @@ def test_patch_embed_cuts_non_overlapping_patches():
 
 
 def test_pool_classifier_and_residual():
-    assert Pool(8, kind="avg", kernel_size=3)(torch.randn(1, 8, 9, 9)).shape == (1, 8, 3, 3)
-    with pytest.raises(ConfigError, match="pool kind='min'"):
-        Pool(8, kind="min")
+    assert Pool(8, pool="avg", pool_size=3)(torch.randn(1, 8, 9, 9)).shape == (1, 8, 3, 3)
+    with pytest.raises(ConfigError, match="Unknown pool 'maks'. Did you mean 'max'"):
+        Pool(8, pool="maks")
     head = Classifier(8, num_classes=5, dropout=0.5, scale=0.5)
     head.eval()
     x = torch.randn(3, 8, 4, 4)

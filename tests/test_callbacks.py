@@ -7,7 +7,7 @@ from torch import nn
 
 from convzoo.callbacks import FreezeParameters, Lookahead, ProgressiveResizing, ThroughputProgressBar, plot_curves
 from convzoo.data import SyntheticDataModule
-from convzoo.lightning import ImageClassifier
+from convzoo.classifier import ImageClassifier
 from convzoo.registry import ConfigError
 
 

@@ -129,12 +129,26 @@ def test_a_chain_stays_a_sequential_network_with_the_same_names():
 
 
 def test_checkpoint_of_convzoo_0_1_loads_with_identical_outputs():
-    from convzoo.lightning import load_model
+    from convzoo.classifier import load_model
 
     data = Path(__file__).resolve().parent / "data"
     net = load_model(data / "legacy-v0.1.0.ckpt")
     saved = torch.load(data / "legacy-v0.1.0-io.pt")
     assert type(net) is ConvNet and torch.equal(net(saved["input"]), saved["output"])
+
+
+def test_a_stored_0_2_pool_layer_is_upgraded_to_the_one_pooling_vocabulary():
+    from convzoo.spec import upgrade_legacy_spec
+
+    stored = spec({"block": "conv_norm_act", "out_channels": 8}, {"block": "pool", "kind": "avg", "kernel_size": 3},
+                  {"block": "classifier"})
+    upgraded = upgrade_legacy_spec(stored)
+    assert upgraded["layers"][1] == {"block": "pool", "pool": "avg", "pool_size": 3}
+    assert upgrade_legacy_spec(upgraded) == upgraded
+    pool = build_model(upgraded).layers[1].pool
+    assert isinstance(pool, nn.AvgPool2d) and pool.kernel_size == 3
+    with pytest.raises(ConfigError, match="unknown argument 'kind'"):
+        build_model(stored)
 
 
 def test_stage_with_first_copy_arguments_and_an_inferred_projection_shortcut():
@@ -255,7 +269,7 @@ def test_graph_networks_compile_and_export():
 
 
 def test_an_image_classifier_needs_logits():
-    from convzoo.lightning import ImageClassifier
+    from convzoo.classifier import ImageClassifier
 
     with pytest.raises(ConfigError, match=r"model 'fpn' returns p2 \(64 channels, reduction 2\), .*end the spec with a classifier"):
         ImageClassifier(str(EXAMPLES / "fpn.yaml"))
@@ -273,7 +287,7 @@ def test_a_graph_trains_inits_and_checkpoints_like_a_chain(tmp_path):
     from omegaconf import OmegaConf, open_dict
 
     from convzoo.config import compose
-    from convzoo.lightning import load_model
+    from convzoo.classifier import load_model
     from convzoo.training import train
 
     cfg = compose(["data=synthetic", "init=kaiming_normal", "trainer.max_epochs=1", "data.num_train=256", "data.val_size=64"])

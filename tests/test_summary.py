@@ -8,7 +8,7 @@ from convzoo.summary import summary
 def test_summary_rows_match_the_model():
     model = build_model({"in_channels": 3, "num_classes": 10, "layers": [
         {"block": "conv_norm_act", "out_channels": 8, "name": "stem"},               # 3x3: RF 3
-        {"block": "pool", "kind": "max"},                                            # 2x2/2: RF 4, jump 2
+        {"block": "pool", "pool": "max"},                                            # 2x2/2: RF 4, jump 2
         {"block": "conv", "out_channels": 16, "kernel_size": 3, "dilation": 2},      # RF 4 + 2*2*2 = 12
         {"block": "classifier"},
     ]})

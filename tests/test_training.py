@@ -14,7 +14,7 @@ from omegaconf import open_dict
 
 from convzoo import create_model
 from convzoo.config import compose, config_dir
-from convzoo.lightning import ImageClassifier, load_model
+from convzoo.classifier import ImageClassifier, load_model
 from convzoo.training import train
 from convzoo.validation import check_config
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from convzoo.layers import LayerSpec, is_none, make_act, make_norm, resolve_padding
+from convzoo.layers import LayerSpec, is_none, make_act, make_norm, make_pool, resolve_padding
 from convzoo.registry import BLOCKS, ConfigError
 
 __all__ = ["Conv", "ConvNormAct", "NormAct"]
@@ -66,8 +66,8 @@ class ConvNormAct(nn.Sequential):
 
     ``order`` is any arrangement of ``conv``, ``norm`` and ``act`` joined by ``_``: the default
     ``conv_norm_act`` is the ResNet/VGG layer, ``conv_act_norm`` the ConvMixer one,
-    ``norm_act_conv`` the pre-activation one. An optional ``pool`` step max-pools by
-    ``pool_size``: ``conv_pool_norm_act`` (airbench) normalises 4x fewer pixels than pooling after
+    ``norm_act_conv`` the pre-activation one. An optional ``pool`` step pools (``pool``: max or
+    avg) by ``pool_size``: ``conv_pool_norm_act`` (airbench) normalises 4x fewer pixels than pooling after
     the activation. ``bias=None`` gives the conv a bias unless a norm follows it (where the norm's
     shift would make it redundant).
 
@@ -91,6 +91,7 @@ class ConvNormAct(nn.Sequential):
         norm: LayerSpec = "batchnorm",
         act: LayerSpec = "relu",
         order: str = "conv_norm_act",
+        pool: str = "max",
         pool_size: int = 2,
     ):
         super().__init__()
@@ -102,7 +103,7 @@ class ConvNormAct(nn.Sequential):
         conv = Conv(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
         norm_channels = in_channels if steps.index("norm") < steps.index("conv") else out_channels
         layers = {"conv": conv, "norm": make_norm(norm, norm_channels), "act": make_act(act),
-                  "pool": nn.MaxPool2d(pool_size)}
+                  "pool": make_pool(pool, pool_size)}
         for step in steps:
             if step == "conv" or not isinstance(layers[step], nn.Identity):
                 self.add_module(step, layers[step])

@@ -5,31 +5,25 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from convzoo.layers import make_pool
 from convzoo.registry import BLOCKS, ConfigError
 
 __all__ = ["Pool", "Classifier"]
 
-_POOLS = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}
-
-
-def _pool_layer(kind: str, **kwargs) -> nn.Module:
-    if kind not in _POOLS:
-        raise ConfigError(f"pool kind={kind!r} is not known; use one of {', '.join(_POOLS)}.")
-    return _POOLS[kind](**kwargs)
-
 
 @BLOCKS.register("pool")
 class Pool(nn.Module):
-    """Max or average pooling over ``kernel_size`` windows (stride defaults to the window).
+    """Max or average pooling (``pool``) over ``pool_size`` windows (stride defaults to the window).
 
     Example:
-        >>> Pool(16, kind="max", kernel_size=2)(torch.randn(1, 16, 32, 32)).shape
+        >>> Pool(16, pool="max", pool_size=2)(torch.randn(1, 16, 32, 32)).shape
         torch.Size([1, 16, 16, 16])
     """
 
-    def __init__(self, in_channels: int, kind: str = "max", kernel_size: int = 2, stride: int | None = None, padding: int = 0):
+    def __init__(self, in_channels: int, pool: str = "max", pool_size: int = 2, stride: int | None = None,
+                 padding: int = 0):
         super().__init__()
-        self.pool = _pool_layer(kind, kernel_size=kernel_size, stride=stride, padding=padding)
+        self.pool = make_pool(pool, pool_size, stride=stride, padding=padding)
         self.in_channels = self.out_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -38,7 +32,7 @@ class Pool(nn.Module):
 
 @BLOCKS.register("classifier", "head")
 class Classifier(nn.Module):
-    """Global pooling -> dropout -> linear layer, giving ``(batch, num_classes)`` logits.
+    """Global pooling (``pool``: avg or max) -> dropout -> linear layer, giving ``(batch, num_classes)`` logits.
 
     ``scale`` multiplies the logits (airbench scales by 1/9 to tame the initial loss).
 
@@ -60,9 +54,7 @@ class Classifier(nn.Module):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {dropout}.")
-        if pool not in ("avg", "max"):
-            raise ConfigError(f"classifier pool={pool!r} is not known; use 'avg' or 'max'.")
-        self.pool = nn.AdaptiveMaxPool2d(1) if pool == "max" else nn.AdaptiveAvgPool2d(1)
+        self.pool = make_pool(pool)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_channels, num_classes, bias=bias)
         self.scale = scale

@@ -2,7 +2,7 @@
 
 Example (inference in another project, from a training run's checkpoint)::
 
-    from convzoo.lightning import load_model
+    from convzoo.classifier import load_model
     net = load_model("outputs/2026-11-22/12-00-00/checkpoints/best.ckpt")  # eval-mode ConvNet
     probabilities = net(images).softmax(-1)   # images normalised with the run's mean/std
 
@@ -151,11 +151,10 @@ class ImageClassifier(L.LightningModule):
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: Any = None,
                              strict: bool | None = None, **kwargs: Any) -> ImageClassifier:
-        """Lightning's loader; a checkpoint written by convzoo 0.1 gets its spec in today's form first."""
+        """Lightning's loader; a checkpoint written by an earlier convzoo gets its spec in today's form first."""
         if "model" not in kwargs:
             checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-            if "convzoo_version" not in checkpoint:
-                kwargs["model"] = upgrade_legacy_spec(checkpoint["hyper_parameters"]["model"])
+            kwargs["model"] = upgrade_legacy_spec(checkpoint["hyper_parameters"]["model"])
         return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
                                             strict=strict, **kwargs)
 

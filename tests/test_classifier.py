@@ -3,7 +3,7 @@ from functools import partial
 import pytest
 import torch
 
-from convzoo.lightning import ImageClassifier, flip_translate_views, make_optimizer
+from convzoo.classifier import ImageClassifier, flip_translate_views, make_optimizer
 from convzoo.model import build_model
 from convzoo.schedules import one_cycle, piecewise_linear, warmup_cosine
 
