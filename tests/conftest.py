@@ -7,6 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from convzoo import registry
+
+
+@pytest.fixture(autouse=True)
+def clean_registries():
+    """Every test starts from the registries as the package fills them and leaves no entry behind:
+    blocks, norms or schemes a test registers are gone after it, whatever the outcome."""
+    tables = [value for value in vars(registry).values() if isinstance(value, registry.Registry)]
+    saved = [(table._entries.copy(), table._aliases.copy()) for table in tables]
+    yield
+    for table, (entries, aliases) in zip(tables, saved):
+        table._entries, table._aliases = entries, aliases
+
 
 @pytest.fixture
 def cifar10_root() -> Path:

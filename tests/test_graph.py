@@ -190,7 +190,7 @@ def test_top_level_variables_must_be_used():
 
 
 def test_a_bug_in_a_users_block_keeps_its_own_traceback():
-    @register_block("test_buggy", override=True)
+    @register_block("test_buggy")
     class Buggy(nn.Module):
         def __init__(self, in_channels: int):
             super().__init__()
@@ -199,12 +199,9 @@ def test_a_bug_in_a_users_block_keeps_its_own_traceback():
         def forward(self, x):
             return x.no_such_method()
 
-    try:
-        with pytest.raises(AttributeError, match="no_such_method") as error:
-            build_model(spec({"name": "mine", "block": "test_buggy"}, {"block": "classifier"}))
-        assert any("layers[0] 'mine'" in note for note in getattr(error.value, "__notes__", []))
-    finally:
-        BLOCKS._entries.pop("test_buggy")
+    with pytest.raises(AttributeError, match="no_such_method") as error:
+        build_model(spec({"name": "mine", "block": "test_buggy"}, {"block": "classifier"}))
+    assert any("layers[0] 'mine'" in note for note in getattr(error.value, "__notes__", []))
 
 
 BAD_GRAPHS = [

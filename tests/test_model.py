@@ -125,7 +125,7 @@ def test_bad_specs_fail_with_a_clear_message(layers, message):
 def test_bad_specs_fail_before_any_real_tensor(monkeypatch):
     devices = []
 
-    @register_block("test_probe", override=True)
+    @register_block("test_probe")
     class Probe(torch.nn.Conv2d):
         def __init__(self, in_channels: int):
             super().__init__(in_channels, in_channels, 1)
@@ -135,4 +135,3 @@ def test_bad_specs_fail_before_any_real_tensor(monkeypatch):
     with pytest.raises(ConfigError, match=r"layers\[2\]"):
         build_model(tiny_spec({"block": "test_probe"}, {"block": "test_probe"}, {"block": "conv", "groups": 2}))
     assert devices == ["meta", "meta"]
-    BLOCKS._entries.pop("test_probe")

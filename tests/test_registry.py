@@ -54,7 +54,7 @@ def test_builtin_blocks_are_registered_and_report_out_channels():
 
 
 def test_register_block_from_another_project():
-    @register_block("test_double", override=True)
+    @register_block("test_double")
     class Double(nn.Module):
         def __init__(self, in_channels: int):
             super().__init__()
@@ -85,3 +85,9 @@ def test_entry_point_blocks_load_on_first_use(tmp_path, monkeypatch):
     monkeypatch.setattr(BLOCKS, "_entries", dict(BLOCKS._entries))
     monkeypatch.setattr(BLOCKS, "_entry_points_loaded", False)
     assert "test_entry_point_block" in BLOCKS
+
+
+@pytest.mark.parametrize("run", ["first", "second"])
+def test_each_test_starts_from_a_clean_registry(run):
+    assert "test_left_behind" not in BLOCKS  # the second run would find the first run's entry without the fixture
+    register_block("test_left_behind")(nn.Identity)
