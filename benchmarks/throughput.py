@@ -6,7 +6,8 @@ step count, and reports images/s as the median over timed windows after warm-up:
 1. ``convzoo``: ``convzoo.training.train`` exactly as ``train.py`` runs it (Lightning Trainer, the
    CIFAR-10 data module with batched tensor augmentation, checkpoints and CSV logging on);
 2. ``hand``: a minimal PyTorch loop over the same network, precision and memory format, with the
-   data already in memory as uint8 tensors and the same batched augmentation (the ideal);
+   data already in memory as uint8 tensors, served by the same loader (:class:`convzoo.data.InMemoryLoader`)
+   and augmented by the same batched transform, without Lightning in the loop (the ideal);
 3. ``classic``: torchvision ``datasets.CIFAR10`` + PIL transforms (random crop, flip, to-tensor,
    normalize) + ``DataLoader`` with workers, fp32, channels-first.
 
@@ -22,6 +23,7 @@ Writes benchmarks/results/throughput-<name>.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -115,6 +117,12 @@ def _optimizer(cfg, model):
     return instantiate(cfg.optimizer)(model.parameters())
 
 
+def _epoch_after_epoch(loader):
+    for epoch in itertools.count():
+        loader.set_epoch(epoch)
+        yield from loader
+
+
 def run_hand(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
@@ -124,20 +132,20 @@ def run_hand(args: argparse.Namespace) -> dict:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = _optimizer(cfg, model)
-    images, labels = datamodule.train_images, datamodule.train_labels
-    batch, augment = cfg.data.batch_size, datamodule.train_transform
+    # the data module's own loader and transform, without a trainer: the same order, shards and
+    # per-image flips as train.py, and the same batched augmentation
+    loader, augment = datamodule.train_dataloader(), datamodule.train_transform
     times = []
-    order = torch.randperm(len(images))
-    for step in range(args.warmup + args.steps * args.windows + 1):
-        index = order[step * batch:(step + 1) * batch]
-        x, y = augment(images[index]), labels[index]
+    steps = args.warmup + args.steps * args.windows + 1
+    for _, (images, y) in zip(range(steps), _epoch_after_epoch(loader)):
+        x = augment(images)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x).float(), y, label_smoothing=cfg.module.label_smoothing)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter())
-    return {"batch_size": batch, "precision": "bf16-mixed" if bf16 else "32-true", "times": times}
+    return {"batch_size": loader.batch_size, "precision": "bf16-mixed" if bf16 else "32-true", "times": times}
 
 
 def run_classic(args: argparse.Namespace) -> dict:

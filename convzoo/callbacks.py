@@ -1,24 +1,20 @@
-"""Training callbacks: images/s in the progress bar, the run's curves plot, lookahead, freezing
-parameters after some epochs, and progressive resizing."""
+"""Training callbacks: images/s in the progress bar, lookahead, freezing parameters after some
+epochs, and progressive resizing (a run's records, curves included: :mod:`convzoo.records`)."""
 
 from __future__ import annotations
 
 import fnmatch
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
-from convzoo.plots import plot_curves
 from convzoo.registry import ConfigError, suggest
-from convzoo.runs import run_title
 
-__all__ = ["ThroughputProgressBar", "PlotCurves", "plot_curves", "Lookahead", "FreezeParameters",
-           "ProgressiveResizing"]
+__all__ = ["ThroughputProgressBar", "Lookahead", "FreezeParameters", "ProgressiveResizing"]
 
 
 class ThroughputProgressBar(TQDMProgressBar):
@@ -56,40 +52,6 @@ class ThroughputProgressBar(TQDMProgressBar):
         if self._images:
             pl_module.log("train/images_per_s", self.images_per_second(), rank_zero_only=True)
         super().on_train_epoch_end(trainer, pl_module)
-
-
-class PlotCurves(Callback):
-    """Plot the run's curves next to it (``curves.png``) from its CSV log: when training ends, and
-    again after testing with the test accuracy marked.
-
-    The title names the model, data, parameter count and recipe, read from the hyperparameters the
-    CSV logger holds (:func:`convzoo.runs.run_title`).
-    """
-
-    def __init__(self, filename: str = "curves.png"):
-        self.filename = filename
-
-    def _plot(self, trainer: L.Trainer, test_acc: float | None = None) -> None:
-        if not trainer.is_global_zero:
-            return
-        for logger in trainer.loggers:
-            if isinstance(logger, L.pytorch.loggers.CSVLogger):
-                logger.save()
-                metrics_csv = Path(logger.log_dir) / "metrics.csv"
-                if metrics_csv.is_file():
-                    hparams = logger.experiment.hparams
-                    title = run_title(hparams["config"], hparams.get("params")) if "config" in hparams else None
-                    steps = trainer.num_training_batches // max(1, trainer.accumulate_grad_batches)
-                    plot_curves(metrics_csv, Path(trainer.default_root_dir) / self.filename, title=title,
-                                test_acc=test_acc, steps_per_epoch=steps if 0 < steps < float("inf") else None)
-                return
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._plot(trainer)
-
-    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        test_acc = trainer.callback_metrics.get("test/acc")
-        self._plot(trainer, float(test_acc) if test_acc is not None else None)
 
 
 class Lookahead(Callback):

@@ -41,7 +41,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import inspect
 import math
 import os
@@ -54,6 +53,7 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.registry import INITS, ConfigError, suggest
+from convzoo.tables import Column, text_table, write_csv
 
 __all__ = [
     "Initializer",
@@ -430,6 +430,12 @@ class InitEntry:
         }
 
 
+_RECORD_COLUMNS = (
+    Column("name"), Column("layer_type", "layer"), Column("shape"), Column("scheme"), Column("args"),
+    Column("mean", format="{:+.4g}".format), Column("std", format="{:.4g}".format),
+)
+
+
 class InitRecord(list):
     """The list of :class:`InitEntry` returned by :func:`apply_init`, one per parameter, in
     ``model.named_parameters()`` order, plus ``config`` (the choices made, for hparam logging).
@@ -453,29 +459,14 @@ class InitRecord(list):
 
     def to_csv(self, path: str | os.PathLike) -> None:
         """Write :meth:`as_rows` to ``path`` (parent folders are created)."""
-        path = os.fspath(path)
-        if os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        fields = list(InitEntry.__dataclass_fields__)
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(self.as_rows())
+        write_csv(path, self.as_rows(), fieldnames=list(InitEntry.__dataclass_fields__))
 
     def by_name(self) -> dict[str, InitEntry]:
         """Entries keyed by parameter name."""
         return {entry.name: entry for entry in self}
 
     def __str__(self) -> str:
-        header = ("name", "layer", "shape", "scheme", "args", "mean", "std")
-        rows = [
-            (r["name"], r["layer_type"], r["shape"], r["scheme"], r["args"], f"{r['mean']:+.4g}", f"{r['std']:.4g}")
-            for r in self.as_rows()
-        ]
-        widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-        lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
-                 for line in (header, *rows)]
-        return "\n".join(lines)
+        return text_table(self.as_rows(), _RECORD_COLUMNS)
 
     def __repr__(self) -> str:
         return f"InitRecord({len(self)} parameters, config={self.config!r})"

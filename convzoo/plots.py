@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +19,7 @@ from convzoo.runs import Run, distinguishing_overrides, epoch_curves, step_curve
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["curves_figure", "plot_curves", "runs_figure", "save_figure"]
+__all__ = ["curve_panels", "curves_figure", "plot_curves", "runs_figure", "save_figure"]
 
 
 def _pyplot() -> Any:
@@ -31,38 +31,61 @@ def _pyplot() -> Any:
     return plt
 
 
+def curve_panels(curves: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Epoch metrics grouped by what they measure, whatever the stages and names: ``train/loss_epoch``
+    and ``val/loss`` share the ``loss`` panel. Per-step values (``*_step``) and test metrics (one
+    number after training, marked instead) get none. Losses come first, then the rest by name.
+
+    Example:
+        >>> curve_panels({"val/acc": {}, "train/loss_epoch": {}, "train/loss_step": {}, "val/loss": {}, "test/acc": {}})
+        {'loss': ['train/loss_epoch', 'val/loss'], 'acc': ['val/acc']}
+    """
+    panels: dict[str, list[str]] = {}
+    for key in sorted(curves):
+        stage, _, name = key.rpartition("/")
+        if stage != "test" and not name.endswith("_step"):
+            panels.setdefault(name.removesuffix("_epoch"), []).append(key)
+    return {name: panels[name] for name in sorted(panels, key=lambda name: ("loss" not in name, name))}
+
+
 def curves_figure(
     metrics_csv: Path,
     title: str | None = None,
-    test_acc: float | None = None,
+    test_score: float | None = None,
     steps_per_epoch: int | None = None,
+    monitor: str = "val/acc",
+    mode: str = "max",
 ) -> Figure:
-    """A run's loss, accuracy and learning rate from its ``CSVLogger`` file, as a matplotlib figure.
+    """A run's epoch metrics and learning rates from its ``CSVLogger`` file, as a matplotlib figure.
 
-    Epoch metrics are drawn at the end of their epoch (1, 2, ...); the learning rate, logged per
-    step by ``LearningRateMonitor``, at ``step / steps_per_epoch`` on the same axis (per step when
-    not given). ``test_acc`` is marked at the best validation epoch (the checkpoint that was
-    tested). ``title`` is typically :func:`convzoo.runs.run_title`.
+    One panel per kind of epoch metric (:func:`curve_panels`), then the learning rates. Epoch
+    metrics are drawn at the end of their epoch (1, 2, ...); the learning rate, logged per step by
+    ``LearningRateMonitor`` (columns ``lr-*``), at ``step / steps_per_epoch`` on the same axis (per
+    step when not given). ``test_score`` (the test value of the ``monitor``ed metric) is marked on
+    that metric's panel at its best epoch (``mode``: ``max`` or ``min``), the checkpoint that was
+    tested. ``title`` is typically :func:`convzoo.runs.run_title`.
     """
     plt = _pyplot()
     curves = epoch_curves(metrics_csv)
     rates = step_curves(metrics_csv, "lr-")
-    figure, axes = plt.subplots(1, 3, figsize=(15, 4.6 if title else 4.2))
-    panels = [("loss", ["train/loss_epoch", "val/loss"]), ("accuracy", ["train/acc", "val/acc"])]
-    for axis, (name, keys) in zip(axes, panels):
+    panels = curve_panels(curves)
+    figure, axes = plt.subplots(1, len(panels) + 1, figsize=(5 * (len(panels) + 1), 4.6 if title else 4.2),
+                                squeeze=False)
+    axes = list(axes[0])
+    for axis, (name, keys) in zip(axes, panels.items()):
         for key in keys:
-            if key in curves:
-                epochs = sorted(curves[key])
-                axis.plot([e + 1 for e in epochs], [curves[key][e] for e in epochs], marker="o", label=key)
+            epochs = sorted(curves[key])
+            axis.plot([e + 1 for e in epochs], [curves[key][e] for e in epochs], marker="o", label=key)
         axis.set(title=name, xlabel="epoch")
-    accuracy = axes[1]
-    if test_acc is not None:
-        val = curves.get("val/acc") or {}
-        best_epoch = max(val, key=val.get) + 1 if val else 1
-        accuracy.axhline(test_acc, color="C3", linestyle=":", linewidth=1)
-        accuracy.plot([best_epoch], [test_acc], marker="*", markersize=14, color="C3", linestyle="none",
-                      label=f"test/acc {test_acc:.2%} (best val epoch {best_epoch})")
-    lr_axis = axes[2]
+        monitored = curves.get(monitor) or {}
+        if test_score is not None and monitor in keys:
+            best_epoch = (max if mode == "max" else min)(monitored, key=monitored.get) + 1 if monitored else 1
+            test_key = "test/" + monitor.rpartition("/")[2]
+            value = f"{test_score:.2%}" if mode == "max" and 0 <= test_score <= 1 else f"{test_score:.4g}"
+            axis.axhline(test_score, color="C3", linestyle=":", linewidth=1)
+            axis.plot([best_epoch], [test_score], marker="*", markersize=14, color="C3", linestyle="none",
+                      label=f"{test_key} {value} (best val epoch {best_epoch})")
+    lr_axis = axes[-1]
     for key, values in sorted(rates.items()):
         steps = sorted(values)
         lr_axis.plot([s / steps_per_epoch for s in steps] if steps_per_epoch else steps,
@@ -101,7 +124,7 @@ def plot_curves(metrics_csv: Path, output: Path, **kwargs: Any) -> Path:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
         >>> _ = (folder / "metrics.csv").write_text("epoch,step,lr-SGD,val/acc\\n,0,0.1,\\n0,9,,0.5\\n1,19,,0.6\\n")
-        >>> plot_curves(folder / "metrics.csv", folder / "curves.png", test_acc=0.61, steps_per_epoch=10).name
+        >>> plot_curves(folder / "metrics.csv", folder / "curves.png", test_score=0.61, steps_per_epoch=10).name
         'curves.png'
     """
     return save_figure(curves_figure(metrics_csv, **kwargs), output)

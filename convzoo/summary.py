@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from convzoo.model import Node
+from convzoo.tables import Column, text_table, write_csv
 
 __all__ = ["ModelSummary", "summary", "summary_nodes"]
 
@@ -146,34 +146,38 @@ class ModelSummary:
         """The rows with shapes and inputs as plain lists (for YAML, JSON and loggers)."""
         return [{**r, "inputs": list(r["inputs"]), "output_shape": list(r["output_shape"])} for r in self.rows]
 
+    def csv_rows(self) -> list[dict[str, Any]]:
+        """The rows with shapes as ``CxHxW`` and inputs joined by ``+`` (one CSV line each)."""
+        return [{**r, "inputs": "+".join(r["inputs"]), "output_shape": _shape(r["output_shape"])} for r in self.rows]
+
     def to_csv(self, path: str | Path) -> Path:
-        """Write one line per row; shapes as ``CxHxW``, inputs joined by ``+``."""
-        path = Path(path)
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
-            writer.writeheader()
-            writer.writerows({**r, "inputs": "+".join(r["inputs"]), "output_shape": "x".join(map(str, r["output_shape"]))}
-                             for r in self.rows)
-        return path
+        """Write :meth:`csv_rows` to ``path``."""
+        return write_csv(path, self.csv_rows())
 
     def __str__(self) -> str:
-        header = ("layer", "block", "inputs", "output shape", "params", "trainable", "MFLOPs", "RF")
-        lines = [
-            (r["layer"], r["block"], "+".join(r["inputs"]), "x".join(map(str, r["output_shape"])), f"{r['params']:,}",
-             f"{r['trainable_params']:,}", f"{r['flops'] / 1e6:,.2f}", str(r["receptive_field"]))
-            for r in self.rows
-        ]
-        total = ("total", "", "", "", f"{self.total_params:,}", f"{self.trainable_params:,}",
-                 f"{self.total_flops / 1e6:,.2f}", "")
-        widths = [max(len(row[i]) for row in (header, *lines, total)) for i in range(len(header))]
-        right = {4, 5, 6, 7}
+        total = {"layer": "total", "params": self.total_params, "trainable_params": self.trainable_params,
+                 "flops": self.total_flops}
+        return text_table(self.rows, _SUMMARY_COLUMNS, total=total, title=f"input {_shape(self.input_shape)}")
 
-        def fmt(row: tuple[str, ...]) -> str:
-            return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths)))
 
-        rule = "-" * len(fmt(header))
-        shape = "x".join(map(str, self.input_shape))
-        return "\n".join(line.rstrip() for line in [f"input {shape}", fmt(header), rule, *map(fmt, lines), rule, fmt(total)])
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+_SUMMARY_COLUMNS = (
+    Column("layer"),
+    Column("block"),
+    Column("inputs", format="+".join),
+    Column("output_shape", "output shape", format=_shape),
+    Column("params", format=_count, right=True),
+    Column("trainable_params", "trainable", format=_count, right=True),
+    Column("flops", "MFLOPs", format=lambda flops: f"{flops / 1e6:,.2f}", right=True),
+    Column("receptive_field", "RF", right=True),
+)
 
 
 def summary_nodes(model: nn.Module) -> list[Node]:

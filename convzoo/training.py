@@ -11,10 +11,8 @@ Example (what ``python train.py model=convmixer_tiny data=synthetic trainer.max_
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 import torch
@@ -23,38 +21,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.data import TensorDataModule
 from convzoo.errors import CheckpointError
-from convzoo.init import InitRecord, apply_data_init, apply_init_config
+from convzoo.init import apply_data_init, apply_init_config
 from convzoo.classifier import METRICS, ImageClassifier
 from convzoo.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
 from convzoo.resume import continue_csv_log
-from convzoo.summary import ModelSummary, summary
+from convzoo.records import RunRecords
 from convzoo.tracking import log_run_files
 from convzoo.validation import check_config, instantiate
 
-__all__ = ["fit_model_to_data", "train", "write_run_records"]
-
-
-@rank_zero_only
-def write_run_records(run_dir: Path, table: ModelSummary, init_record: InitRecord, data: dict[str, Any]) -> None:
-    """The per-layer summary (text and CSV), the per-parameter init record and the data's classes,
-    statistics and sizes (``data.json``), beside the config."""
-    (run_dir / "data.json").write_text(json.dumps(data, indent=2) + "\n")
-    (run_dir / "summary.txt").write_text(str(table) + "\n")
-    table.to_csv(run_dir / "summary.csv")
-    init_record.to_csv(run_dir / "init.csv")
-
-
-def run_hyperparameters(cfg: DictConfig, table: ModelSummary, init_record: InitRecord,
-                        data: dict[str, Any]) -> dict[str, Any]:
-    """What the loggers record for a run: the composed config, parameter counts, layers, init and data
-    (the class names themselves are in ``data.json`` and the checkpoint)."""
-    return {
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "params": {"total": table.total_params, "trainable": table.trainable_params, "flops": table.total_flops},
-        "layers": table.records(),
-        "init": init_record.config,
-        "data": {"num_classes": len(data["classes"]), **{k: v for k, v in data.items() if k != "classes"}},
-    }
+__all__ = ["fit_model_to_data", "train"]
 
 
 def _set_on_command_line() -> set[str]:
@@ -147,42 +122,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
     check_data_fits_model(datamodule, module.hparams.model)
     check_optimizer(module, total_steps=len(datamodule.train_dataloader()) * max(1, cfg.trainer.get("max_epochs") or 1))
     checkpoint = check_checkpoint(ckpt_path, module) if ckpt_path is not None else None
-    init_record = apply_init_config(module.model, cfg.init)
+    # until the module applies its init itself: the policy, then the data-fitted layers, recorded on the module
+    module.init_record = apply_init_config(module.model, cfg.init)
     if checkpoint is None:  # a resumed run takes every weight from its checkpoint
-        apply_data_init(module.model, lambda: _init_images(datamodule, cfg.data_init_images), init_record)
-    table = summary(module.model)
-    write_run_records(run_dir, table, init_record, data)
+        apply_data_init(module.model, lambda: _init_images(datamodule, cfg.data_init_images), module.init_record)
 
+    records = RunRecords(run_dir, config=OmegaConf.to_container(cfg, resolve=True), started=run_start)
     callbacks = {f"callbacks.{name}": instantiate(node, f"callbacks.{name}")
                  for name, node in (cfg.get("callbacks") or {}).items() if node is not None}
     check_monitors(callbacks, METRICS)
     loggers = [instantiate(c, f"logger.{name}") for name, c in (cfg.get("logger") or {}).items() if c is not None]
     check_accelerator(cfg.trainer.get("accelerator", "auto"))
-    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=list(callbacks.values()), logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=[*callbacks.values(), records],
+                                     logger=loggers or False)
     if checkpoint is not None and trainer.is_global_zero:
         continue_csv_log(trainer.loggers, checkpoint)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(run_hyperparameters(cfg, table, init_record, data))
-    rank_zero_only(print)(f"{cfg.model.get('name', 'model')}: {table.total_params:,} parameters "
-                          f"({table.trainable_params:,} trainable), {table.total_flops / 1e6:,.1f} MFLOPs/image; "
-                          f"init {init_record.config['scheme']}; run directory {run_dir}"
-                          + (f"; resuming from {ckpt_path}" if ckpt_path is not None else ""))
     del checkpoint  # Lightning loads it again itself; do not hold two copies
 
-    start = time.perf_counter()
     trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    fit_seconds = time.perf_counter() - start
-    metrics: dict[str, float] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    best = trainer.checkpoint_callback
-    if best is not None and getattr(best, "best_model_score", None) is not None:
-        metrics["val/acc_best"] = float(best.best_model_score)
     if cfg.get("test", True):
         trainer.test(module, datamodule=datamodule, ckpt_path=_test_checkpoint(trainer))
-        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")})
-    metrics.update(epochs=trainer.current_epoch, fit_minutes=fit_seconds / 60, params=table.total_params,
-                   run_minutes=(time.perf_counter() - run_start) / 60)
     if trainer.is_global_zero:
-        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
-    log_run_files(trainer.loggers, run_dir, metrics)
-    return metrics
+        print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in records.metrics.items()))
+    log_run_files(trainer.loggers, run_dir, records.metrics)
+    return records.metrics

@@ -5,9 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from convzoo.callbacks import FreezeParameters, Lookahead, ProgressiveResizing, ThroughputProgressBar, plot_curves
+from convzoo.callbacks import FreezeParameters, Lookahead, ProgressiveResizing, ThroughputProgressBar
 from convzoo.data import SyntheticDataModule
 from convzoo.classifier import ImageClassifier
+from convzoo.plots import plot_curves
 from convzoo.registry import ConfigError
 
 
@@ -132,7 +133,7 @@ def test_curves_figure_draws_lr_test_mark_integer_epochs_and_title(tmp_path):
     from convzoo.plots import curves_figure
 
     figure = curves_figure(_write_log(tmp_path / "metrics.csv", groups=2), title="airbench on CIFAR10\nSGD",
-                           test_acc=0.61, steps_per_epoch=10)
+                           test_score=0.61, steps_per_epoch=10)
     loss, accuracy, lr = figure.axes
     assert figure._suptitle.get_text() == "airbench on CIFAR10\nSGD"
     assert [line.get_label() for line in lr.get_lines()] == ["SGD/norm_biases", "SGD/weights"]
@@ -151,31 +152,3 @@ def test_curves_figure_keeps_one_decaying_rate_linear(tmp_path):
     figure = curves_figure(_write_log(tmp_path / "metrics.csv"))
     assert figure.axes[2].get_yscale() == "linear" and figure.axes[2].get_xlabel() == "step"
     assert figure._suptitle is None
-
-
-class LogsAccuracy(TinyRegression):
-    def validation_step(self, batch, batch_idx):
-        self.log("val/acc", 0.5)
-
-    def test_step(self, batch, batch_idx):
-        self.log("test/acc", 0.75)
-
-
-def test_plot_curves_callback_titles_and_marks_the_test(tmp_path, monkeypatch):
-    from convzoo.callbacks import PlotCurves
-
-    calls = []
-    monkeypatch.setattr("convzoo.callbacks.plot_curves", lambda csv, output, **kwargs: calls.append((output, kwargs)))
-    logger = L.pytorch.loggers.CSVLogger(tmp_path, name="csv", version="")
-    logger.log_hyperparams({"config": {"model": {"name": "tiny"}, "data": {"batch_size": 8},
-                                       "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1},
-                                       "trainer": {"max_epochs": 2}}, "params": {"total": 5}})
-    trainer = L.Trainer(max_epochs=2, callbacks=[PlotCurves()], logger=logger, enable_checkpointing=False,
-                        enable_progress_bar=False, default_root_dir=tmp_path, accumulate_grad_batches=2)
-    module = LogsAccuracy()
-    trainer.fit(module, _loader(), _loader())
-    trainer.test(module, _loader())
-    (output, after_fit), (_, after_test) = calls
-    assert output == tmp_path / "curves.png" and after_fit["test_acc"] is None and after_test["test_acc"] == 0.75
-    assert after_fit["title"] == "tiny on data, 5 parameters\nSGD lr 0.1, constant lr, batch 8, 2 epochs"
-    assert after_fit["steps_per_epoch"] == 4  # 8 batches, an optimizer step every 2

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from convzoo.data import (
     CIFAR10_CLASSES,
+    AlternatingFlip,
     BatchAugment,
     CIFAR10DataModule,
     CorruptDataError,
@@ -418,7 +419,7 @@ def test_configs_instantiate(name: str, cls: type, monkeypatch: pytest.MonkeyPat
 
 def test_alternating_flip_mirrors_each_image_every_other_epoch() -> None:
     images = torch.arange(8 * 3 * 2 * 2, dtype=torch.uint8).view(8, 3, 2, 2)
-    loader = InMemoryLoader(images, torch.arange(8), batch_size=8, shuffle=False, alternating_flip=True)
+    loader = InMemoryLoader(images, torch.arange(8), batch_size=8, shuffle=False, transform=AlternatingFlip(8))
     seen = []
     for epoch in range(3):
         loader.set_epoch(epoch)
@@ -431,5 +432,20 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch() -> None:
 def test_alternating_flip_config_moves_flipping_into_the_loader() -> None:
     dm = SyntheticDataModule(num_train=64, num_test=16, val_size=16, batch_size=16, augment={"flip": "alternating"})
     dm.setup()
-    assert dm.train_transform.flip is False and dm.train_dataloader().flip_first is not None
-    assert dm.val_dataloader().flip_first is None
+    assert dm.train_transform.flip == "alternating" and isinstance(dm.train_dataloader().transform, AlternatingFlip)
+    assert dm.val_dataloader().transform is None
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    augment = BatchAugment(crop_padding=0, flip="alternating")
+    assert torch.equal(augment(images), augment.normalize(images))  # no random flip on top of the loader's
+
+
+def test_importing_the_data_package_leaves_lightning_unimported() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, convzoo.data; assert 'lightning' not in sys.modules, 'imported'; "
+            "from convzoo.data import SyntheticDataModule; assert 'lightning' in sys.modules; "
+            "print(SyntheticDataModule.__module__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "convzoo.data.datamodule"

@@ -27,8 +27,10 @@ from convzoo.registry import ConfigError, suggest
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
+    "AlternatingFlip",
     "BatchAugment",
     "Normalize",
+    "channel_stats",
     "cutout",
     "normalize",
     "rand_augment",
@@ -38,6 +40,7 @@ __all__ = [
 ]
 
 PADDING_MODES = ("reflect", "zeros")
+FLIP_MODES = (True, False, "alternating")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -160,6 +163,32 @@ def random_flip(images: Tensor, generator: torch.Generator | None = None, p: flo
     return torch.where(chosen.view(-1, 1, 1, 1), images.flip(-1), images)
 
 
+class AlternatingFlip:
+    """airbench's flip, a transform of ``(images, index, epoch)``: a fixed random half of the
+    ``num_images`` images (chosen by ``seed``) is mirrored in even epochs, the other half in odd ones,
+    so every image is seen both ways within two epochs, which random flipping only achieves on average.
+
+    ``index`` holds the images' positions in the data set; :class:`~convzoo.data.loader.InMemoryLoader`
+    passes them (its ``transform``).
+
+    Example:
+        >>> flip = AlternatingFlip(4, seed=0)
+        >>> x = torch.arange(8.0).view(4, 1, 1, 2)
+        >>> mirrored = lambda epoch: flip(x, torch.arange(4), epoch).ne(x).flatten(1).all(1)
+        >>> (mirrored(0) ^ mirrored(1)).all().item(), torch.equal(mirrored(0), mirrored(2))
+        (True, True)
+    """
+
+    def __init__(self, num_images: int, seed: int = 0):
+        self.flip_first = torch.rand(num_images, generator=torch.Generator().manual_seed(seed)) < 0.5
+
+    def __call__(self, images: Tensor, index: Tensor, epoch: int) -> Tensor:
+        if self.flip_first.device != index.device:  # moved once, to where the data lives
+            self.flip_first = self.flip_first.to(index.device)
+        flip = (self.flip_first[index] ^ (epoch % 2 == 1)).view(-1, 1, 1, 1)
+        return torch.where(flip, images.flip(-1), images)
+
+
 def cutout(images: Tensor, size: int, generator: torch.Generator | None = None, fill: float = 0.0) -> Tensor:
     """Set one ``size`` x ``size`` square per image to ``fill``, centred uniformly at random
     (squares may be clipped by the border, as in DeVries & Taylor 2017).
@@ -220,6 +249,31 @@ def _check_rand_augment(options: Mapping[str, Any]) -> None:
             raise ConfigError(f"rand_augment.{key}={value!r} must be {accepted}.")
 
 
+def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 (N, C, H, W) images, in [0, 1] units.
+
+    Sums are exact integers, accumulated over chunks of about 4M values, so a large dataset
+    needs no float copy of itself.
+
+    Example:
+        >>> images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 2, 2)
+        >>> channel_stats(images)
+        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or not len(images):
+        raise ValueError(f"channel_stats expects uint8 (N, C, H, W) images with N > 0, got {images.dtype} {tuple(images.shape)}")
+    total = torch.zeros(images.shape[1], dtype=torch.int64)
+    squares = torch.zeros(images.shape[1], dtype=torch.int64)
+    for chunk in images.split(max(1, 2**22 // images[0].numel())):
+        chunk = chunk.to(torch.int64)
+        total += chunk.sum(dim=(0, 2, 3))
+        squares += chunk.square().sum(dim=(0, 2, 3))
+    count = images.numel() // images.shape[1]
+    mean = total.double() / count
+    std = (squares.double() / count - mean.square()).clamp_min(0).sqrt()
+    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
+
+
 class Normalize(nn.Module):
     """The evaluation transform: :func:`normalize` with fixed statistics and layout.
 
@@ -253,7 +307,9 @@ class BatchAugment(nn.Module):
 
     Args:
         crop_padding: max translation in px (0 disables the crop).
-        flip: random horizontal flip with p=0.5.
+        flip: random horizontal flip with p=0.5 (``True``); ``"alternating"``: no random flip here, the
+            loader mirrors each image every other epoch instead (:class:`AlternatingFlip`, given to
+            :class:`~convzoo.data.loader.InMemoryLoader` as its ``transform`` by the data modules).
         cutout: side of the cutout square in px (0 disables it).
         rand_augment: ``{"num_ops": 2, "magnitude": 9, "group_size": 64}`` to enable RandAugment
             (see :func:`rand_augment`), ``None`` to skip it.
@@ -271,7 +327,7 @@ class BatchAugment(nn.Module):
     def __init__(
         self,
         crop_padding: int = 4,
-        flip: bool = True,
+        flip: bool | str = True,
         cutout: int = 0,
         rand_augment: Mapping[str, Any] | None = None,
         padding_mode: str = "reflect",
@@ -288,8 +344,8 @@ class BatchAugment(nn.Module):
         for name, value in (("crop_padding", crop_padding), ("cutout", cutout)):
             if value < 0:
                 raise ConfigError(f"{name}={value} must be >= 0 pixels (0 turns it off).")
-        if not isinstance(flip, bool):
-            raise ConfigError(f"flip={flip!r} must be true or false.")
+        if flip not in FLIP_MODES or not isinstance(flip, (bool, str)):
+            raise ConfigError(f"flip={flip!r} is not known; use true, false or alternating.")
         self.crop_padding, self.flip, self.cutout, self.padding_mode = crop_padding, flip, cutout, padding_mode
         self.size = size
         self.rand_augment = dict(rand_augment) if rand_augment is not None else None
@@ -300,7 +356,7 @@ class BatchAugment(nn.Module):
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
         if self.crop_padding:
             images = random_crop(images, self.crop_padding, generator, self.padding_mode)
-        if self.flip:
+        if self.flip is True:
             images = random_flip(images, generator)
         if self.rand_augment is not None:
             images = rand_augment(images, **self.rand_augment)

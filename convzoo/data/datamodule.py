@@ -1,8 +1,8 @@
 """Lightning data modules that keep the whole dataset as uint8 tensors and augment on the device.
 
-The airbench recipe: decode once, index batches straight out of memory (no Dataset/DataLoader,
-no worker processes), move a uint8 batch (4x smaller than float) and augment and normalise it on
-the training device in ``on_after_batch_transfer``.
+The airbench recipe: decode once, index batches straight out of memory
+(:class:`~convzoo.data.loader.InMemoryLoader`), move a uint8 batch (4x smaller than float) and
+augment and normalise it on the training device in ``on_after_batch_transfer``.
 
 Example:
     >>> from convzoo.data import SyntheticDataModule
@@ -16,8 +16,7 @@ Example:
 from __future__ import annotations
 
 import inspect
-import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import lightning as L
@@ -25,184 +24,27 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor
 
-from convzoo.data.augment import CIFAR10_MEAN, CIFAR10_STD, BatchAugment, Normalize
+from convzoo.data.augment import CIFAR10_MEAN, CIFAR10_STD, AlternatingFlip, BatchAugment, Normalize, channel_stats
 from convzoo.data.cifar10 import CIFAR10, CIFAR10_CLASSES, CIFAR100, ImageData, find_cifar, load_cifar
 from convzoo.data.image_folder import RESIZE_MODES, holdout_count, load_image_folder, parse_image_size
+from convzoo.data.loader import InMemoryLoader
 from convzoo.registry import ConfigError, suggest
 
 __all__ = [
     "CIFAR100DataModule",
     "CIFAR10DataModule",
     "ImageFolderDataModule",
-    "InMemoryLoader",
     "SyntheticDataModule",
     "TensorDataModule",
-    "channel_stats",
 ]
 
 # BatchAugment arguments that come from the data module, not from its `augment` config.
 _SET_BY_THE_DATA = ("mean", "std", "channels_last", "dtype")
 
 
-class InMemoryLoader:
-    """Batches of ``(images, labels)`` by fancy-indexing in-memory tensors with a per-epoch order.
-
-    The order for epoch ``e`` is a permutation from a generator seeded with ``seed + e`` (identity
-    when ``shuffle=False``), so runs are reproducible and a resumed run sees the same order.
-    With ``world_size > 1`` each ``rank`` gets a disjoint, equal-size, strided share of that order,
-    as ``DistributedSampler`` does: ``drop_last=True`` drops the remainder (and a last partial
-    batch), ``drop_last=False`` pads the order by wrapping around so every sample is seen (a few
-    twice) and keeps the last partial batch.
-
-    The epoch is ``epoch_fn()`` when given (the data module passes the trainer's current epoch),
-    else the value set by :meth:`set_epoch` (0 initially), like ``DistributedSampler``.
-
-    ``alternating_flip`` mirrors a fixed random half of the images in even epochs and the other
-    half in odd ones (airbench): every image is seen both ways within two epochs, which random
-    flipping only achieves on average.
-
-    The loader is resumable mid-epoch (Lightning saves :meth:`state_dict` in every checkpoint and
-    hands it to :meth:`load_state_dict` on resume): as the order is a function of the epoch, its
-    state is just ``{"epoch", "batches"}`` and the next iteration of that epoch starts after
-    ``batches``. ``progress_fn`` reports how many batches the training has consumed; Lightning
-    fetches one batch ahead, so counting the batches yielded would skip one on resume.
-
-    Example:
-        >>> images = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
-        >>> loader = InMemoryLoader(images, torch.arange(10), batch_size=4, shuffle=True, seed=0)
-        >>> [len(y) for _, y in loader], len(loader)
-        ([4, 4, 2], 3)
-        >>> rank1 = InMemoryLoader(images, torch.arange(10), batch_size=4, rank=1, world_size=2)
-        >>> [y.tolist() for _, y in rank1]
-        [[1, 3, 5, 7], [9]]
-        >>> batches = iter(loader); first = next(batches); loader.state_dict()
-        {'epoch': 0, 'batches': 1}
-        >>> resumed = InMemoryLoader(images, torch.arange(10), batch_size=4, shuffle=True, seed=0)
-        >>> resumed.load_state_dict(loader.state_dict())
-        >>> [y.tolist() for _, y in resumed] == [y.tolist() for _, y in list(loader)[1:]]
-        True
-    """
-
-    def __init__(
-        self,
-        images: Tensor,
-        labels: Tensor,
-        batch_size: int,
-        shuffle: bool = False,
-        drop_last: bool = False,
-        seed: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-        epoch_fn: Callable[[], int] | None = None,
-        alternating_flip: bool = False,
-        progress_fn: Callable[[], int] | None = None,
-    ):
-        if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0 <= rank < world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
-        self.images, self.labels = images, labels
-        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch_fn, self.progress_fn = epoch_fn, progress_fn
-        self.epoch = 0
-        self._yielded = 0  # batches of the current iteration handed out so far
-        self._resume_at: tuple[int, int] | None = None  # (epoch, batch) where the next iteration starts
-        self.flip_first = None
-        if alternating_flip:  # which images are mirrored in even epochs; fixed for the whole run
-            flip_first = torch.rand(len(labels), generator=torch.Generator().manual_seed(seed)) < 0.5
-            self.flip_first = flip_first.to(images.device)
-
-    def set_epoch(self, epoch: int) -> None:
-        """Choose the epoch whose order the next iteration uses (ignored when ``epoch_fn`` is set)."""
-        self.epoch = epoch
-
-    def _shard_size(self) -> int:
-        n = len(self.labels)
-        return n // self.world_size if self.drop_last else math.ceil(n / self.world_size)
-
-    def __len__(self) -> int:
-        size = self._shard_size()
-        return size // self.batch_size if self.drop_last else math.ceil(size / self.batch_size)
-
-    def current_epoch(self) -> int:
-        return self.epoch_fn() if self.epoch_fn is not None else self.epoch
-
-    def indices(self) -> Tensor:
-        """This rank's sample indices, in order, for the current epoch."""
-        n = len(self.labels)
-        if self.shuffle:
-            epoch = self.current_epoch()
-            # CPU generator: the same permutation whatever device the data lives on
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed + epoch))
-        else:
-            order = torch.arange(n)
-        total = self._shard_size() * self.world_size
-        if total > n:  # wrap around so every rank has the same number of samples
-            order = torch.cat([order, order[: total - n]])
-        return order[self.rank : total : self.world_size]
-
-    def state_dict(self) -> dict[str, int]:
-        """Where the iteration stands: the epoch and how many of its batches were consumed."""
-        done = self.progress_fn() if self.progress_fn is not None else self._yielded
-        return {"epoch": self.current_epoch(), "batches": done}
-
-    def load_state_dict(self, state_dict: Mapping[str, int]) -> None:
-        """Start the iteration of ``state_dict["epoch"]`` after its first ``state_dict["batches"]`` batches."""
-        self._resume_at = (int(state_dict["epoch"]), int(state_dict["batches"]))
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        epoch = self.current_epoch()
-        first = 0
-        # A resumed run skips what the checkpointed run trained on. Lightning may iterate once before
-        # it has restored the epoch counter (sizing the loader); the position waits for its epoch.
-        if self._resume_at is not None and epoch >= self._resume_at[0]:
-            resume_epoch, first = self._resume_at
-            self._resume_at = None
-            first = first if resume_epoch == epoch else 0
-        self._yielded = first
-        order = self.indices().to(self.images.device)
-        odd_epoch = epoch % 2 == 1
-        for index in range(first, len(self)):
-            batch = order[index * self.batch_size : (index + 1) * self.batch_size]
-            images = self.images[batch]
-            if self.flip_first is not None:
-                flip = (self.flip_first[batch] ^ odd_epoch).view(-1, 1, 1, 1)
-                images = torch.where(flip, images.flip(-1), images)
-            self._yielded = index + 1
-            yield images, self.labels[batch]
-
-
 def _split(n: int, val_size: int, seed: int) -> tuple[Tensor, Tensor]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[val_size:], order[:val_size]
-
-
-def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and standard deviation of uint8 (N, C, H, W) images, in [0, 1] units.
-
-    Sums are exact integers, accumulated over chunks of about 4M values, so a large dataset
-    needs no float copy of itself.
-
-    Example:
-        >>> images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 2, 2)
-        >>> channel_stats(images)
-        ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-    """
-    if images.dtype != torch.uint8 or images.ndim != 4 or not len(images):
-        raise ValueError(f"channel_stats expects uint8 (N, C, H, W) images with N > 0, got {images.dtype} {tuple(images.shape)}")
-    total = torch.zeros(images.shape[1], dtype=torch.int64)
-    squares = torch.zeros(images.shape[1], dtype=torch.int64)
-    for chunk in images.split(max(1, 2**22 // images[0].numel())):
-        chunk = chunk.to(torch.int64)
-        total += chunk.sum(dim=(0, 2, 3))
-        squares += chunk.square().sum(dim=(0, 2, 3))
-    count = images.numel() // images.shape[1]
-    mean = total.double() / count
-    std = (squares.double() / count - mean.square()).clamp_min(0).sqrt()
-    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
 
 
 def _given_statistics(mean: Sequence[float] | None, std: Sequence[float] | None) -> tuple[tuple[float, ...], ...]:
@@ -242,7 +84,8 @@ class TensorDataModule(L.LightningDataModule):
         seed: seeds the train/val split and the per-epoch shuffles.
         augment: :class:`~convzoo.data.augment.BatchAugment` arguments (crop_padding, flip, cutout,
             rand_augment, padding_mode); ``flip: alternating`` mirrors each training image in
-            every other epoch (see :class:`InMemoryLoader`) instead of at random.
+            every other epoch (:class:`~convzoo.data.augment.AlternatingFlip`, applied by the loader)
+            instead of at random.
         channels_last: return NHWC-strided batches.
         on_device: when attached to a trainer, move the dataset to its device once, so batches are
             indexed on the device and the per-step host-to-device copy disappears.
@@ -299,10 +142,6 @@ class TensorDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_size, self.subset, self.test_subset, self.seed = val_size, subset, test_subset, seed
         self.channels_last, self.on_device = channels_last, on_device
-        # flip="alternating" is a property of the epoch order, so the loader does it, not the transform
-        self.alternating_flip = augment.get("flip") == "alternating"
-        if self.alternating_flip:
-            augment["flip"] = False
         self.augment = augment
         if mean is not None or std is not None:
             self.mean, self.std = _given_statistics(mean, std)
@@ -409,8 +248,9 @@ class TensorDataModule(L.LightningDataModule):
             rank=rank,
             world_size=world_size,
             epoch_fn=epoch_fn,
-            alternating_flip=train and self.alternating_flip,
             progress_fn=progress_fn,
+            # which image is mirrored depends on the image and the epoch: the loader knows both
+            transform=AlternatingFlip(len(labels), self.seed) if train and self.augment.get("flip") == "alternating" else None,
         )
 
     def train_dataloader(self) -> InMemoryLoader:
