@@ -97,7 +97,7 @@ def _network_and_data(args: argparse.Namespace):
     import torch
     from hydra.utils import instantiate
 
-    from convzoo.init import apply_data_init
+    from convzoo.weight_init import apply_data_init
     from convzoo.model import build_model
 
     cfg = compose_config(args, [])

@@ -23,25 +23,24 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.data import TensorDataModule
 from convzoo.errors import CheckpointError
-from convzoo.init import InitRecord, apply_data_init, apply_init_config
 from convzoo.classifier import METRICS, ImageClassifier
 from convzoo.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
 from convzoo.resume import continue_csv_log
 from convzoo.summary import ModelSummary, summary
 from convzoo.tracking import log_run_files
 from convzoo.validation import check_config, instantiate
+from convzoo.weight_init import InitRecord
 
 __all__ = ["fit_model_to_data", "train", "write_run_records"]
 
 
 @rank_zero_only
-def write_run_records(run_dir: Path, table: ModelSummary, init_record: InitRecord, data: dict[str, Any]) -> None:
-    """The per-layer summary (text and CSV), the per-parameter init record and the data's classes,
-    statistics and sizes (``data.json``), beside the config."""
+def write_run_records(run_dir: Path, table: ModelSummary, data: dict[str, Any]) -> None:
+    """The per-layer summary (text and CSV) and the data's classes, statistics and sizes (``data.json``),
+    beside the config."""
     (run_dir / "data.json").write_text(json.dumps(data, indent=2) + "\n")
     (run_dir / "summary.txt").write_text(str(table) + "\n")
     table.to_csv(run_dir / "summary.csv")
-    init_record.to_csv(run_dir / "init.csv")
 
 
 def run_hyperparameters(cfg: DictConfig, table: ModelSummary, init_record: InitRecord,
@@ -52,9 +51,23 @@ def run_hyperparameters(cfg: DictConfig, table: ModelSummary, init_record: InitR
         "config": OmegaConf.to_container(cfg, resolve=True),
         "params": {"total": table.total_params, "trainable": table.trainable_params, "flops": table.total_flops},
         "layers": table.records(),
-        "init": init_record.config,
+        "init_applied": init_record.config,  # "init" is the module's hyperparameter: the config as given
         "data": {"num_classes": len(data["classes"]), **{k: v for k, v in data.items() if k != "classes"}},
     }
+
+
+class _RecordsAtTrainStart(L.Callback):
+    """``init.csv`` and the logged hyperparameters, written when training starts: only then is the
+    module's init record complete (data-dependent init happens on fit start)."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, table: ModelSummary, data: dict[str, Any]):
+        self.cfg, self.run_dir, self.table, self.data = cfg, run_dir, table, data
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: ImageClassifier) -> None:
+        if trainer.is_global_zero:
+            pl_module.init_record.to_csv(self.run_dir / "init.csv")
+        for logger in trainer.loggers:
+            logger.log_hyperparams(run_hyperparameters(self.cfg, self.table, pl_module.init_record, self.data))
 
 
 def _set_on_command_line() -> set[str]:
@@ -94,11 +107,6 @@ def _test_checkpoint(trainer: L.Trainer) -> str | None:
     if trainer.fast_dev_run or callback is None or not getattr(callback, "best_model_path", ""):
         return None  # test the weights in memory
     return callback.best_model_path
-
-
-def _init_images(datamodule: TensorDataModule, count: int) -> torch.Tensor:
-    """The first ``count`` training images (of a set-up data module), normalised as the network will see them."""
-    return datamodule.eval_transform(datamodule.train_images[:count])
 
 
 def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
@@ -142,30 +150,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
         classes=data["classes"],
         input_mean=data["mean"],
         input_std=data["std"],
+        init=cfg.init,
+        data_init_images=cfg.data_init_images,
         **cfg.module,
     )
     check_data_fits_model(datamodule, module.hparams.model)
     check_optimizer(module, total_steps=len(datamodule.train_dataloader()) * max(1, cfg.trainer.get("max_epochs") or 1))
     checkpoint = check_checkpoint(ckpt_path, module) if ckpt_path is not None else None
-    init_record = apply_init_config(module.model, cfg.init)
-    if checkpoint is None:  # a resumed run takes every weight from its checkpoint
-        apply_data_init(module.model, lambda: _init_images(datamodule, cfg.data_init_images), init_record)
     table = summary(module.model)
-    write_run_records(run_dir, table, init_record, data)
+    write_run_records(run_dir, table, data)
 
     callbacks = {f"callbacks.{name}": instantiate(node, f"callbacks.{name}")
                  for name, node in (cfg.get("callbacks") or {}).items() if node is not None}
     check_monitors(callbacks, METRICS)
+    records = _RecordsAtTrainStart(cfg, run_dir, table, data)
     loggers = [instantiate(c, f"logger.{name}") for name, c in (cfg.get("logger") or {}).items() if c is not None]
     check_accelerator(cfg.trainer.get("accelerator", "auto"))
-    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=list(callbacks.values()), logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=[*callbacks.values(), records],
+                                   logger=loggers or False)
     if checkpoint is not None and trainer.is_global_zero:
         continue_csv_log(trainer.loggers, checkpoint)
-    for logger in trainer.loggers:
-        logger.log_hyperparams(run_hyperparameters(cfg, table, init_record, data))
     rank_zero_only(print)(f"{cfg.model.get('name', 'model')}: {table.total_params:,} parameters "
                           f"({table.trainable_params:,} trainable), {table.total_flops / 1e6:,.1f} MFLOPs/image; "
-                          f"init {init_record.config['scheme']}; run directory {run_dir}"
+                          f"init {module.init_record.config['scheme']}; run directory {run_dir}"
                           + (f"; resuming from {ckpt_path}" if ckpt_path is not None else ""))
     del checkpoint  # Lightning loads it again itself; do not hold two copies
 

@@ -1,4 +1,4 @@
-"""Weight-initialisation schemes, chosen by name from a config, and :func:`apply_init` to use them.
+"""Weight-initialisation schemes, chosen by name from a config.
 
 Each scheme is a *factory* registered in :data:`convzoo.registry.INITS`: it takes the scheme's
 arguments (validated by signature, so typos get did-you-mean answers) and returns an initialiser
@@ -7,7 +7,6 @@ that fills one tensor in place. All the maths is ``torch.nn.init``; nothing is r
 =================  ==========================================  ===============================
 scheme             arguments (defaults)                        tensor gets
 =================  ==========================================  ===============================
-pytorch_default    --                                          left alone (torch's own init)
 normal             mean=0.0, std=0.01                          N(mean, std^2)
 trunc_normal       mean=0.0, std=0.02, a=-2.0, b=2.0           N(mean, std^2) cut to [a, b]
 kaiming_normal     mode=fan_in, nonlinearity=relu, a=0.0       N(0, (gain / sqrt(fan))^2)
@@ -23,30 +22,24 @@ constant           value=0.0                                   value everywhere
 ``gain`` may also be a nonlinearity name (``"relu"``, ``"tanh"``, ...), turned into a number by
 ``torch.nn.init.calculate_gain``.
 
-``checkpoint=PATH`` (``init=pretrained init.checkpoint=PATH`` in a run) starts from an earlier
-run's weights: after the scheme, every tensor whose name and shape match is copied from the
-checkpoint (:func:`convzoo.weights.load_weights`); the record names each copied parameter's
-source, and the rest (a new head) keep what the scheme gave them.
+"Leave the layer to PyTorch's own init" is no scheme at all: :func:`resolve_init` turns ``None``
+and the config name ``pytorch_default`` into ``None``, and :func:`convzoo.weight_init.apply_init`
+leaves the layers without a scheme alone.
 
 Example:
     >>> import torch
-    >>> from torch import nn
-    >>> from convzoo.init import apply_init
-    >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8, 10))
-    >>> record = apply_init(model, "kaiming_normal", linear={"scheme": "normal", "std": 0.01})
-    >>> [(entry.name, entry.scheme) for entry in record]  # doctest: +NORMALIZE_WHITESPACE
-    [('0.weight', 'kaiming_normal'), ('0.bias', 'constant'), ('1.weight', 'constant'),
-     ('1.bias', 'constant'), ('3.weight', 'normal'), ('3.bias', 'constant')]
+    >>> weight = torch.empty(64, 64)
+    >>> resolve_init({"scheme": "orthogonal", "gain": 2.0})(weight)
+    >>> torch.allclose(weight @ weight.T, 4 * torch.eye(64), atol=1e-4)
+    True
+    >>> resolve_init("pytorch_default") is None
+    True
 """
 
 from __future__ import annotations
 
-import csv
-import inspect
 import math
-import os
-import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Union
 
@@ -55,32 +48,18 @@ from torch import Tensor, nn
 
 from convzoo.registry import INITS, ConfigError, suggest
 
-__all__ = [
-    "Initializer",
-    "InitSpec",
-    "InitEntry",
-    "InitRecord",
-    "resolve_init",
-    "apply_init",
-    "apply_init_config",
-    "apply_data_init",
-    "INIT_OPTIONS",
-    "PYTORCH_DEFAULT",
-    "NORM_TYPES",
-    "PRETRAINED",
-]
+__all__ = ["Initializer", "SchemeSpec", "InitSpec", "resolve_init", "PYTORCH_DEFAULT"]
 
 #: A function that fills one tensor in place.
 Initializer = Callable[[Tensor], None]
-#: How a scheme is named in a config: ``"normal"`` or ``{"scheme": "normal", "std": 0.02}``.
-SchemeSpec = Union[str, Mapping[str, Any]]
+#: How a scheme is named in a config: ``"normal"``, ``{"scheme": "normal", "std": 0.02}``, or
+#: ``None`` / ``"pytorch_default"`` for none.
+SchemeSpec = Union[str, Mapping[str, Any], None]
 
-#: The scheme that means "hands off": layers it covers keep their weights *and* biases.
+#: The config name for "no scheme": the layers keep PyTorch's own init, weights *and* biases. It is
+#: also what the record says of their parameters.
 PYTORCH_DEFAULT = "pytorch_default"
-#: What the record says of a parameter copied from a checkpoint (``apply_init(..., checkpoint=...)``).
-PRETRAINED = "pretrained"
-#: Keys of a flat init config (see :func:`apply_init_config`) that are not scheme arguments.
-INIT_OPTIONS = ("conv", "linear", "bias", "norm", "checkpoint")
+_NO_SCHEME = (PYTORCH_DEFAULT, "default", "torch_default")
 
 _MODES = ("fan_in", "fan_out")
 # What torch.nn.init.calculate_gain understands; listed for error messages only.
@@ -117,24 +96,6 @@ def _check_nonneg(scheme: str, arg: str, value: float) -> None:
 # ---------------------------------------------------------------------------------------------
 # the schemes (factories returning an in-place initialiser)
 # ---------------------------------------------------------------------------------------------
-@INITS.register(PYTORCH_DEFAULT, "default", "torch_default")
-def pytorch_default() -> Initializer:
-    """Keep PyTorch's own initialisation (``reset_parameters`` of each layer).
-
-    The returned function does nothing: a single tensor cannot be "re-defaulted". In
-    :func:`apply_init` a layer whose scheme is ``pytorch_default`` is left entirely alone, bias
-    included.
-
-    Example:
-        >>> INITS.build("pytorch_default")(torch.ones(2))  # no-op
-    """
-
-    def init(tensor: Tensor) -> None:
-        return None
-
-    return init
-
-
 @INITS.register("normal", "gaussian")
 def normal(mean: float = 0.0, std: float = 0.01) -> Initializer:
     """N(mean, std^2), the classic AlexNet/VGG recipe (std 0.01).
@@ -334,11 +295,6 @@ class InitSpec:
     args: dict[str, Any]
     init: Initializer = field(repr=False, compare=False)
 
-    @property
-    def is_default(self) -> bool:
-        """True for ``pytorch_default``: layers covered by it are left alone."""
-        return self.scheme == PYTORCH_DEFAULT
-
     def as_config(self) -> dict[str, Any]:
         """``{"scheme": ..., "args": {...}}`` for hyperparameter logging."""
         return {"scheme": self.scheme, "args": dict(self.args)}
@@ -347,19 +303,13 @@ class InitSpec:
         self.init(tensor)
 
 
-def _plain(value: Any) -> Any:
-    """Mappings (dicts, OmegaConf DictConfigs) to plain dicts, recursively, so that no omegaconf
-    import is needed here: DictConfig is a Mapping and resolves interpolations on access."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
-
-
-def resolve_init(spec: SchemeSpec | InitSpec, where: str = "init") -> InitSpec:
-    """Turn ``"name"`` or ``{"scheme": name, **args}`` into an :class:`InitSpec`.
+def resolve_init(spec: SchemeSpec | InitSpec, where: str = "init", also_accepted: Sequence[str] = ()) -> InitSpec | None:
+    """Turn ``"name"`` or ``{"scheme": name, **args}`` into an :class:`InitSpec`; ``None`` for no
+    scheme (``None`` or ``pytorch_default``).
 
     Errors are :class:`ConfigError`\\ s prefixed with ``where`` (the config key the spec came
-    from), listing close names and the accepted arguments.
+    from), listing close names and the accepted arguments (plus ``also_accepted``: keys the caller
+    reads from the same mapping).
 
     Example:
         >>> resolve_init({"scheme": "he_normal", "mode": "fan_out"})
@@ -371,392 +321,15 @@ def resolve_init(spec: SchemeSpec | InitSpec, where: str = "init") -> InitSpec:
     """
     if isinstance(spec, InitSpec):
         return spec
-    if isinstance(spec, str):
-        name, kwargs = spec, {}
-    elif isinstance(spec, Mapping):
-        kwargs = _plain(spec)
-        if INITS.key not in kwargs:
-            raise ConfigError(
-                f"{where}: {kwargs!r} has no {INITS.key!r} key naming the init scheme "
-                f"(one of {', '.join(INITS.names())})."
-            )
-        name = kwargs.pop(INITS.key)
-    else:
-        raise ConfigError(
-            f"{where}: an init scheme is a name or a mapping with a {INITS.key!r} key; got {spec!r}."
-        )
-    try:
-        canonical = INITS.canonical_name(name)
-        INITS.check_arguments(canonical, kwargs)
-        factory = INITS.get(canonical)
-        # Record every argument, defaults included, so logs say exactly what ran.
-        bound = inspect.signature(factory).bind(**kwargs)
-        bound.apply_defaults()
-        args = dict(bound.arguments)
-        init = factory(**kwargs)
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None  # the prefixed message says it all
-    return InitSpec(canonical, args, init)
-
-
-# ---------------------------------------------------------------------------------------------
-# the record of what happened
-# ---------------------------------------------------------------------------------------------
-@dataclass
-class InitEntry:
-    """What happened to one parameter. ``mean``/``std`` (std with correction 0) are measured
-    after initialisation; ``scheme`` is ``"unchanged"`` when no rule covered the parameter."""
-
-    name: str
-    shape: tuple[int, ...]
-    numel: int
-    layer_type: str
-    scheme: str
-    args: dict[str, Any]
-    mean: float
-    std: float
-
-    def as_row(self) -> dict[str, Any]:
-        """Flat, scalar-only dict (shape as ``"64x3x3x3"``, args as ``"k=v k=v"``)."""
-        return {
-            "name": self.name,
-            "layer_type": self.layer_type,
-            "shape": "x".join(str(s) for s in self.shape) or "scalar",
-            "numel": self.numel,
-            "scheme": self.scheme,
-            "args": " ".join(f"{k}={v}" for k, v in self.args.items()),
-            "mean": self.mean,
-            "std": self.std,
-        }
-
-
-class InitRecord(list):
-    """The list of :class:`InitEntry` returned by :func:`apply_init`, one per parameter, in
-    ``model.named_parameters()`` order, plus ``config`` (the choices made, for hparam logging).
-
-    Example:
-        >>> from torch import nn
-        >>> record = apply_init(nn.Linear(4, 2), "xavier_uniform")
-        >>> [row["scheme"] for row in record.as_rows()]
-        ['xavier_uniform', 'constant']
-        >>> record.config["scheme"], record.config["bias"]
-        ('xavier_uniform', 0.0)
-    """
-
-    def __init__(self, entries: list[InitEntry] = (), config: dict[str, Any] | None = None):
-        super().__init__(entries)
-        self.config: dict[str, Any] = config or {}
-
-    def as_rows(self) -> list[dict[str, Any]]:
-        """One flat dict per parameter, for loggers and CSV."""
-        return [entry.as_row() for entry in self]
-
-    def to_csv(self, path: str | os.PathLike) -> None:
-        """Write :meth:`as_rows` to ``path`` (parent folders are created)."""
-        path = os.fspath(path)
-        if os.path.dirname(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        fields = list(InitEntry.__dataclass_fields__)
-        with open(path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(self.as_rows())
-
-    def by_name(self) -> dict[str, InitEntry]:
-        """Entries keyed by parameter name."""
-        return {entry.name: entry for entry in self}
-
-    def __str__(self) -> str:
-        header = ("name", "layer", "shape", "scheme", "args", "mean", "std")
-        rows = [
-            (r["name"], r["layer_type"], r["shape"], r["scheme"], r["args"], f"{r['mean']:+.4g}", f"{r['std']:.4g}")
-            for r in self.as_rows()
-        ]
-        widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-        lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
-                 for line in (header, *rows)]
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"InitRecord({len(self)} parameters, config={self.config!r})"
-
-
-# ---------------------------------------------------------------------------------------------
-# applying schemes to a model
-# ---------------------------------------------------------------------------------------------
-# Layer families. _ConvNd covers Conv1d/2d/3d, their transposed and lazy versions and subclasses.
-_CONV_TYPES: tuple[type, ...] = (nn.modules.conv._ConvNd,)
-_LINEAR_TYPES: tuple[type, ...] = (nn.Linear,)
-# _NormBase covers BatchNorm*, SyncBatchNorm and InstanceNorm*; subclasses (e.g. a LayerNorm2d) count.
-NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm) + (
-    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
-)
-
-_UNCHANGED = "unchanged"
-
-
-def _stats(tensor: Tensor) -> tuple[float, float]:
-    if tensor.numel() == 0 or tensor.is_meta:
-        return math.nan, math.nan
-    # float64 so the record is an accurate check, whatever the parameter dtype.
-    values = tensor.detach().to(torch.float64)
-    return values.mean().item(), values.std(correction=0).item()
-
-
-def _initializable(module: nn.Module, attr: str) -> Tensor | None:
-    """The parameter ``module.<attr>`` if it can be filled in place, else None (with a warning
-    when it exists but cannot: lazy or re-parametrised weights)."""
-    tensor = getattr(module, attr, None)
-    if tensor is None:
+    if spec is None or spec in _NO_SCHEME:
         return None
-    if isinstance(tensor, nn.parameter.UninitializedParameter):
-        raise ConfigError(
-            f"{type(module).__name__}.{attr} is a lazy, uninitialised parameter: run a forward pass "
-            f"(or build the model with known shapes) before apply_init."
-        )
-    if not isinstance(tensor, nn.Parameter):
-        # e.g. weight_norm / parametrize: the weight is computed, filling it would do nothing.
-        warnings.warn(
-            f"apply_init: {type(module).__name__}.{attr} is not a plain parameter (re-parametrised?); "
-            f"left unchanged.",
-            stacklevel=3,
-        )
+    if isinstance(spec, Mapping) and spec.get(INITS.key) in _NO_SCHEME:
+        for key in spec:
+            if key != INITS.key:
+                raise ConfigError(
+                    f"{where}: {PYTORCH_DEFAULT} (PyTorch's own init) takes no arguments; got {key!r}."
+                    f"{suggest(key, also_accepted)} The config also accepts: {', '.join(also_accepted) or 'nothing'}."
+                )
         return None
-    return tensor
-
-
-def apply_init(
-    model: nn.Module,
-    scheme: SchemeSpec = PYTORCH_DEFAULT,
-    *,
-    conv: SchemeSpec | None = None,
-    linear: SchemeSpec | None = None,
-    bias: float | None = 0.0,
-    norm: bool = True,
-    checkpoint: str | os.PathLike | None = None,
-    where: str = "init",
-) -> InitRecord:
-    """Initialise the weights of ``model`` in place and report what was done.
-
-    Rules:
-        * ``scheme`` initialises the weight of every conv (``nn.Conv1d/2d/3d``, transposed, and
-          subclasses) and every ``nn.Linear``; ``conv`` / ``linear`` override it per layer type.
-        * Biases of those layers are set to ``bias`` (``None`` leaves them alone).
-        * ``pytorch_default`` means hands off: layers it covers keep weight *and* bias. If every
-          layer type resolves to it, ``apply_init`` changes nothing at all (norm layers included),
-          so the default call is a no-op.
-        * Otherwise, with ``norm=True`` the affine parameters of BatchNorm*/InstanceNorm*/GroupNorm/
-          LayerNorm/RMSNorm layers are reset to weight 1, bias 0. (Apply model-specific tricks
-          such as zero-init of a residual branch's last norm *after* this.)
-        * Any other parameter (e.g. a custom module's ``nn.Parameter``) is left alone and recorded
-          with scheme ``"unchanged"``.
-        * Then, with ``checkpoint``, every parameter and buffer whose name and shape match is
-          copied from it; the record says ``pretrained`` with the checkpoint and the source name.
-
-    Args:
-        model: the module to initialise, in place.
-        scheme: ``"name"`` or ``{"scheme": name, **args}`` (dict or OmegaConf DictConfig).
-        conv: scheme for conv weights instead of ``scheme``.
-        linear: scheme for linear weights instead of ``scheme``.
-        bias: constant for conv/linear biases, or ``None`` to leave them.
-        norm: reset norm layers to the identity affine transform.
-        checkpoint: a convzoo/Lightning checkpoint or saved state dict to take matching weights from.
-        where: config key named in error messages (``"init"`` -> ``"init.conv: ..."``).
-
-    Returns:
-        an :class:`InitRecord` with one entry per parameter (measured mean/std) and ``.config``.
-
-    Raises:
-        ConfigError: unknown scheme name or bad arguments, naming the key they came from; a
-            checkpoint that cannot be read or shares no tensor with the model.
-
-    Example:
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 10))
-        >>> record = apply_init(model, {"scheme": "kaiming_normal", "mode": "fan_out"},
-        ...                     linear={"scheme": "normal", "std": 0.01})
-        >>> record.by_name()["3.weight"].args
-        {'mean': 0.0, 'std': 0.01}
-    """
-    # Resolve everything first so a bad config fails before any tensor is touched.
-    main = resolve_init(scheme, where=where)
-    conv_spec = resolve_init(conv, where=f"{where}.conv") if conv is not None else main
-    linear_spec = resolve_init(linear, where=f"{where}.linear") if linear is not None else main
-    if bias is not None:
-        try:
-            bias = float(bias)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{where}.bias: must be a number or null; got {bias!r}.") from None
-    hands_off = conv_spec.is_default and linear_spec.is_default
-
-    # id(parameter) -> (scheme, args); parameters not in here are "unchanged".
-    done: dict[int, tuple[str, dict[str, Any]]] = {}
-
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, _CONV_TYPES + _LINEAR_TYPES):
-                spec = conv_spec if isinstance(module, _CONV_TYPES) else linear_spec
-                weight, layer_bias = _initializable(module, "weight"), _initializable(module, "bias")
-                if spec.is_default:
-                    for tensor in (weight, layer_bias):
-                        if tensor is not None:
-                            done[id(tensor)] = (PYTORCH_DEFAULT, {})
-                    continue
-                if weight is not None:
-                    spec(weight)
-                    done[id(weight)] = (spec.scheme, dict(spec.args))
-                if layer_bias is not None and bias is not None:
-                    nn.init.constant_(layer_bias, bias)
-                    done[id(layer_bias)] = ("constant", {"value": bias})
-            elif isinstance(module, NORM_TYPES) and norm and not hands_off:
-                for attr, value in (("weight", 1.0), ("bias", 0.0)):
-                    tensor = _initializable(module, attr)  # None when affine=False
-                    if tensor is not None:
-                        nn.init.constant_(tensor, value)
-                        done[id(tensor)] = ("constant", {"value": value})
-
-    entries: list[InitEntry] = []
-    seen: set[int] = set()
-    # Walk modules, not named_parameters(), to know each parameter's owning layer type; the order
-    # (and the de-duplication of shared parameters) is the same as named_parameters().
-    for module_name, module in model.named_modules():
-        for param_name, param in module.named_parameters(recurse=False):
-            if id(param) in seen:
-                continue
-            seen.add(id(param))
-            scheme_name, args = done.get(id(param), (_UNCHANGED, {}))
-            mean, std = _stats(param)
-            entries.append(InitEntry(
-                name=f"{module_name}.{param_name}" if module_name else param_name,
-                shape=tuple(param.shape),
-                numel=param.numel(),
-                layer_type=type(module).__name__,
-                scheme=scheme_name,
-                args=args,
-                mean=mean,
-                std=std,
-            ))
-
-    config = {
-        "scheme": main.scheme,
-        "args": dict(main.args),
-        "conv": conv_spec.as_config() if conv is not None else None,
-        "linear": linear_spec.as_config() if linear is not None else None,
-        "bias": bias,
-        "norm": bool(norm),
-    }
-    record = InitRecord(entries, config)
-    if checkpoint is not None:
-        _load_pretrained(model, checkpoint, record, where)
-    return record
-
-
-def _load_pretrained(model: nn.Module, checkpoint: str | os.PathLike, record: InitRecord, where: str) -> None:
-    """Overwrite the matching tensors with the checkpoint's and say so in ``record``."""
-    from convzoo.weights import load_weights
-
-    try:
-        transfer = load_weights(model, checkpoint)
-    except ConfigError as error:
-        raise ConfigError(f"{where}.checkpoint: {error}") from None
-    if not transfer.transferred:
-        raise ConfigError(
-            f"{where}.checkpoint: {os.fspath(checkpoint)!r} shares no tensor name with this model (its names: "
-            f"{', '.join(transfer.unexpected[:3])}, ...); start from a run of the same architecture."
-        )
-    entries = record.by_name()
-    for name in transfer.transferred:
-        entry = entries.get(name)  # None for buffers (batch-norm statistics): the record lists parameters
-        if entry is not None:
-            entry.scheme = PRETRAINED
-            entry.args = {"checkpoint": os.fspath(checkpoint), "tensor": transfer.source_names[name]}
-            entry.mean, entry.std = _stats(model.get_parameter(name))
-    record.config["checkpoint"] = {
-        "path": os.fspath(checkpoint),
-        "transferred": len(transfer.transferred),
-        "skipped": {name: [list(a), list(b)] for name, (a, b) in transfer.skipped.items()},
-        "missing": transfer.missing,
-        "unexpected": transfer.unexpected,
-    }
-
-
-def apply_init_config(model: nn.Module, config: Mapping[str, Any] | str | None, where: str = "init") -> InitRecord:
-    """:func:`apply_init` driven by a flat config, the form of the ``configs/init/*.yaml`` files.
-
-    The mapping holds ``scheme`` and that scheme's arguments at the top level, next to
-    apply_init's options ``conv``, ``linear``, ``bias`` and ``norm`` (all optional), so that
-    ``init=normal init.std=0.02`` works on the command line. ``None`` means ``pytorch_default``;
-    a bare string is a scheme name.
-
-    Example:
-        >>> from torch import nn
-        >>> cfg = {"scheme": "normal", "std": 0.02, "conv": "kaiming_normal", "linear": None,
-        ...        "bias": 0.0, "norm": True}
-        >>> record = apply_init_config(nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4, 2)), cfg)
-        >>> [entry.scheme for entry in record]
-        ['kaiming_normal', 'constant', 'normal', 'constant']
-    """
-    if config is None:
-        return apply_init(model, PYTORCH_DEFAULT, where=where)
-    if isinstance(config, str):
-        return apply_init(model, config, where=where)
-    if not isinstance(config, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with a 'scheme' key; got {config!r}.")
-    config = _plain(config)
-    options = {key: config.pop(key) for key in INIT_OPTIONS if key in config}
-    scheme = config.setdefault(INITS.key, PYTORCH_DEFAULT)
-    # Check unknown keys here rather than in the registry so that the suggestion and the list of
-    # accepted keys include apply_init's own options (a typo like 'lienar' finds 'linear').
-    if isinstance(scheme, str) and scheme in INITS:
-        params = INITS.signature(scheme).parameters
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            accepted = [INITS.key, *params, *INIT_OPTIONS]
-            for key in config:
-                if key not in accepted:
-                    raise ConfigError(
-                        f"{where}: init scheme {INITS.canonical_name(scheme)!r} got an unknown argument "
-                        f"{key!r}.{suggest(key, accepted)} It accepts: {', '.join(accepted)}."
-                    )
-    return apply_init(model, config, where=where, **options)
-
-
-def apply_data_init(
-    model: nn.Module, images: Tensor | Callable[[], Tensor], record: InitRecord | None = None
-) -> list[str]:
-    """Run ``init_from_data(images)`` on every module that has it (e.g. the whitening stem).
-
-    Data-dependent init comes after :func:`apply_init` (which would overwrite it); the entries of
-    ``record`` for the affected parameters are updated to the module's ``data_init_scheme`` with
-    their new statistics. ``images`` may be a zero-argument function, called only if some module
-    needs data (so a model without such modules never loads any). A module whose parameters all
-    came from a checkpoint (``pretrained`` in ``record``) keeps them. Returns the names of the
-    modules initialised.
-
-    Example:
-        >>> import torch
-        >>> from convzoo.blocks.whitening import WhiteningConv
-        >>> stem = nn.Sequential(WhiteningConv(3, kernel_size=2))
-        >>> apply_data_init(stem, torch.randn(64, 3, 8, 8))
-        ['0']
-    """
-    entries = record.by_name() if record is not None else {}
-    done = []
-    for name, module in model.named_modules():
-        init_from_data = getattr(module, "init_from_data", None)
-        if not callable(init_from_data):
-            continue
-        owned = [entries.get(f"{name}.{param_name}" if name else param_name) for param_name, _ in module.named_parameters()]
-        if owned and all(entry is not None and entry.scheme == PRETRAINED for entry in owned):
-            continue  # fitted in the run the checkpoint came from
-        if callable(images):
-            images = images()
-        init_from_data(images)
-        done.append(name)
-        for param_name, param in module.named_parameters():
-            entry = entries.get(f"{name}.{param_name}" if name else param_name)
-            if entry is not None and not param.requires_grad:
-                entry.scheme, entry.args = getattr(module, "data_init_scheme", "data"), {"images": len(images)}
-                entry.mean, entry.std = _stats(param)
-    if record is not None and done:
-        record.config["data_init"] = done
-    return done
+    resolved = INITS.resolve(spec, where=where, also_accepted=also_accepted)
+    return InitSpec(resolved.name, resolved.args, resolved.built)
