@@ -13,14 +13,14 @@ The class names and normalisation statistics travel in the checkpoint too:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from contextvars import ContextVar
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -133,6 +133,9 @@ class ImageClassifier(L.LightningModule):
         if not norm_bias_lr_scale > 0:
             raise ConfigError(f"module.norm_bias_lr_scale={norm_bias_lr_scale} must be > 0 (1: the same LR as "
                               f"every other parameter).")
+        if not data_init_images >= 1:
+            raise ConfigError(f"data_init_images={data_init_images} must be at least 1 (e.g. 5000): the number of "
+                              f"training images that data-dependent layers (the whitening stem) are fitted to.")
         network = build_model(model)
         if len(network.outputs) != 1 or network.feature_info.reduction() != [None]:
             returns = ", ".join(f"{i['module']} ({i['num_chs']} channels, reduction {i['reduction']})" for i in network.feature_info)
@@ -190,10 +193,9 @@ class ImageClassifier(L.LightningModule):
                 self.model, {id(p): ("checkpoint", {}) for p in self.model.parameters()}, {"scheme": "checkpoint"})
         # Data-dependent init needs the training images, which only the trainer's data module has; a
         # resumed run (ckpt_path) has those weights already, restored just before this hook.
-        if self._data_init_done or self.trainer.ckpt_path is not None:
-            return
-        apply_data_init(self.model, self._data_init_images, self.init_record)
-        self._data_init_done = True
+        if not self._data_init_done and self.trainer.ckpt_path is None:
+            apply_data_init(self.model, self._data_init_images, self.init_record)
+        self._data_init_done = True  # once: a later fit continues from the trained weights
 
     def _data_init_images(self) -> torch.Tensor:
         """The first ``data_init_images`` training images, normalised as the network sees them."""

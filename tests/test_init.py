@@ -12,13 +12,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from convzoo.registry import INITS, ConfigError
 from convzoo.weight_init import (
     InitRecord,
     apply_init,
     apply_init_config,
     resolve_init,
 )
-from convzoo.registry import INITS, ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "init"
 
