@@ -34,9 +34,9 @@ sys.path.insert(0, str(REPO))
 
 from convzoo.config import compose, config_dir  # noqa: E402
 from convzoo.deploy import deploy_info  # noqa: E402
-from convzoo.init import apply_data_init  # noqa: E402
 from convzoo.export import EXPORT_FORMATS, PARITY_ATOL, PARITY_RTOL, check_parity, export_model  # noqa: E402
 from convzoo.model import build_model  # noqa: E402
+from convzoo.weight_init import apply_data_init  # noqa: E402
 
 
 def main() -> None:

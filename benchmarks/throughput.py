@@ -99,8 +99,8 @@ def _network_and_data(args: argparse.Namespace):
     import torch
     from hydra.utils import instantiate
 
-    from convzoo.init import apply_data_init
     from convzoo.model import build_model
+    from convzoo.weight_init import apply_data_init
 
     cfg = compose_config(args, [])
     torch.manual_seed(cfg.seed)

@@ -33,7 +33,7 @@ def _describe(registry: Registry, skip: tuple[str, ...]) -> list[str]:
 
 def list_registries() -> str:
     """Everything that can be named in a config, with its arguments."""
-    import convzoo.init  # noqa: F401  (registers the init schemes)
+    import convzoo.weight_init  # noqa: F401  (registers the init schemes)
     import convzoo.model  # noqa: F401  (registers the built-in blocks)
 
     sections = [
@@ -41,7 +41,7 @@ def list_registries() -> str:
         ("norms (a block's norm=)", NORMS, ("num_channels",)),
         ("activations (a block's act=)", ACTIVATIONS, ()),
         ("pools (a block's pool=, with pool_size=)", POOLS, ()),
-        ("init schemes (init=NAME)", INITS, ()),
+        ("init schemes (init=NAME; init=pytorch_default: none, PyTorch's own init)", INITS, ()),
     ]
     out = []
     for title, registry, skip in sections:

@@ -13,12 +13,14 @@ The class names and normalisation statistics travel in the checkpoint too:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
@@ -26,16 +28,19 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convzoo import __version__
-from convzoo.init import NORM_TYPES
+from convzoo.layers import NORM_TYPES
 from convzoo.model import ConvNet, build_model
 from convzoo.registry import ConfigError, suggest
 from convzoo.spec import upgrade_legacy_spec
+from convzoo.weight_init import InitRecord, apply_data_init, apply_init_config
 
 __all__ = ["ImageClassifier", "METRICS", "load_model", "make_optimizer"]
 
 TTA_MODES = ("none", "flip", "flip_translate")
 #: What ImageClassifier logs (the names a callback's ``monitor`` may use).
 METRICS = ("train/loss", "train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc")
+#: Set while load_from_checkpoint rebuilds a module, whose weights then come from the checkpoint.
+_RESTORING: ContextVar[bool] = ContextVar("convzoo_restoring", default=False)
 
 
 def make_optimizer(factory: Callable[..., Optimizer], model: nn.Module, norm_bias_lr_scale: float = 1.0) -> Optimizer:
@@ -87,6 +92,11 @@ class ImageClassifier(L.LightningModule):
         classes, input_mean, input_std: the data's class names and the normalisation statistics its
             images were fed with, kept in the checkpoint (``hparams``) so the trained network can be
             used without the training data.
+        init: the weight-init config (``configs/init/*.yaml``, see :func:`~convzoo.weight_init.apply_init_config`),
+            applied here, so ``ImageClassifier(spec, init=cfg)`` is the network a run trains; kept in the
+            checkpoint. Layers fitted to data (the whitening stem) are fitted to ``data_init_images``
+            training images of ``trainer.datamodule`` when fitting starts (not when resuming: those
+            weights come from the checkpoint). ``init_record`` says what every parameter got.
 
     Example:
         >>> from functools import partial
@@ -110,6 +120,8 @@ class ImageClassifier(L.LightningModule):
         classes: Sequence[str] | None = None,
         input_mean: Sequence[float] | None = None,
         input_std: Sequence[float] | None = None,
+        init: Mapping[str, Any] | str | None = None,
+        data_init_images: int = 5000,
     ):
         super().__init__()
         if tta not in TTA_MODES:
@@ -121,6 +133,9 @@ class ImageClassifier(L.LightningModule):
         if not norm_bias_lr_scale > 0:
             raise ConfigError(f"module.norm_bias_lr_scale={norm_bias_lr_scale} must be > 0 (1: the same LR as "
                               f"every other parameter).")
+        if not data_init_images >= 1:
+            raise ConfigError(f"data_init_images={data_init_images} must be at least 1 (e.g. 5000): the number of "
+                              f"training images that data-dependent layers (the whitening stem) are fitted to.")
         network = build_model(model)
         if len(network.outputs) != 1 or network.feature_info.reduction() != [None]:
             returns = ", ".join(f"{i['module']} ({i['num_chs']} channels, reduction {i['reduction']})" for i in network.feature_info)
@@ -131,6 +146,8 @@ class ImageClassifier(L.LightningModule):
         # The checkpoint keeps the spec as built (resolved, defaults filled, variables dropped), so
         # it rebuilds the same network without the config tree it came from.
         model = network.spec
+        if isinstance(init, DictConfig):  # plain containers in the checkpoint
+            init = OmegaConf.to_container(init, resolve=True)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self.model: ConvNet = network
         if channels_last:
@@ -147,19 +164,49 @@ class ImageClassifier(L.LightningModule):
             metric.persistent(True)
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        # A module rebuilt by load_from_checkpoint gets every weight from the checkpoint: initialising it
+        # would be wasted work (and an init=pretrained file may be gone by then).
+        self.init_record: InitRecord | None = None if _RESTORING.get() else apply_init_config(self.model, init)
+        self._data_init_done = self.init_record is None
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: Any = None,
                              strict: bool | None = None, **kwargs: Any) -> ImageClassifier:
-        """Lightning's loader; a checkpoint written by an earlier convzoo gets its spec in today's form first."""
+        """Lightning's loader; a checkpoint written by an earlier convzoo gets its spec in today's form first;
+        the init config is not applied again (the weights are the checkpoint's)."""
         if "model" not in kwargs:
             checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
             kwargs["model"] = upgrade_legacy_spec(checkpoint["hyper_parameters"]["model"])
-        return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
-                                            strict=strict, **kwargs)
+        restoring = _RESTORING.set(True)
+        try:
+            return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
+                                                strict=strict, **kwargs)
+        finally:
+            _RESTORING.reset(restoring)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["convzoo_version"] = __version__
+
+    def on_fit_start(self) -> None:
+        if self.init_record is None:  # loaded from a checkpoint, then fitted: every weight is the checkpoint's
+            self.init_record = InitRecord.measure(
+                self.model, {id(p): ("checkpoint", {}) for p in self.model.parameters()}, {"scheme": "checkpoint"})
+        # Data-dependent init needs the training images, which only the trainer's data module has; a
+        # resumed run (ckpt_path) has those weights already, restored just before this hook.
+        if not self._data_init_done and self.trainer.ckpt_path is None:
+            apply_data_init(self.model, self._data_init_images, self.init_record)
+        self._data_init_done = True  # once: a later fit continues from the trained weights
+
+    def _data_init_images(self) -> torch.Tensor:
+        """The first ``data_init_images`` training images, normalised as the network sees them."""
+        datamodule = self.trainer.datamodule
+        if not hasattr(datamodule, "train_images") or not hasattr(datamodule, "eval_transform"):
+            raise ConfigError(
+                f"the network has layers fitted to data (e.g. the whitening stem), which need the training images: "
+                f"fit it with trainer.fit(module, datamodule=...) and a convzoo data module (got "
+                f"{type(datamodule).__name__}), or use a stem that is not fitted to data."
+            )
+        return datamodule.eval_transform(datamodule.train_images[: self.hparams.data_init_images])
 
     def configure_model(self) -> None:
         if self.hparams.compile and not self._compiled:

@@ -34,6 +34,7 @@ from convzoo.registry import ACTIVATIONS, NORMS, POOLS, ConfigError
 __all__ = [
     "LayerSpec",
     "LayerNorm2d",
+    "NORM_TYPES",
     "conv_output_size",
     "resolve_padding",
     "make_norm",
@@ -85,44 +86,38 @@ def resolve_padding(kernel_size: int, dilation: int = 1, padding: int | str | No
     raise ConfigError(f"padding must be a non-negative int, 'same', 'valid' or null; got {padding!r}.")
 
 
-def _split(spec: LayerSpec, registry) -> tuple[str, dict[str, Any]]:
-    if spec is None:
-        return "none", {}
-    if isinstance(spec, str):
-        return spec, {}
-    if isinstance(spec, Mapping):
-        kwargs = dict(spec)
-        if registry.key not in kwargs:
-            raise ConfigError(f"{registry.kind} spec {kwargs!r} needs a {registry.key!r} key naming the {registry.kind}.")
-        return kwargs.pop(registry.key), kwargs
-    raise ConfigError(f"{registry.kind} must be a name, a mapping or null; got {spec!r}.")
-
-
 def is_none(spec: LayerSpec) -> bool:
     """Whether a norm/activation spec switches the layer off."""
     return spec is None or spec in ("none", "identity")
 
 
 def make_norm(spec: LayerSpec, num_channels: int, **defaults: Any) -> nn.Module:
-    """Normalisation layer for ``num_channels`` channels from a name or mapping (see ``NORMS``)."""
-    name, kwargs = _split(spec, NORMS)
-    kwargs = {**defaults, **kwargs}
-    NORMS.check_arguments(name, {"num_channels": num_channels, **kwargs})
-    return NORMS.get(name)(num_channels=num_channels, **kwargs)
+    """Normalisation layer for ``num_channels`` channels from a name or mapping (see ``NORMS``);
+    ``None`` / ``"none"`` give ``nn.Identity``. ``defaults`` fill arguments the spec leaves out."""
+    if isinstance(spec, Mapping) and "num_channels" in spec:
+        raise ConfigError(f"norm {dict(spec)!r}: drop num_channels; the block sets it to its own channels "
+                          f"({num_channels}).")
+    return NORMS.resolve("none" if spec is None else spec, **defaults, num_channels=num_channels).built
 
 
 def make_act(spec: LayerSpec, **defaults: Any) -> nn.Module:
-    """Activation layer from a name or mapping (see ``ACTIVATIONS``)."""
-    name, kwargs = _split(spec, ACTIVATIONS)
-    kwargs = {**defaults, **kwargs}
-    ACTIVATIONS.check_arguments(name, kwargs)
-    return ACTIVATIONS.get(name)(**kwargs)
+    """Activation layer from a name or mapping (see ``ACTIVATIONS``); ``None`` / ``"none"`` give
+    ``nn.Identity``. ``defaults`` fill arguments the spec leaves out."""
+    return ACTIVATIONS.resolve("none" if spec is None else spec, **defaults).built
 
 
 def make_pool(pool: str, pool_size: int | None = None, stride: int | None = None, padding: int = 0) -> nn.Module:
     """Pooling layer of kind ``pool`` (see ``POOLS``) over ``pool_size`` windows (stride defaults to
     the window); ``pool_size=None`` pools globally, to 1x1."""
-    return POOLS.build(pool, pool_size=pool_size, stride=stride, padding=padding)
+    return POOLS.resolve(pool, pool_size=pool_size, stride=stride, padding=padding).built
+
+
+#: The layer types that count as normalisation: weight-init resets their affine parameters and the
+#: optimizer can give their shifts their own LR. ``_NormBase`` covers BatchNorm*, SyncBatchNorm and
+#: InstanceNorm*; subclasses (LayerNorm2d) count.
+NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm) + (
+    (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
+)
 
 
 class LayerNorm2d(nn.LayerNorm):

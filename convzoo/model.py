@@ -216,11 +216,10 @@ def _in_channels(where: str, args: Mapping[str, Any], xs: Sequence[torch.Tensor]
 
 
 def _build(where: str, block: str, args: dict[str, Any]) -> nn.Module:
-    BLOCKS.check_arguments(block, args, where=f"{where}: ")
     try:
-        module = BLOCKS.get(block)(**args)
-    except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+        module = BLOCKS.resolve({BLOCKS.key: block, **args}, where=where).built
+    except ConfigError:
+        raise  # already names the layer
     except (TypeError, ValueError, RuntimeError) as error:
         raise ConfigError(f"{where}: building it with {args} failed: {error}") from error
     if not isinstance(getattr(module, "out_channels", None), int):

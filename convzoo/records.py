@@ -43,7 +43,7 @@ class RunRecords(Callback):
     """Write a run's records (see the module docstring) into ``output_dir`` and log its hyperparameters.
 
     The LightningModule must hold the network as ``.model``; ``.init_record`` (an
-    :class:`~convzoo.init.InitRecord`, complete by ``on_train_start``) and a data module with
+    :class:`~convzoo.weight_init.InitRecord`, complete by ``on_train_start``) and a data module with
     ``describe()`` are recorded when present. Final metrics are read by their stage (``val/*`` after
     training, ``test/*`` after testing), and no metric name is assumed: the best value of the metric
     the trainer's checkpoint callback monitors becomes ``<monitor>_best``, and its test value
@@ -87,8 +87,8 @@ class RunRecords(Callback):
             "params": {"total": table.total_params, "trainable": table.trainable_params, "flops": table.total_flops},
             "layers": table.records(),
         }
-        if init_record is not None:
-            hparams["init"] = init_record.config
+        if init_record is not None:  # "init" is the module's own hyperparameter: the config as given
+            hparams["init_applied"] = init_record.config
         if data is not None:
             hparams["data"] = {"num_classes": len(data["classes"]), **{k: v for k, v in data.items() if k != "classes"}}
         return hparams

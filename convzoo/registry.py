@@ -20,12 +20,13 @@ import difflib
 import inspect
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
 __all__ = [
-    "ConfigError", "Registry", "closest", "suggest", "type_name", "fits_annotation",
+    "ConfigError", "Registry", "Resolved", "closest", "suggest", "type_name", "fits_annotation",
     "BLOCKS", "NORMS", "ACTIVATIONS", "POOLS", "INITS",
 ]
 
@@ -115,6 +116,28 @@ def _type_hints(builder: Callable) -> dict[str, Any]:
         return {}
 
 
+def _prefix(where: str) -> str:
+    """``"init.conv"`` -> ``"init.conv: "``: how an error names the config key it is about."""
+    return f"{where.rstrip(': ')}: " if where else ""
+
+
+def _plain(value: Any) -> Any:
+    """Mappings (dicts, OmegaConf DictConfigs) to plain dicts, recursively; no omegaconf import is
+    needed, as a DictConfig is a Mapping that resolves interpolations on access."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What :meth:`Registry.resolve` made of a config entry."""
+
+    name: str               #: the canonical registered name (aliases resolved)
+    args: dict[str, Any]    #: every argument the builder got, its defaults filled in
+    built: Any = field(repr=False, compare=False)  #: what the builder returned
+
+
 class Registry:
     """A named table of builders (classes or functions) that can be extended by other projects.
 
@@ -201,19 +224,25 @@ class Registry:
         return self._canonical(name)  # type: ignore[return-value]
 
     # -- building -----------------------------------------------------------------------------
-    def check_arguments(self, name: str, kwargs: Mapping[str, Any], where: str = "") -> None:
-        """Raise a :class:`ConfigError` when ``kwargs`` do not fit the builder's signature."""
+    def check_arguments(self, name: str, kwargs: Mapping[str, Any], where: str = "",
+                        also_accepted: Sequence[str] = ()) -> None:
+        """Raise a :class:`ConfigError` when ``kwargs`` do not fit the builder's signature.
+
+        ``also_accepted`` names keys the caller takes out of the same mapping itself (listed in the
+        suggestions, so a typo of one of them finds it).
+        """
         builder = self.get(name)
         params = inspect.signature(builder).parameters
         if any(p.kind is p.VAR_KEYWORD for p in params.values()):
             return
         accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        prefix = f"{where}{self.kind} {name!r}"
+        prefix = f"{_prefix(where)}{self.kind} {name!r}"
         for key in kwargs:
             if key not in accepted:
+                listed = [*accepted, *also_accepted]
                 raise ConfigError(
-                    f"{prefix} got an unknown argument {key!r}.{suggest(key, accepted)} "
-                    f"It accepts: {', '.join(accepted)}."
+                    f"{prefix} got an unknown argument {key!r}.{suggest(key, listed)} "
+                    f"It accepts: {', '.join(listed)}."
                 )
         missing = [
             n for n in accepted
@@ -236,16 +265,63 @@ class Registry:
         """The evaluated type annotation of one of the builder's arguments (``Any`` when unannotated)."""
         return _type_hints(self.get(name)).get(argument, Any)
 
+    def split(self, spec: str | Mapping[str, Any], where: str = "") -> tuple[str, dict[str, Any]]:
+        """``"name"`` or ``{key: name, **kwargs}`` -> ``(name, kwargs)``; anything else is a ConfigError."""
+        if isinstance(spec, str):
+            return spec, {}
+        if isinstance(spec, Mapping):
+            kwargs = _plain(spec)
+            if self.key not in kwargs:
+                raise ConfigError(
+                    f"{_prefix(where)}{self.kind} config {kwargs!r} has no {self.key!r} key naming the {self.kind} "
+                    f"(one of {', '.join(self.names())})."
+                )
+            return kwargs.pop(self.key), kwargs
+        raise ConfigError(
+            f"{_prefix(where)}a {self.kind} is a name or a mapping with a {self.key!r} key; got {spec!r}."
+        )
+
+    def resolve(self, spec: str | Mapping[str, Any], where: str = "", also_accepted: Sequence[str] = (),
+                **defaults: Any) -> Resolved:
+        """The one path from a config entry to a built object.
+
+        ``spec`` is a name or ``{key: name, **kwargs}`` (a dict or an OmegaConf node); its arguments
+        win over ``defaults``. The arguments are checked against the builder's signature (unknown
+        names with did-you-mean, missing ones, wrong types), the builder is called, and every error,
+        the builder's own :class:`ConfigError`\\ s included, is prefixed with ``where`` (the config key
+        the spec came from). Returns the canonical name, every argument with the builder's defaults
+        filled in (so logs say exactly what ran) and the built object.
+
+        Example:
+            >>> ACTIVATIONS.resolve({"act": "leaky_relu", "negative_slope": 0.2}, where="model.act").args
+            {'negative_slope': 0.2, 'inplace': False}
+            >>> ACTIVATIONS.resolve("gelu_", where="model.act")  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            convzoo.registry.ConfigError: model.act: Unknown activation 'gelu_'. Did you mean 'gelu'...
+        """
+        try:
+            name, kwargs = self.split(spec)
+            kwargs = {**defaults, **kwargs}
+            self.check_arguments(name, kwargs, also_accepted=also_accepted)  # the name as written, in errors
+            builder = self.get(name)
+            built = builder(**kwargs)
+        except ConfigError as error:
+            raise ConfigError(f"{_prefix(where)}{error}") from None
+        # every argument in signature order, defaults filled in; then what a **kwargs builder took
+        args = {
+            key: kwargs.get(key, param.default)
+            for key, param in inspect.signature(builder).parameters.items()
+            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+            and (key in kwargs or param.default is not param.empty)
+        }
+        args.update((key, value) for key, value in kwargs.items() if key not in args)
+        return Resolved(self.canonical_name(name), args, built)
+
     def build(self, config: Mapping[str, Any] | str, **overrides: Any) -> Any:
-        """Build an entry from ``{key: name, **kwargs}`` (or a bare name), with keyword overrides."""
-        if isinstance(config, str):
-            config = {self.key: config}
-        kwargs = {**dict(config), **overrides}
-        if self.key not in kwargs:
-            raise ConfigError(f"{self.kind} config {dict(config)!r} has no {self.key!r} key naming the {self.kind}.")
-        name = kwargs.pop(self.key)
-        self.check_arguments(name, kwargs)
-        return self.get(name)(**kwargs)
+        """Build an entry from ``{key: name, **kwargs}`` (or a bare name); ``overrides`` win over the config."""
+        name, kwargs = self.split(config)
+        return self.resolve({self.key: name, **kwargs, **overrides}).built
 
     def signature(self, name: str) -> inspect.Signature:
         """The builder's signature, for listings and docs."""

@@ -21,7 +21,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.data import TensorDataModule
 from convzoo.errors import CheckpointError
-from convzoo.init import apply_data_init, apply_init_config
 from convzoo.classifier import METRICS, ImageClassifier
 from convzoo.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
 from convzoo.resume import continue_csv_log
@@ -71,11 +70,6 @@ def _test_checkpoint(trainer: L.Trainer) -> str | None:
     return callback.best_model_path
 
 
-def _init_images(datamodule: TensorDataModule, count: int) -> torch.Tensor:
-    """The first ``count`` training images (of a set-up data module), normalised as the network will see them."""
-    return datamodule.eval_transform(datamodule.train_images[:count])
-
-
 def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
     """``ckpt_path``, or for ``resume=<run_dir>`` that run's ``checkpoints/last.ckpt``."""
     if cfg.get("ckpt_path"):
@@ -117,15 +111,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
         classes=data["classes"],
         input_mean=data["mean"],
         input_std=data["std"],
+        init=cfg.init,
+        data_init_images=cfg.data_init_images,
         **cfg.module,
     )
     check_data_fits_model(datamodule, module.hparams.model)
     check_optimizer(module, total_steps=len(datamodule.train_dataloader()) * max(1, cfg.trainer.get("max_epochs") or 1))
     checkpoint = check_checkpoint(ckpt_path, module) if ckpt_path is not None else None
-    # until the module applies its init itself: the policy, then the data-fitted layers, recorded on the module
-    module.init_record = apply_init_config(module.model, cfg.init)
-    if checkpoint is None:  # a resumed run takes every weight from its checkpoint
-        apply_data_init(module.model, lambda: _init_images(datamodule, cfg.data_init_images), module.init_record)
 
     records = RunRecords(run_dir, config=OmegaConf.to_container(cfg, resolve=True), started=run_start)
     callbacks = {f"callbacks.{name}": instantiate(node, f"callbacks.{name}")

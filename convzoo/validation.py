@@ -208,7 +208,7 @@ def _check_init(init: Any) -> None:
     """
     import torch
 
-    from convzoo.init import apply_init_config
+    from convzoo.weight_init import apply_init_config
 
     if isinstance(init, DictConfig):
         init = OmegaConf.to_container(init, resolve=True)
@@ -250,7 +250,8 @@ def check_config(cfg: DictConfig) -> None:
         if isinstance(value, (int, float)) and value < low:
             raise ConfigError(f"{key}={value} must be at least {low}{note}.")
     check_arguments(ImageClassifier, _resolved_items(cfg.get("module") or DictConfig({}), "module"), "module",
-                    supplied=("model", "optimizer", "scheduler", "channels_last", "compile"))
+                    supplied=("model", "optimizer", "scheduler", "channels_last", "compile", "init",
+                              "data_init_images"))
     _check_init(cfg.get("init"))
     with torch.device("meta"):
         try:

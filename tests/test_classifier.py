@@ -1,10 +1,15 @@
 from functools import partial
 
+import lightning as L
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
+from convzoo import classifier
+from convzoo.blocks.whitening import WhiteningConv
 from convzoo.classifier import ImageClassifier, flip_translate_views, make_optimizer
 from convzoo.model import build_model
+from convzoo.registry import ConfigError
 from convzoo.schedules import one_cycle, piecewise_linear, warmup_cosine
 
 SPEC = {"in_channels": 3, "num_classes": 10, "layers": [
@@ -65,3 +70,78 @@ def test_compile_keeps_checkpoint_names():
     names = list(module.state_dict())
     module.configure_model()
     assert list(module.state_dict()) == names and module.model._compiled_call_impl is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# weight init inside the module's lifecycle
+# ---------------------------------------------------------------------------------------------
+WHITENED = {"in_channels": 3, "num_classes": 10, "input_size": 8, "layers": [
+    {"name": "whiten", "block": "whitening", "kernel_size": 2}, {"block": "classifier"}]}
+
+
+class ImagesOnly(L.LightningDataModule):
+    """What the module reads for data-dependent init: ``train_images`` and ``eval_transform``."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.train_images = torch.randn(32, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+        self.eval_transform = lambda images: images * 2.0
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(TensorDataset(self.train_images, torch.arange(32) % 10), batch_size=16)
+
+
+def quiet_trainer(**kwargs) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, **kwargs)
+
+
+def test_the_module_applies_its_init_and_keeps_the_config():
+    module = ImageClassifier(SPEC, init={"scheme": "constant", "value": 0.5, "linear": "pytorch_default"})
+    conv = module.model.layers[0].conv
+    assert torch.equal(conv.weight, torch.full_like(conv.weight, 0.5))
+    record = module.init_record.by_name()
+    assert record["layers.0.conv.weight"].scheme == "constant"
+    assert record["layers.1.fc.weight"].scheme == "pytorch_default"
+    assert module.hparams.init == {"scheme": "constant", "value": 0.5, "linear": "pytorch_default"}
+    with pytest.raises(ConfigError, match=r"^init: Unknown init scheme 'kaiming'"):
+        ImageClassifier(SPEC, init="kaiming")
+
+
+def test_loading_a_checkpoint_does_not_initialise_again(tmp_path, monkeypatch):
+    source = tmp_path / "source.pt"
+    torch.save(build_model(SPEC).state_dict(), source)
+    module = ImageClassifier(SPEC, init={"scheme": "normal", "checkpoint": str(source)})
+    trainer = quiet_trainer()
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "run.ckpt")
+    source.unlink()  # an init=pretrained file gone since the run must not break loading
+
+    calls = []
+    monkeypatch.setattr(classifier, "apply_init_config", lambda *args, **kwargs: calls.append(args))
+    loaded = ImageClassifier.load_from_checkpoint(tmp_path / "run.ckpt")
+    assert calls == [] and loaded.init_record is None
+    assert loaded.hparams.init == {"scheme": "normal", "checkpoint": str(source)}
+    for name, tensor in module.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
+def test_data_dependent_init_on_fit_start_and_not_on_resume(tmp_path):
+    module = ImageClassifier(WHITENED, optimizer=partial(torch.optim.SGD, lr=0.01), init="kaiming_normal",
+                             data_init_images=16, channels_last=False)
+    assert module.init_record.by_name()["layers.whiten.conv.weight"].scheme == "kaiming_normal"
+    data = ImagesOnly(seed=0)
+    trainer = quiet_trainer(max_steps=1)
+    trainer.fit(module, datamodule=data)
+    expected = WhiteningConv(3, kernel_size=2)
+    expected.init_from_data(data.train_images[:16] * 2.0)
+    whiten = module.model.layers.whiten.conv.weight
+    assert torch.allclose(whiten, expected.conv.weight)
+    entry = module.init_record.by_name()["layers.whiten.conv.weight"]
+    assert (entry.scheme, entry.args) == ("whitening", {"images": 16})
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+
+    resumed = ImageClassifier(WHITENED, optimizer=partial(torch.optim.SGD, lr=0.01), init="kaiming_normal",
+                              data_init_images=16, channels_last=False)
+    quiet_trainer(max_steps=2).fit(resumed, datamodule=ImagesOnly(seed=1), ckpt_path=tmp_path / "last.ckpt")
+    assert torch.equal(resumed.model.layers.whiten.conv.weight, whiten)  # the checkpoint's, not fitted to new images

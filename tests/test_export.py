@@ -19,7 +19,7 @@ from convzoo.export import (
     export_model,
     read_metadata,
 )
-from convzoo.init import apply_data_init
+from convzoo.weight_init import apply_data_init
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL_CONFIGS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))

@@ -1,4 +1,4 @@
-"""Weight-init schemes (convzoo.init): promised statistics, apply_init's rules, the record, errors,
+"""Weight-init schemes (convzoo.weight_init): promised statistics, apply_init's rules, the record, errors,
 and the configs/init/*.yaml group."""
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from convzoo.init import (
+from convzoo.registry import INITS, ConfigError
+from convzoo.weight_init import (
     InitRecord,
     apply_init,
     apply_init_config,
     resolve_init,
 )
-from convzoo.registry import INITS, ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs" / "init"
 
@@ -152,21 +152,23 @@ def test_dirac_yaml_is_airbenchs_init():
     assert torch.allclose(model[0](x)[:, :3], x, atol=1e-6)
 
 
-def test_pytorch_default_initializer_is_a_noop():
-    w = torch.randn(4, 4)
-    before = w.clone()
-    INITS.build("pytorch_default")(w)
-    assert torch.equal(w, before)
+def test_pytorch_default_is_no_scheme_not_a_registered_one():
+    assert "pytorch_default" not in INITS
+    assert resolve_init("pytorch_default") is None and resolve_init(None) is None
+    assert resolve_init({"scheme": "pytorch_default"}) is None
+    with pytest.raises(ConfigError, match=r"^init: pytorch_default .* takes no arguments; got 'std'"):
+        resolve_init({"scheme": "pytorch_default", "std": 0.1})
 
 
 def test_every_registered_scheme_is_tested_and_has_a_config():
     assert set(INITS.names()) == {
-        "pytorch_default", "normal", "trunc_normal", "kaiming_normal", "kaiming_uniform",
+        "normal", "trunc_normal", "kaiming_normal", "kaiming_uniform",
         "xavier_normal", "xavier_uniform", "orthogonal", "constant", "dirac",
     }
     # constant is for per-type overrides (e.g. a zero-init classifier), not a whole-model choice;
-    # pretrained.yaml is a scheme plus a checkpoint to copy matching weights from (tests/test_weights.py).
-    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(INITS.names()) - {"constant"} | {"pretrained"}
+    # pretrained.yaml is a scheme plus a checkpoint to copy matching weights from (tests/test_weights.py);
+    # pytorch_default.yaml is no scheme: every layer keeps PyTorch's own init.
+    assert {p.stem for p in CONFIG_DIR.glob("*.yaml")} == set(INITS.names()) - {"constant"} | {"pretrained", "pytorch_default"}
 
 
 def test_resolve_records_defaults_and_aliases():
@@ -390,7 +392,7 @@ def test_hydra_cli_overrides():
 
 
 def test_data_init_loads_images_only_when_a_module_needs_them():
-    from convzoo.init import apply_data_init
+    from convzoo.weight_init import apply_data_init
 
     calls = []
 

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from convzoo import build_model, summary
 from convzoo.data import SyntheticDataModule
-from convzoo.init import apply_init
+from convzoo.weight_init import apply_init
 from convzoo.records import RunRecords
 from convzoo.runs import format_count
 
@@ -54,7 +54,7 @@ def test_records_from_a_stand_in_trainer(tmp_path):
     assert json.loads((run / "data.json").read_text()) == data.describe()
     (hparams,) = sink.logged
     assert hparams["params"]["total"] == sum(p.numel() for p in net.parameters()) == table.total_params
-    assert hparams["init"]["scheme"] == "kaiming_normal" and hparams["config"] == {"model": {"name": "tiny"}}
+    assert hparams["init_applied"]["scheme"] == "kaiming_normal" and hparams["config"] == {"model": {"name": "tiny"}}
     assert hparams["data"]["num_classes"] == 3 and "classes" not in hparams["data"]
     assert [layer["layer"] for layer in hparams["layers"]] == [r["layer"] for r in table.rows]
 

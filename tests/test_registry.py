@@ -19,6 +19,30 @@ def test_register_get_build_and_aliases():
     assert things.build("box", size=1, color="blue") == (1, "blue")
 
 
+def test_resolve_fills_defaults_and_names_where_every_error_came_from():
+    things = Registry("thing")
+
+    @things.register("box", "crate")
+    def box(size: int, color: str = "red"):
+        if size < 0:
+            raise ConfigError(f"size must be >= 0; got {size}")
+        return (size, color)
+
+    resolved = things.resolve({"thing": "crate", "size": 2}, where="cfg.thing", color="blue")
+    assert (resolved.name, resolved.args, resolved.built) == ("box", {"size": 2, "color": "blue"}, (2, "blue"))
+    assert things.resolve({"thing": "box", "size": 1, "color": "green"}, color="blue").args["color"] == "green"
+    assert things.build({"thing": "box", "size": 1, "color": "green"}, color="blue") == (1, "blue")
+    with pytest.raises(ConfigError, match=r"^cfg\.thing: size must be >= 0; got -1$"):
+        things.resolve({"thing": "box", "size": -1}, where="cfg.thing")
+    with pytest.raises(ConfigError, match=r"^cfg\.thing: thing 'box' got an unknown argument 'lenght'\. "
+                                          r"Did you mean 'length'\? It accepts: size, color, length\.$"):
+        things.resolve({"thing": "box", "size": 1, "lenght": 3}, where="cfg.thing", also_accepted=["length"])
+    with pytest.raises(ConfigError, match=r"^cfg\.thing: thing config \{'size': 1\} has no 'thing' key"):
+        things.resolve({"size": 1}, where="cfg.thing")
+    with pytest.raises(ConfigError, match=r"^cfg\.thing: a thing is a name or a mapping with a 'thing' key; got 3\.$"):
+        things.resolve(3, where="cfg.thing")
+
+
 def test_registering_a_taken_name_needs_override():
     things = Registry("thing")
     things.register("a")(lambda: 1)

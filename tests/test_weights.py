@@ -9,8 +9,8 @@ from omegaconf import OmegaConf, open_dict
 
 from convzoo import ConfigError, build_model, load_weights
 from convzoo.config import compose, config_dir
-from convzoo.init import PRETRAINED, apply_data_init, apply_init_config
 from convzoo.training import train
+from convzoo.weight_init import PRETRAINED, apply_data_init, apply_init_config
 
 SPEC = {"in_channels": 3, "block_defaults": {"act": "relu"}, "layers": [
     {"name": "stem", "block": "conv_norm_act", "out_channels": 8},

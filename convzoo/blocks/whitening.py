@@ -20,7 +20,7 @@ class WhiteningConv(nn.Module):
     ``1 / sqrt(eigenvalue + eps)``, each used with both signs (``2 * in_channels * k * k``
     outputs), so the first layer starts out decorrelating its input. The weights stay frozen; the
     bias trains. :meth:`init_from_data` fits the filters; training calls it through
-    :func:`convzoo.init.apply_data_init` before the first step.
+    :func:`convzoo.weight_init.apply_data_init` before the first step.
 
     Example:
         >>> stem = WhiteningConv(3, kernel_size=2)
