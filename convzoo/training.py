@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.data import TensorDataModule
 from convzoo.errors import CheckpointError
+from convzoo.allocator import keep_freed_memory
 from convzoo.classifier import METRICS, ImageClassifier
 from convzoo.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
 from convzoo.resume import continue_csv_log
@@ -97,6 +98,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
+    if cfg.get("keep_freed_memory"):
+        keep_freed_memory()
     ckpt_path = _checkpoint_to_resume(cfg)
 
     datamodule: TensorDataModule = instantiate(cfg.data, "data", _convert_="all")

@@ -47,6 +47,7 @@ _TOP_LEVEL: dict[str, Any] = {
     "channels_last": bool,
     "compile": bool,
     "float32_matmul_precision": Literal["highest", "high", "medium"] | None,
+    "keep_freed_memory": bool,
     "data_init_images": int,
     "optimized_metric": str,
 }
