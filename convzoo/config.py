@@ -6,8 +6,8 @@ closest valid names included) instead of Hydra's multi-line report, and understa
 run (see :func:`resume_overrides`).
 
 Example:
-    >>> cfg = compose(["model=convmixer", "model.dim=128"])  # doctest: +SKIP
-    >>> cfg.model.dim  # doctest: +SKIP
+    >>> cfg = compose(["model=convmixer", "model.dim=128"])
+    >>> cfg.model.dim
     128
 """
 

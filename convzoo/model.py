@@ -373,8 +373,9 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
     anything else a :class:`GraphNet`.
 
     Example:
-        >>> net = build_model("configs/model/convmixer.yaml")  # doctest: +SKIP
-        >>> sum(p.numel() for p in net.parameters())  # doctest: +SKIP
+        >>> from convzoo.config import config_dir
+        >>> net = build_model(config_dir() / "model" / "convmixer.yaml")
+        >>> sum(p.numel() for p in net.parameters())
         594186
     """
     spec = load_spec(spec)

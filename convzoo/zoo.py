@@ -2,8 +2,8 @@
 
 Example:
     >>> from convzoo import create_model
-    >>> net = create_model("resnet_cifar", depth=56, num_classes=100)  # doctest: +SKIP
-    >>> sum(p.numel() for p in net.parameters())  # doctest: +SKIP
+    >>> net = create_model("resnet_cifar", depth=56, num_classes=100)
+    >>> sum(p.numel() for p in net.parameters())
     858868
 """
 

@@ -177,6 +177,7 @@ CLI_CASES = _cases(
 )
 
 
+@pytest.mark.slow  # a train.py process each (~7 s): the fast loop keeps the Python-API half
 @pytest.mark.parametrize("overrides, code, words", CLI_CASES)
 def test_bad_input_through_train_py(overrides, code, words, files, tmp_path):
     overrides = [o.format(**files) for o in overrides]
@@ -188,6 +189,7 @@ def test_bad_input_through_train_py(overrides, code, words, files, tmp_path):
     assert all(word.format(**files) in errors[0] for word in words), errors[0]
 
 
+@pytest.mark.slow
 def test_a_config_error_leaves_no_run_directory(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "optimizer.lr=abc", f"hydra.run.dir={tmp_path / 'run'}"],
                             capture_output=True, text=True, cwd=tmp_path, timeout=600)

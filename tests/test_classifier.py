@@ -65,6 +65,7 @@ def test_schedules():
         one_cycle(opt, total_steps=2)
 
 
+@pytest.mark.slow
 def test_compile_keeps_checkpoint_names():
     module = ImageClassifier(SPEC, compile=True)
     names = list(module.state_dict())

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from convzoo.__main__ import main
 
 
@@ -17,6 +19,7 @@ def test_summary_composes_the_real_config(capsys):
     assert "layers.mixer.1" in out and "layers.mixer.2" not in out and "total" in out
 
 
+@pytest.mark.slow
 def test_summary_reports_bad_overrides_clearly():
     result = subprocess.run([sys.executable, "-m", "convzoo", "summary", "model=convmixr"], capture_output=True, text=True)
     assert result.returncode == 2 and "Traceback" not in result.stderr

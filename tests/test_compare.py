@@ -85,7 +85,7 @@ def test_compare_takes_several_run_directories(tmp_path, capsys) -> None:
     output = tmp_path / "both.png"
     assert main(["compare", str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run"), "-o", str(output)]) == 0
     out = capsys.readouterr().out
-    assert "b/run" in out.splitlines()[2] and output.is_file()
+    assert "b/run" in out.splitlines()[2] and output.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_compare_reports_a_folder_without_runs(tmp_path, capsys) -> None:

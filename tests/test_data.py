@@ -152,6 +152,7 @@ def test_verify_rejects_non_official_files(fake_root: Path) -> None:
 
 # -- real data (CONVZOO_DATA) ---------------------------------------------------------------------
 @pytest.mark.cifar10
+@pytest.mark.slow
 def test_real_cifar10(cifar10_root: Path) -> None:
     dm = CIFAR10DataModule(root=str(cifar10_root))
     dm.setup()
@@ -439,6 +440,7 @@ def test_alternating_flip_config_moves_flipping_into_the_loader() -> None:
     assert torch.equal(augment(images), augment.normalize(images))  # no random flip on top of the loader's
 
 
+@pytest.mark.slow
 def test_importing_the_data_package_leaves_lightning_unimported() -> None:
     import subprocess
     import sys

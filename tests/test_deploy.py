@@ -14,6 +14,7 @@ DATA = Path(__file__).resolve().parent / "data"
 SPEC = {"layers": [{"block": "conv_norm_act", "out_channels": 4}, {"block": "classifier"}]}
 
 
+@pytest.mark.slow
 def test_a_checkpoint_loads_as_lightning_loads_it(trained_checkpoint):
     net, info = load_checkpoint(trained_checkpoint)
     reference = load_model(trained_checkpoint).to(memory_format=torch.contiguous_format)  # Lightning's is channels-last

@@ -59,10 +59,12 @@ def export_all_formats(net, tmp_path):
 
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
+@pytest.mark.slow
 def test_every_shipped_config_exports_with_parity(name, tmp_path):
     export_all_formats(as_after_training(small_config_model(name)), tmp_path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_every_graph_example_exports_with_parity(path, tmp_path):
     net = as_after_training(build_model(path))
@@ -71,6 +73,7 @@ def test_every_graph_example_exports_with_parity(path, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+@pytest.mark.slow
 def test_even_kernel_same_padding_exports(tmp_path):
     # kernel 4 at stride 1: torch pads 1 before and 2 after, which the legacy ONNX exporter rejects
     net = small_config_model("convmixer_tiny", "model.kernel_size=4")
@@ -79,6 +82,7 @@ def test_even_kernel_same_padding_exports(tmp_path):
 
 
 @pytest.mark.parametrize("fmt", list(EXPORT_FORMATS))
+@pytest.mark.slow
 def test_parity_fails_when_the_artifact_differs(fmt, tmp_path):
     net = as_after_training(small_config_model("conv_norm_act"))
     path = export_model(net, tmp_path / f"net{EXPORT_FORMATS[fmt]}", fmt, deploy_info(net))
@@ -91,6 +95,7 @@ def test_parity_fails_when_the_artifact_differs(fmt, tmp_path):
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "export"])
+@pytest.mark.slow
 def test_parity_reports_an_artifact_of_another_network(fmt, tmp_path):
     spec = {"layers": [{"block": "conv_norm_act", "out_channels": 4}, {"block": "classifier"}]}
     grey = build_model({**spec, "in_channels": 1, "num_classes": 10})
@@ -108,6 +113,7 @@ def test_metadata_of_a_file_convzoo_did_not_write(tmp_path):
         read_metadata(tmp_path / "plain.pt2")
 
 
+@pytest.mark.slow
 def test_export_leaves_the_network_as_it_was(tmp_path):
     net = build_model(REPO / "examples" / "resnet_stage.yaml").train()
     before = {k: v.clone() for k, v in net.state_dict().items()}
@@ -119,6 +125,7 @@ def test_export_leaves_the_network_as_it_was(tmp_path):
 # python -m convzoo export
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", list(EXPORT_FORMATS))
+@pytest.mark.slow
 def test_cli_exports_a_checkpoint_and_checks_it(fmt, trained_checkpoint, tmp_path, capsys):
     out = tmp_path / f"model{EXPORT_FORMATS[fmt]}"
     assert main(["export", str(trained_checkpoint), "--format", fmt, "--out", str(out)]) == 0
@@ -130,6 +137,7 @@ def test_cli_exports_a_checkpoint_and_checks_it(fmt, trained_checkpoint, tmp_pat
     assert check_parity(net, out, fmt).ok
 
 
+@pytest.mark.slow
 def test_cli_exports_a_spec_file_and_a_config_next_to_the_cwd(tmp_path, monkeypatch, capsys):
     unet = str(REPO / "configs" / "model" / "unet.yaml")
     monkeypatch.chdir(tmp_path)
@@ -141,6 +149,7 @@ def test_cli_exports_a_spec_file_and_a_config_next_to_the_cwd(tmp_path, monkeypa
     assert read_metadata(tmp_path / "plain.pt").classes[:2] == ("class_0", "class_1")  # the data module's names
 
 
+@pytest.mark.slow
 def test_cli_exit_status_on_a_mismatch(trained_checkpoint, tmp_path, monkeypatch, capsys):
     def corrupting_export(net, path, fmt, info):
         written = export_model(net, path, fmt, info)

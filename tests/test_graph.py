@@ -255,6 +255,7 @@ def test_intermediate_tensors_are_dropped_after_their_last_reader():
     assert "bottleneck" in plan["up2"] and "logits" not in {r for rs in plan.values() for r in rs}
 
 
+@pytest.mark.slow
 def test_graph_networks_compile_and_export():
     net = build_model(EXAMPLES / "fpn.yaml").eval()
     x = torch.randn(2, 3, 64, 64)
@@ -280,6 +281,7 @@ def test_summary_command_takes_a_spec_file(capsys):
     assert "layers.cat1" in out and "up1+enc1" in out and "8x64x64" in out
 
 
+@pytest.mark.slow
 def test_a_graph_trains_inits_and_checkpoints_like_a_chain(tmp_path):
     from omegaconf import OmegaConf, open_dict
 

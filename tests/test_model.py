@@ -12,6 +12,7 @@ def tiny_spec(*layers, **extra):
 
 
 @pytest.mark.parametrize("name", MODEL_CONFIGS)
+@pytest.mark.slow
 def test_every_shipped_model_config_builds_and_runs(name):
     cfg = compose([f"model={name}"])
     model = build_model(cfg.model)

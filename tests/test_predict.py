@@ -85,6 +85,7 @@ def test_cli_prints_topk_per_image(trained_checkpoint, tmp_path, capsys):
     assert "topk must be >= 1" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_an_exported_model_predicts_what_its_checkpoint_does(trained_checkpoint, tmp_path):
     generator = torch.Generator().manual_seed(1)
     for i in range(4):
@@ -101,6 +102,7 @@ def test_an_exported_model_predicts_what_its_checkpoint_does(trained_checkpoint,
 
 @pytest.mark.parametrize("spec,returns", [("examples/fpn.yaml", "outputs p2, p3, p4"),
                                           ("configs/model/unet.yaml", "returns (1, 2, 64, 64)")])
+@pytest.mark.slow
 def test_predict_needs_a_classifier(spec, returns, tmp_path, capsys):
     example = Path(spec).stem
     net = build_model(REPO / spec)  # features; per-pixel scores

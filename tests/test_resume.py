@@ -21,6 +21,8 @@ from convzoo.config import compose, resume_overrides
 from convzoo.errors import CheckpointError, ConfigError
 from convzoo.training import train
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the fast loop is python -m pytest -m "not slow"
+
 REPO = Path(__file__).resolve().parent.parent
 TESTS = Path(__file__).resolve().parent
 # 256 training images in batches of 64: 4 steps per epoch, 8 in all; a step checkpoint every 2 steps

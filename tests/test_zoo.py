@@ -94,6 +94,7 @@ def test_zoo_mistakes_fail_clearly(call, message):
         call()
 
 
+@pytest.mark.slow
 def test_list_models_prints_computed_counts(capsys):
     from convzoo.__main__ import main
 
@@ -102,6 +103,7 @@ def test_list_models_prints_computed_counts(capsys):
     assert "269,722" in out and "36,479,194" in out and "unet" in out and "81.1" in out  # ResNet-20: 40.6M MACs
 
 
+@pytest.mark.slow
 def test_summary_of_a_deep_zoo_model(capsys):
     from convzoo.__main__ import main
 
@@ -118,6 +120,7 @@ def _reference_nets():
 
 
 @pytest.mark.parametrize("name,reference", [("resnet", "ResNet18"), ("mobilenetv2", "MobileNetV2")])
+@pytest.mark.slow
 def test_yaml_model_computes_what_the_hand_written_one_does(name, reference):
     """The benchmark compares like with like: same parameters in the same order, identical outputs."""
     net = create_model(name)
