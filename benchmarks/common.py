@@ -12,6 +12,8 @@ from datetime import date
 import torch
 import torch.nn.functional as F
 
+from convzoo.allocator import keep_freed_memory
+
 
 def machine() -> dict:
     """Date, CPU, torch version and the load average, for the record beside every number."""
@@ -42,6 +44,7 @@ def in_turns(variants: Mapping[str, torch.nn.Module], batch_size: int, steps: in
     Taking turns means a change in machine load during the run hits every variant alike; compare
     the medians of the returned windows.
     """
+    keep_freed_memory()  # as train() does by default: the figures are what a training run gets
     images = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, 10, (batch_size,))
     optimizers = {}

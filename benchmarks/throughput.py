@@ -127,7 +127,11 @@ def run_hand(args: argparse.Namespace) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from convzoo.allocator import keep_freed_memory
+
     cfg, model, datamodule = _network_and_data(args)
+    if cfg.get("keep_freed_memory"):
+        keep_freed_memory()  # the allocator train() runs with, so the two loops differ only in the loop
     bf16 = str(cfg.trainer.precision).startswith("bf16")
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)

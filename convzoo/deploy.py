@@ -31,7 +31,7 @@ from convzoo.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from convzoo.model import ConvNet, build_model
 from convzoo.registry import ConfigError
 from convzoo.spec import upgrade_legacy_spec
-from convzoo.weights import load_weights
+from convzoo.weights import load_weights, read_checkpoint_file
 
 __all__ = ["DeployInfo", "deploy_info", "load_checkpoint"]
 
@@ -139,14 +139,9 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     Needs no Lightning: the spec is rebuilt and every tensor loaded with
     :func:`convzoo.weights.load_weights` (strict: a checkpoint that does not fit is an error).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"checkpoint {str(path)!r} does not exist; pass a run's checkpoints/best.ckpt or last.ckpt.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise ConfigError(f"cannot read checkpoint {str(path)!r}: {type(error).__name__}: {error}") from None
-    hparams = checkpoint.get("hyper_parameters") if isinstance(checkpoint, Mapping) else None
+    checkpoint = read_checkpoint_file(path, f"checkpoint {str(path)!r}",
+                                      fix="Pass a run's checkpoints/best.ckpt or last.ckpt.")
+    hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, Mapping) or "model" not in hparams:
         raise ConfigError(f"{str(path)!r} is not a convzoo checkpoint: it has no hyper_parameters['model'] (the model "
                           f"spec); train with train.py, or build the network and use convzoo.load_weights.")

@@ -31,6 +31,7 @@ from convzoo.errors import CheckpointError, ConfigError
 from convzoo.classifier import ImageClassifier, make_optimizer
 from convzoo.model import build_model
 from convzoo.registry import suggest
+from convzoo.weights import read_checkpoint_file
 
 __all__ = [
     "check_accelerator", "check_checkpoint", "check_data_fits_model", "check_monitors", "check_optimizer",
@@ -134,19 +135,11 @@ def check_checkpoint(path: str | Path, module: ImageClassifier, key: str = "ckpt
     unreadable, not a full training checkpoint, or holds another network.
     """
     path = Path(path).expanduser()
-    if not path.is_file():
-        nearby = sorted(p.name for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
-        hint = f" {path.parent} holds: {', '.join(nearby)}." if nearby else ""
-        raise CheckpointError(f"{key}={path}: no such file.{hint} Give a run's checkpoints/last.ckpt, or continue "
-                              f"a run with resume=<run_dir>.")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, a text file, a foreign pickle: unusable either way
-        reason = " ".join(str(error).split())[:160]
-        raise CheckpointError(f"{key}={path} is not a readable PyTorch checkpoint ({type(error).__name__}: {reason}). "
-                              f"It is truncated or another kind of file; use another checkpoint of the run "
-                              f"(best.ckpt or last.ckpt) or start without {key}.") from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    checkpoint = read_checkpoint_file(
+        path, f"{key}={path}", error=CheckpointError,
+        fix=f"Give a run's checkpoints/last.ckpt (or best.ckpt), continue a run with resume=<run_dir>, or start "
+            f"without {key}.")
+    if "state_dict" not in checkpoint:
         raise CheckpointError(f"{key}={path} is a PyTorch file but not a Lightning checkpoint (no 'state_dict'); "
                               f"pass a .ckpt written by train.py.")
     if "loops" not in checkpoint or "optimizer_states" not in checkpoint:

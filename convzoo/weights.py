@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from convzoo.registry import ConfigError
 
-__all__ = ["WeightSource", "WeightTransfer", "load_weights", "read_state_dict"]
+__all__ = ["WeightSource", "WeightTransfer", "load_weights", "read_checkpoint_file", "read_state_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,33 @@ def _shorten(names: list[str], limit: int = 8) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def read_checkpoint_file(path: str | os.PathLike, described: str, fix: str,
+                         error: type[ConfigError] = ConfigError) -> Mapping[str, Any]:
+    """Load a checkpoint or state-dict file as data: ``weights_only`` (a file must not be able to run
+    code when loaded), on the CPU. A missing, unreadable or non-mapping file raises ``error`` in one
+    line: ``described`` (how the caller names the file: ``ckpt_path=...``), what is wrong, then ``fix``.
+
+    Example:
+        >>> read_checkpoint_file("nowhere.ckpt", "ckpt_path=nowhere.ckpt", "Give a run's last.ckpt.")
+        Traceback (most recent call last):
+        convzoo.registry.ConfigError: ckpt_path=nowhere.ckpt does not exist. Give a run's last.ckpt.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        nearby = sorted(p.name for p in path.parent.glob("*.ckpt")) if path.parent.is_dir() else []
+        hint = f" {path.parent} holds: {', '.join(nearby)}." if nearby else ""
+        raise error(f"{described} does not exist.{hint} {fix}")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as failure:  # a truncated zip, a text file, a foreign pickle: unusable either way
+        reason = " ".join(str(failure).split())[:160]
+        raise error(f"{described} is not a readable PyTorch checkpoint ({type(failure).__name__}: {reason}): "
+                    f"truncated, or another kind of file. {fix}") from None
+    if not isinstance(loaded, Mapping):
+        raise error(f"{described} holds a {type(loaded).__name__}, not a checkpoint or a state dict. {fix}")
+    return loaded
+
+
 def read_state_dict(source: WeightSource) -> tuple[dict[str, Tensor], str]:
     """The tensors of ``source`` by name, and how to name the source in messages.
 
@@ -89,21 +116,11 @@ def read_state_dict(source: WeightSource) -> tuple[dict[str, Tensor], str]:
     if isinstance(source, nn.Module):
         return dict(source.state_dict()), f"a {type(source).__name__}"
     if isinstance(source, (str, os.PathLike)):
+        loaded = read_checkpoint_file(
+            source, f"weights file {str(source)!r}",
+            fix="Pass a checkpoint (.ckpt) or a saved state dict (convzoo reads files with weights_only=True; "
+                "if you trust a file holding other objects, pass torch.load(path, weights_only=False) instead of the path).")
         path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"weights file {str(path)!r} does not exist; pass a checkpoint (.ckpt) or a saved state dict.")
-        try:
-            # weights_only: a checkpoint is data, and must not be able to run code when loaded
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            first = (str(error).strip().splitlines() or [""])[0]
-            raise ConfigError(
-                f"cannot read weights from {str(path)!r}: {type(error).__name__}: {first} (convzoo loads checkpoints "
-                f"with weights_only=True; if you trust a file holding other objects, pass "
-                f"torch.load(path, weights_only=False) instead of the path)."
-            ) from None
-        if not isinstance(loaded, Mapping):
-            raise ConfigError(f"{str(path)!r} holds a {type(loaded).__name__}, not a checkpoint or a state dict.")
         tensors, kind = read_state_dict(loaded)
         return tensors, f"{path} ({kind})"
     if isinstance(source, Mapping):

@@ -131,7 +131,7 @@ API_CASES = _cases(
     ("model-too-coarse-for-images", ["model.patch_size=48", "model.input_size=96"], ConfigError,
      ["layers[0] 'stem' (block 'patch_embed')", "(3, 32, 32)", "Kernel size can't be greater"]),
     # -- checkpoints -------------------------------------------------------------------------------------------
-    ("checkpoint-missing", ["ckpt_path={tmp}/missing.ckpt"], CheckpointError, ["missing.ckpt: no such file", "resume="]),
+    ("checkpoint-missing", ["ckpt_path={tmp}/missing.ckpt"], CheckpointError, ["missing.ckpt does not exist", "resume="]),
     ("checkpoint-not-torch", ["ckpt_path={text}"], CheckpointError, ["notes.ckpt", "not a readable PyTorch checkpoint"]),
     ("checkpoint-truncated", ["ckpt_path={truncated}"], CheckpointError, ["truncated.ckpt", "truncated"]),
     ("checkpoint-weights-only", ["ckpt_path={weights}"], CheckpointError, ["weights only", "load_model"]),

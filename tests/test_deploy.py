@@ -45,7 +45,8 @@ def test_a_convzoo_0_1_checkpoint_loads_with_identical_outputs():
     saved = torch.load(DATA / "legacy-v0.1.0-io.pt")
     net = net.to(memory_format=torch.channels_last)  # the layout the saved output was computed in
     with torch.no_grad():
-        assert torch.equal(net(saved["input"]), saved["output"])
+        # equal up to float32 roundoff: another thread count sums the convs in another order
+        torch.testing.assert_close(net(saved["input"]), saved["output"], rtol=1e-5, atol=1e-6)
     assert info.classes == CIFAR10_CLASSES
 
 
