@@ -9,7 +9,8 @@ the same window, and repeat them.
     python benchmarks/cpu_levers.py                                   # the default sweep
     python benchmarks/cpu_levers.py --settings "batch=500" "batch=1024" "batch=1024 env=OMP_NUM_THREADS=1"
 A setting is space-separated key=value pairs: width, batch, compile (none | default |
-max-autotune-no-cudagraphs), env (NAME=VALUE, repeatable). Appends to benchmarks/results/cpu_levers.jsonl.
+max-autotune-no-cudagraphs), keep_freed (1: call ``convzoo.allocator.keep_freed_memory()`` first, as
+``train()`` does by default; 0: glibc's defaults), env (NAME=VALUE, repeatable). Appends to benchmarks/results/cpu_levers.jsonl.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ DEFAULT_SETTINGS = [
 
 
 def parse(setting: str) -> tuple[dict, dict[str, str]]:
-    options, env = {"width": 1.0, "batch": 1024, "compile": "none"}, {}
+    options, env = {"width": 1.0, "batch": 1024, "compile": "none", "keep_freed": 0}, {}
     for item in setting.split():
         key, value = item.split("=", 1)
         if key == "env":
@@ -46,7 +47,7 @@ def parse(setting: str) -> tuple[dict, dict[str, str]]:
         elif key in options:
             options[key] = type(options[key])(value)
         else:
-            raise SystemExit(f"unknown key {key!r} in setting {setting!r}; use width, batch, compile or env")
+            raise SystemExit(f"unknown key {key!r} in setting {setting!r}; use width, batch, compile, keep_freed or env")
     return options, env
 
 
@@ -57,8 +58,11 @@ def worker(options: dict, steps: int, warmup: int) -> dict:
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "benchmarks"))
     from convzoo import build_model
+    from convzoo.allocator import keep_freed_memory
     from convzoo.config import compose
 
+    if options["keep_freed"]:
+        keep_freed_memory()
     torch.manual_seed(0)
     spec = compose(["model=airbench", f"model.width_multiplier={options['width']}"]).model
     net = build_model(spec).to(memory_format=torch.channels_last)

@@ -5,7 +5,7 @@ Runs ``python train.py <overrides>`` in a fresh process and appends one JSON lin
 command (start-up, training, validation, test), fit time, training images/s per epoch, peak RSS,
 and the machine load (``/proc/loadavg``) at the start, at the end and sampled every 10 s in
 between, because this 2-core machine is shared and wall time depends on what else runs. The
-run's ``metrics.json``, ``csv/metrics.csv``, overrides and log are copied to
+run's ``metrics.json``, ``csv/metrics.csv``, ``curves.png``, overrides and log are copied to
 ``benchmarks/results/runs/<label>/`` so every point of the plot can be traced to its run.
 
     CONVZOO_DATA=/path/to/cifar10 python benchmarks/timed_run.py --label cpu_fast-seed0 -- experiment=cpu_fast
@@ -109,8 +109,9 @@ def main() -> None:
     keep.mkdir(parents=True)
     shutil.copy(run_dir.with_suffix(".log"), keep / "train.log")
     shutil.copy(run_dir / "metrics.json", keep / "metrics.json")
-    if (run_dir / "csv" / "metrics.csv").is_file():
-        shutil.copy(run_dir / "csv" / "metrics.csv", keep / "metrics.csv")
+    for kept in ("csv/metrics.csv", "curves.png"):  # the run's own picture, to look at beside the numbers
+        if (run_dir / kept).is_file():
+            shutil.copy(run_dir / kept, keep / Path(kept).name)
     shutil.copy(run_dir / ".hydra" / "overrides.yaml", keep / "overrides.yaml")
     (keep / "record.json").write_text(json.dumps(record, indent=2) + "\n")
     with open(args.results, "a") as handle:

@@ -84,7 +84,7 @@ def test_graph_matches_the_hand_written_network(example, hand):
 
 
 def test_unet_output_has_the_input_resolution():
-    net = build_model(CONFIGS / "unet.yaml", )
+    net = build_model(CONFIGS / "unet.yaml")
     assert net(torch.randn(1, 3, 64, 64)).shape == (1, 2, 64, 64)
     assert net.feature_info.reduction() == [1]
 
