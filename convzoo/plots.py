@@ -53,7 +53,7 @@ def curves_figure(
     title: str | None = None,
     test_score: float | None = None,
     steps_per_epoch: int | None = None,
-    monitor: str = "val/acc",
+    monitor: str | None = "val/acc",
     mode: str = "max",
 ) -> Figure:
     """A run's epoch metrics and learning rates from its ``CSVLogger`` file, as a matplotlib figure.
@@ -63,7 +63,8 @@ def curves_figure(
     ``LearningRateMonitor`` (columns ``lr-*``), at ``step / steps_per_epoch`` on the same axis (per
     step when not given). ``test_score`` (the test value of the ``monitor``ed metric) is marked on
     that metric's panel at its best epoch (``mode``: ``max`` or ``min``), the checkpoint that was
-    tested. ``title`` is typically :func:`convzoo.runs.run_title`.
+    tested; with ``monitor=None`` the final weights were tested, and their test accuracy is marked
+    on the ``acc`` panel at the last epoch. ``title`` is typically :func:`convzoo.runs.run_title`.
     """
     plt = _pyplot()
     curves = epoch_curves(metrics_csv)
@@ -72,19 +73,25 @@ def curves_figure(
     figure, axes = plt.subplots(1, len(panels) + 1, figsize=(5 * (len(panels) + 1), 4.6 if title else 4.2),
                                 squeeze=False)
     axes = list(axes[0])
+    # test rows carry the epoch count after training, one past the last epoch: not an epoch of their own
+    last_epoch = max((e + 1 for key, curve in curves.items() if not key.startswith("test/") for e in curve), default=1)
+    tested_kind = monitor.rpartition("/")[2] if monitor else "acc"
+    monitored = curves.get(monitor) or {} if monitor else {}
     for axis, (name, keys) in zip(axes, panels.items()):
         for key in keys:
             epochs = sorted(curves[key])
             axis.plot([e + 1 for e in epochs], [curves[key][e] for e in epochs], marker="o", label=key)
         axis.set(title=name, xlabel="epoch")
-        monitored = curves.get(monitor) or {}
-        if test_score is not None and monitor in keys:
-            best_epoch = (max if mode == "max" else min)(monitored, key=monitored.get) + 1 if monitored else 1
-            test_key = "test/" + monitor.rpartition("/")[2]
+        if test_score is not None and name == tested_kind and (monitor is None or monitor in keys):
+            if monitored:
+                epoch = (max if mode == "max" else min)(monitored, key=monitored.get) + 1
+                which = f"best val epoch {epoch}"
+            else:
+                epoch, which = last_epoch, "final weights"
             value = f"{test_score:.2%}" if mode == "max" and 0 <= test_score <= 1 else f"{test_score:.4g}"
             axis.axhline(test_score, color="C3", linestyle=":", linewidth=1)
-            axis.plot([best_epoch], [test_score], marker="*", markersize=14, color="C3", linestyle="none",
-                      label=f"{test_key} {value} (best val epoch {best_epoch})")
+            axis.plot([epoch], [test_score], marker="*", markersize=14, color="C3", linestyle="none",
+                      label=f"test/{tested_kind} {value} ({which})")
     lr_axis = axes[-1]
     for key, values in sorted(rates.items()):
         steps = sorted(values)
@@ -94,8 +101,6 @@ def curves_figure(
     peaks = [max(values.values()) for values in rates.values() if values]
     if len(peaks) > 1 and min(peaks) > 0 and max(peaks) > 10 * min(peaks):
         lr_axis.set_yscale("log")  # param groups far apart, e.g. norm biases at 64x the base rate
-    # test rows carry the epoch count after training, one past the last epoch: not an epoch of their own
-    last_epoch = max((e + 1 for key, curve in curves.items() if not key.startswith("test/") for e in curve), default=1)
     for axis in axes:
         if axis is not lr_axis:
             _epoch_axis(axis, 0.5, last_epoch + 0.5)  # epoch-end points, with room around them

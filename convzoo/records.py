@@ -133,8 +133,8 @@ class RunRecords(Callback):
         if self._fit is not None:  # a run's final metrics; a module not fitted here has none
             self._write_metrics(trainer)
         monitor = getattr(trainer.checkpoint_callback, "monitor", None)
-        score = self._test.get("test/" + monitor.rpartition("/")[2]) if monitor else None
-        self._plot(trainer, score)
+        # the tested checkpoint is the monitored metric's best; with no monitor, the final weights
+        self._plot(trainer, self._test.get("test/" + (monitor.rpartition("/")[2] if monitor else "acc")))
 
     def _write_metrics(self, trainer: L.Trainer) -> None:
         self.metrics = {**self._fit, **self._test, **self._clock, "params": self.table.total_params,
@@ -153,7 +153,8 @@ class RunRecords(Callback):
         if not metrics_csv.is_file():
             return
         checkpoint = trainer.checkpoint_callback
-        monitored = {"monitor": checkpoint.monitor, "mode": checkpoint.mode} if getattr(checkpoint, "monitor", None) else {}
+        monitored = ({"monitor": checkpoint.monitor, "mode": checkpoint.mode} if getattr(checkpoint, "monitor", None)
+                     else {"monitor": None})
         title = run_title(self.config, {"total": self.table.total_params}) if self.config and self.table else None
         steps = trainer.num_training_batches // max(1, trainer.accumulate_grad_batches)
         plot_curves(metrics_csv, self.output_dir / self.curves, title=title, test_score=test_score,

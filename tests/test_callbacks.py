@@ -151,6 +151,16 @@ def test_curves_figure_draws_lr_test_mark_integer_epochs_and_title(tmp_path):
         assert all(float(tick).is_integer() for tick in axis.get_xticks())
 
 
+def test_curves_figure_marks_the_final_weights_test_score_when_nothing_is_monitored(tmp_path):
+    from convzoo.plots import curves_figure
+
+    # the presets test the final weights (no validation): the star goes at the last epoch
+    figure = curves_figure(_write_log(tmp_path / "metrics.csv"), test_score=0.9105, monitor=None, steps_per_epoch=10)
+    accuracy = figure.axes[1]
+    star = next(line for line in accuracy.get_lines() if line.get_label().startswith("test/acc"))
+    assert star.get_label() == "test/acc 91.05% (final weights)" and list(star.get_xdata()) == [3]
+
+
 def test_curves_figure_keeps_one_decaying_rate_linear(tmp_path):
     from convzoo.plots import curves_figure
 

@@ -56,7 +56,6 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run_dir
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kill, checkpoint_step, mid_epoch", [
     ("epoch:1", 4, False),  # at the start of epoch 1: last.ckpt is epoch 0's, written after its validation
     ("step:7", 6, True),    # in the middle of epoch 1: last.ckpt is the step-6 one; step 7 is trained again
