@@ -48,7 +48,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from throughput import run_worker, window_throughputs  # noqa: E402
 
 # name -> throughput.py arguments: the presets at their own batch size (airbench94 trains the same
-# network as cpu_fast at the same batch), each zoo family at batch 256 (ConvMixer-256/8: 128).
+# network as cpu_fast at the same batch); every other model config at its default size, at a batch
+# that keeps a step within seconds here (256 for the small nets, less for the large ones).
 NETWORKS = {
     "cpu_fast": ["--experiment", "cpu_fast"],
     "cpu_fast_4min": ["--experiment", "cpu_fast_4min"],
@@ -57,6 +58,15 @@ NETWORKS = {
     "separable": ["--model", "separable", "--batch-size", "256"],
     "convmixer_tiny": ["--model", "convmixer_tiny", "--batch-size", "256"],
     "convmixer": ["--model", "convmixer", "--batch-size", "128"],
+    "resnet_cifar": ["--model", "resnet_cifar", "--batch-size", "256"],     # ResNet-20
+    "resnet": ["--model", "resnet", "--batch-size", "128"],                 # ResNet-18
+    "preact_resnet": ["--model", "preact_resnet", "--batch-size", "128"],
+    "se_resnet": ["--model", "se_resnet", "--batch-size", "128"],
+    "vgg": ["--model", "vgg", "--batch-size", "128"],                       # VGG-16
+    "mobilenetv2": ["--model", "mobilenetv2", "--batch-size", "128"],
+    "densenet": ["--model", "densenet", "--batch-size", "64"],              # DenseNet-BC-100
+    "wrn": ["--model", "wrn", "--batch-size", "64"],                        # WRN-28-10
+    "convnext_cifar": ["--model", "convnext_cifar", "--batch-size", "128"],
 }
 TIMING = {"warmup": 2, "steps": 3, "windows": 3}  # throughput.py steps: short, the machine is shared
 

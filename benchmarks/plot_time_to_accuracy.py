@@ -3,7 +3,8 @@
 Every point is one run of a whole ``train.py`` command on this machine: test accuracy against the
 wall time of the command. The machine is shared, so a run whose 1-minute load average (sampled
 every 10 s) went above ``--quiet-load`` while it ran (ours alone is ~2: two busy threads) is drawn
-hollow: its time is inflated by other people's work, its accuracy is not.
+hollow: its time is inflated by other people's work, its accuracy is not. So is a run whose record
+says ``"disturbed": true`` (something known to have shared the cores, however short).
 
     python benchmarks/plot_time_to_accuracy.py          # -> benchmarks/results/time_to_accuracy.png
     python benchmarks/plot_time_to_accuracy.py --table  # also print the README table
@@ -24,8 +25,9 @@ def load_runs(path: Path) -> list[dict]:
 
 
 def is_quiet(run: dict, quiet_load: float) -> bool:
+    """Quiet: the load stayed low, and nothing was recorded as disturbing the run (``"disturbed": true``)."""
     peak = run.get("load_1min_max")
-    return peak is not None and peak <= quiet_load
+    return peak is not None and peak <= quiet_load and not run.get("disturbed")
 
 
 def plot(runs: list[dict], output: Path, quiet_load: float) -> Path:
