@@ -76,7 +76,7 @@ def curves_figure(
     # test rows carry the epoch count after training, one past the last epoch: not an epoch of their own
     last_epoch = max((e + 1 for key, curve in curves.items() if not key.startswith("test/") for e in curve), default=1)
     tested_kind = monitor.rpartition("/")[2] if monitor else "acc"
-    monitored = curves.get(monitor) or {} if monitor else {}
+    monitored = (curves.get(monitor) or {}) if monitor else {}
     for axis, (name, keys) in zip(axes, panels.items()):
         for key in keys:
             epochs = sorted(curves[key])
