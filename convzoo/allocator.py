@@ -4,12 +4,17 @@ By default glibc serves every block above 128 KiB-32 MiB (its threshold adapts) 
 ``mmap`` and hands it back to the kernel on ``free``. A CPU training step allocates and frees
 hundreds of activation and gradient buffers of that size, so every step page-faults all of them
 in anew (measured: ~70k page faults/s, ~10% system time for a full-width airbench step).
-``keep_freed_memory()`` turns both off (``mallopt(M_MMAP_MAX, 0)``: no mmap; a trim threshold
-of 2 GiB: freed memory stays in the heap) so the next step reuses the same pages. The same
-effect as starting Python with ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=...``, from inside.
+``keep_freed_memory()`` turns both off (``mallopt(M_MMAP_MAX, 0)``: no mmap;
+``mallopt(M_TRIM_THRESHOLD, -1)``: never trim, so freed memory stays in the heap) and the next
+step reuses the same pages. The same effect as starting Python with ``MALLOC_MMAP_MAX_=0
+MALLOC_TRIM_THRESHOLD_=<huge>``, from inside. The threshold is "never", not a finite one:
+mallopt takes an int, and at 2 GiB (the largest) three profiled ``cpu_fast`` steps of 1024
+(``benchmarks/flops.py --profile cpu_fast``, whose zero-fills then page-faulted) took 5.8 s
+against 3.8 s with -1 or the environment variables.
 
-Measured (README, "CPU levers"): ``experiment=cpu_fast_4min`` 2,240 -> 2,908 images/s in the
-median epoch, 3 min 01 s -> 2 min 27 s for the whole run, same accuracy; peak RSS 1.70 -> 1.98 GB.
+Measured (README, "CPU levers"): training steps of the full-width airbench network at batch 1024
++20-35%, half width +60% (``benchmarks/cpu_levers.py``, ``keep_freed=0`` vs ``1``); a whole
+``cpu_fast_4min`` run 3 min 01 s -> 2 min 27 s on the same day, with the same accuracy.
 
 Example (``train()`` does this when ``keep_freed_memory=true``, the default)::
 
@@ -28,7 +33,7 @@ __all__ = ["keep_freed_memory"]
 # glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
-_TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: 2 GiB, far above anything one step frees at once
+_NEVER_TRIM = -1  # mallopt(3): "Setting M_TRIM_THRESHOLD to -1 disables trimming completely"
 
 
 def keep_freed_memory() -> bool:
@@ -36,4 +41,4 @@ def keep_freed_memory() -> bool:
     if platform.libc_ver()[0] != "glibc":
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+    return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _NEVER_TRIM))
