@@ -8,7 +8,7 @@ import inspect
 import sys
 
 from convzoo.deploy_cli import add_commands as add_deploy_commands
-from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, POOLS, ConfigError, Registry
+from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, POOLS, Registry
 
 
 def _describe(registry: Registry, skip: tuple[str, ...]) -> list[str]:

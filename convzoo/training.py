@@ -19,9 +19,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from convzoo.allocator import keep_freed_memory
 from convzoo.data import TensorDataModule
 from convzoo.errors import CheckpointError
-from convzoo.allocator import keep_freed_memory
 from convzoo.classifier import METRICS, ImageClassifier
 from convzoo.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
 from convzoo.resume import continue_csv_log

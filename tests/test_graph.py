@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convzoo import BLOCKS, ConfigError, build_model, register_block, summary
+from convzoo import ConfigError, build_model, register_block, summary
 from convzoo.model import ConvNet, GraphNet
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from convzoo import BLOCKS, ConfigError, build_model, register_block
+from convzoo import ConfigError, build_model, register_block
 from convzoo.config import compose, config_dir
 
 MODEL_CONFIGS = sorted(p.stem for p in (config_dir() / "model").glob("*.yaml"))

@@ -1,7 +1,6 @@
 """Training end to end: configs compose, runs train/resume/test, DDP, the run directory's records."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
