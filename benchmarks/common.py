@@ -41,8 +41,9 @@ def in_turns(variants: Mapping[str, torch.nn.Module], batch_size: int, steps: in
              warmup: int = 2, on_round: Callable[[int], None] | None = None) -> dict[str, list[float]]:
     """Train every variant (channels-last, SGD) on the same random batch, one window each per round.
 
-    Taking turns means a change in machine load during the run hits every variant alike; compare
-    the medians of the returned windows.
+    Taking turns means a change in machine load during the run hits every variant alike; the order
+    reverses every round, so no variant always runs first (on a cold cache) or right after the same
+    other one. Compare the medians of the returned windows.
     """
     keep_freed_memory()  # as train() does by default: the figures are what a training run gets
     images = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
@@ -54,7 +55,8 @@ def in_turns(variants: Mapping[str, torch.nn.Module], batch_size: int, steps: in
         train_window(net, optimizers[name], images, labels, warmup)  # oneDNN primitives, allocator
     rates: dict[str, list[float]] = {name: [] for name in variants}
     for round_index in range(rounds):
-        for name, net in variants.items():
+        order = list(variants.items())
+        for name, net in order if round_index % 2 == 0 else reversed(order):
             rates[name].append(train_window(net, optimizers[name], images, labels, steps))
         if on_round:
             on_round(round_index)

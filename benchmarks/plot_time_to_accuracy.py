@@ -51,7 +51,7 @@ def plot(runs: list[dict], output: Path, quiet_load: float) -> Path:
         axis.plot([minutes], [accuracy], marker="*", markersize=14, color="black", zorder=4)
         axis.annotate(f"target {accuracy}% in {minutes:g} min", (minutes, accuracy), textcoords="offset points",
                       xytext=(6, -12), fontsize=8)
-    axis.scatter([], [], color="none", edgecolors="grey", label=f"hollow: load > {quiet_load:g} during the run")
+    axis.scatter([], [], color="none", edgecolors="grey", label=f"hollow: load > {quiet_load:g} during the run, or disturbed")
     axis.set(xlabel="wall time of the whole command (min)", ylabel="test accuracy (%)",
              title="CIFAR-10 on a 2-core CPU: accuracy vs wall time (one point per run)")
     axis.grid(alpha=0.3)
