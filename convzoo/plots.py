@@ -19,7 +19,7 @@ from convzoo.runs import Run, distinguishing_overrides, epoch_curves, step_curve
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["curve_panels", "curves_figure", "plot_curves", "runs_figure", "save_figure"]
+__all__ = ["curve_panels", "curves_figure", "plot_curves", "runs_figure", "save_figure", "marked_test_metric"]
 
 
 def _pyplot() -> Any:
@@ -46,6 +46,17 @@ def curve_panels(curves: Mapping[str, Any]) -> dict[str, list[str]]:
         if stage != "test" and not name.endswith("_step"):
             panels.setdefault(name.removesuffix("_epoch"), []).append(key)
     return {name: panels[name] for name in sorted(panels, key=lambda name: ("loss" not in name, name))}
+
+
+def marked_test_metric(monitor: str | None) -> str:
+    """The test metric a run's curves mark: the monitored metric's, or accuracy where nothing was
+    monitored (the final weights were tested).
+
+    Example:
+        >>> marked_test_metric("val/top1"), marked_test_metric(None)
+        ('test/top1', 'test/acc')
+    """
+    return "test/" + (monitor.rpartition("/")[2] if monitor else "acc")
 
 
 def curves_figure(
@@ -75,14 +86,14 @@ def curves_figure(
     axes = list(axes[0])
     # test rows carry the epoch count after training, one past the last epoch: not an epoch of their own
     last_epoch = max((e + 1 for key, curve in curves.items() if not key.startswith("test/") for e in curve), default=1)
-    tested_kind = monitor.rpartition("/")[2] if monitor else "acc"
+    tested = marked_test_metric(monitor)
     monitored = (curves.get(monitor) or {}) if monitor else {}
     for axis, (name, keys) in zip(axes, panels.items()):
         for key in keys:
             epochs = sorted(curves[key])
             axis.plot([e + 1 for e in epochs], [curves[key][e] for e in epochs], marker="o", label=key)
         axis.set(title=name, xlabel="epoch")
-        if test_score is not None and name == tested_kind and (monitor is None or monitor in keys):
+        if test_score is not None and name == tested.removeprefix("test/") and (monitor is None or monitor in keys):
             if monitored:
                 epoch = (max if mode == "max" else min)(monitored, key=monitored.get) + 1
                 which = f"best val epoch {epoch}"
@@ -91,7 +102,7 @@ def curves_figure(
             value = f"{test_score:.2%}" if mode == "max" and 0 <= test_score <= 1 else f"{test_score:.4g}"
             axis.axhline(test_score, color="C3", linestyle=":", linewidth=1)
             axis.plot([epoch], [test_score], marker="*", markersize=14, color="C3", linestyle="none",
-                      label=f"test/{tested_kind} {value} ({which})")
+                      label=f"{tested} {value} ({which})")
     lr_axis = axes[-1]
     for key, values in sorted(rates.items()):
         steps = sorted(values)

@@ -32,7 +32,7 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from convzoo.plots import plot_curves
+from convzoo.plots import plot_curves, marked_test_metric
 from convzoo.runs import run_title
 from convzoo.summary import ModelSummary, summary
 
@@ -132,9 +132,7 @@ class RunRecords(Callback):
         self._test = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         if self._fit is not None:  # a run's final metrics; a module not fitted here has none
             self._write_metrics(trainer)
-        monitor = getattr(trainer.checkpoint_callback, "monitor", None)
-        # the tested checkpoint is the monitored metric's best; with no monitor, the final weights
-        self._plot(trainer, self._test.get("test/" + (monitor.rpartition("/")[2] if monitor else "acc")))
+        self._plot(trainer, self._test.get(marked_test_metric(getattr(trainer.checkpoint_callback, "monitor", None))))
 
     def _write_metrics(self, trainer: L.Trainer) -> None:
         self.metrics = {**self._fit, **self._test, **self._clock, "params": self.table.total_params,
