@@ -48,8 +48,8 @@ def load_predictor(path: str | os.PathLike, allow_imports: bool = False) -> Pred
 
     A checkpoint is read as data (:func:`~convzoo.deploy.load_checkpoint`; its spec's ``imports:``
     only with ``allow_imports=True``), and so are the pickles inside a ``.pt2``; a ``.pt`` is
-    TorchScript, which torch's own interpreter runs (no Python pickle). A file that does not load
-    is refused in one line naming it.
+    TorchScript, whose reader builds TorchScript types only (no Python object a pickle names). A file
+    that does not load is refused in one line naming it.
     """
     path = Path(path)
     if path.suffix == ".ckpt":
