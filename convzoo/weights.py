@@ -113,6 +113,8 @@ def read_checkpoint_file(path: str | os.PathLike, described: str, fix: str,
 
 #: How torch names what a weights-only load refused: ``Unsupported global: GLOBAL io.open was not ...``.
 _REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+#: torch's messages bold some words for a terminal (``\x1b[1m``); a one-line error keeps the words only.
+_TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def load_failure(described: str, failure: Exception, fix: str, trusted: str = "", kind: str = "PyTorch checkpoint") -> str:
@@ -129,7 +131,7 @@ def load_failure(described: str, failure: Exception, fix: str, trusted: str = ""
         return (f"{described} pickles {refused.group(1)}, which is not a tensor or a plain value: loading it could run "
                 f"code, so it is refused (convzoo loads files with weights_only=True). {fix}"
                 + (f" {trusted}" if trusted else ""))
-    reason = " ".join(str(failure).split())[:160]
+    reason = "".join(c for c in _TERMINAL_STYLE.sub("", " ".join(str(failure).split())) if c.isprintable())[:160]
     return f"{described} is not a readable {kind} ({type(failure).__name__}: {reason}): truncated, or another kind of file. {fix}"
 
 
