@@ -8,6 +8,9 @@ Example (inference in another project, from a training run's checkpoint)::
 
 The class names and normalisation statistics travel in the checkpoint too:
 ``ImageClassifier.load_from_checkpoint(path).hparams.classes`` (``.input_mean``, ``.input_std``).
+Both read the file as data (``weights_only=True``), so a checkpoint from anywhere runs no code when
+loaded; ``weights_only=False`` (a file you trust) and ``allow_imports=True`` (a spec that imports a
+package's blocks) are the opt-ins, by name.
 """
 
 from __future__ import annotations
