@@ -26,6 +26,7 @@ from convzoo.classifier import ImageClassifier, load_model
 from convzoo.config import compose
 from convzoo.deploy import load_checkpoint
 from convzoo.errors import one_line
+from convzoo.export import EXPORT_FORMATS
 from convzoo.spec import upgrade_legacy_spec
 from convzoo.training import train
 
@@ -154,15 +155,16 @@ def _saved(value: object) -> bytes:
 
 
 # the pickles inside each kind of archive: a torch.save-d file in a .pt2, raw pickles in TorchScript
+@pytest.mark.slow  # exports
 @pytest.mark.parametrize("fmt, pickles, pack", [("export", ("sample_inputs/model.pt",), _saved),
                                                  ("torchscript", ("/data.pkl", "/constants.pkl"),
                                                   partial(pickle.dumps, protocol=2))])
 def test_an_exported_model_whose_pickle_runs_code_is_refused(fmt, pickles, pack, marker, tmp_path, capsys):
     """torch.export.load retries a refused pickle without weights_only (convzoo does not let it); TorchScript's
     reader resolves only TorchScript types."""
-    exported = tmp_path / f"plain.{fmt}"
+    exported = tmp_path / f"plain{EXPORT_FORMATS[fmt]}"
     assert main(["export", "model=plain", "model.width_multiplier=0.125", "--format", fmt, "--out", str(exported)]) == 0
-    hostile = tmp_path / f"hostile{exported_suffix(exported)}"
+    hostile = tmp_path / f"hostile{EXPORT_FORMATS[fmt]}"
     payload = pack({"inputs": WritesMarker(marker)})
     with zipfile.ZipFile(exported) as source, zipfile.ZipFile(hostile, "w") as target:
         for item in source.infolist():
@@ -173,12 +175,6 @@ def test_an_exported_model_whose_pickle_runs_code_is_refused(fmt, pickles, pack,
     message = capsys.readouterr().err.strip()
     assert not marker.exists()
     assert message.count("\n") == 0 and str(hostile) in message and "io.open" in message, message
-
-
-def exported_suffix(path: Path) -> str:
-    from convzoo.export import EXPORT_FORMATS
-
-    return EXPORT_FORMATS[path.suffix.lstrip(".")]
 
 
 def test_the_opt_in_by_name_loads_a_trusted_file(marker, tmp_path):
@@ -199,9 +195,17 @@ def test_real_checkpoints_still_load_everywhere(which, trained_checkpoint, tmp_p
     for name, value in net.state_dict().items():
         torch.testing.assert_close(value, reference[name])
     assert not load_weights(build_model(deployed.spec), path, strict=True).missing
-    assert main(["export", str(path), "--format", "torchscript", "--out", str(tmp_path / "m.pt")]) == 0
     assert main(["predict", str(path), _image(tmp_path)]) == 0
-    assert main(["predict", str(tmp_path / "m.pt"), _image(tmp_path)]) == 0
+
+
+@pytest.mark.slow  # exports
+@pytest.mark.parametrize("fmt", ["export", "torchscript"])
+@pytest.mark.parametrize("which", ["today", "0.1"])
+def test_real_checkpoints_still_export_and_their_artifacts_load(which, fmt, trained_checkpoint, tmp_path):
+    path = trained_checkpoint if which == "today" else LEGACY
+    out = tmp_path / f"model{EXPORT_FORMATS[fmt]}"
+    assert main(["export", str(path), "--format", fmt, "--out", str(out)]) == 0
+    assert main(["predict", str(out), _image(tmp_path)]) == 0
 
 
 # imports: a checkpoint's spec does not choose what gets imported
