@@ -6,6 +6,7 @@ each with one more object whose unpickling would write a marker file (``open(mar
 weights-only default off, so only a load that asks for ``weights_only=True`` itself passes.
 """
 
+import ast
 import io
 import pickle
 import shutil
@@ -253,3 +254,45 @@ def test_imports_the_caller_made_already_are_fine(importing_checkpoint, marker):
     marker.unlink()
     assert load_checkpoint(path)[1].classes
     assert not marker.exists()  # nothing imported again
+
+
+# a tripwire for loaders added later
+# ---------------------------------------------------------------------------------------------
+REPO = DATA.parent.parent
+#: Every call that reads a model file, by file and callee; each is an entry point tested above.
+KNOWN_READS = {
+    ("convzoo/weights.py", "torch.load"),  # read_checkpoint_file: every checkpoint and state dict
+    ("convzoo/classifier.py", "super().load_from_checkpoint"),  # after read_checkpoint_file, weights_only passed on
+    ("convzoo/classifier.py", "ImageClassifier.load_from_checkpoint"),  # load_model
+    ("convzoo/export.py", "torch.export.load"),  # inside _weights_only_loads
+    ("convzoo/export.py", "torch.jit.load"),
+}
+
+
+def _callee(node: ast.expr) -> str:
+    if isinstance(node, ast.Attribute):
+        return f"{_callee(node.value)}.{node.attr}"
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Call):
+        return f"{_callee(node.func)}()"
+    return "?"
+
+
+def test_every_place_that_reads_a_model_file_is_known():
+    reads, unguarded = set(), []
+    for path in sorted([*(REPO / "convzoo").rglob("*.py"), *(REPO / "benchmarks").rglob("*.py"), REPO / "train.py"]):
+        name = str(path.relative_to(REPO))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            callee = _callee(node.func)
+            keywords = {k.arg for k in node.keywords}
+            if callee.endswith(("torch.load", "jit.load", "export.load", "load_from_checkpoint", "pl_load")):
+                reads.add((name, callee))
+            if "ckpt_path" in keywords and "weights_only" not in keywords:  # Trainer.fit/test/...: Lightning loads it
+                unguarded.append(f"{name}:{node.lineno} {callee}")
+    assert reads == KNOWN_READS, (
+        "a place that reads model files was added or moved: read them with convzoo.weights.read_checkpoint_file "
+        f"(weights-only), add its entry point to ENTRY_POINTS above, then to KNOWN_READS: {reads ^ KNOWN_READS}")
+    assert not unguarded, f"pass weights_only=True where Lightning loads a checkpoint: {unguarded}"
