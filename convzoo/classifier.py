@@ -8,6 +8,9 @@ Example (inference in another project, from a training run's checkpoint)::
 
 The class names and normalisation statistics travel in the checkpoint too:
 ``ImageClassifier.load_from_checkpoint(path).hparams.classes`` (``.input_mean``, ``.input_std``).
+Both read the file as data (``weights_only=True``), so a checkpoint from anywhere runs no code when
+loaded; ``weights_only=False`` (a file you trust) and ``allow_imports=True`` (a spec that imports a
+package's blocks) are the opt-ins, by name.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from convzoo import __version__
 from convzoo.layers import NORM_TYPES
-from convzoo.model import ConvNet, build_model
+from convzoo.model import ConvNet, build_model, check_imports_allowed
 from convzoo.registry import ConfigError, suggest
 from convzoo.spec import upgrade_legacy_spec
 from convzoo.weight_init import InitRecord, apply_data_init, apply_init_config
+from convzoo.weights import read_checkpoint_file
 
 __all__ = ["ImageClassifier", "METRICS", "load_model", "make_optimizer"]
 
@@ -171,16 +175,36 @@ class ImageClassifier(L.LightningModule):
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, map_location: Any = None, hparams_file: Any = None,
-                             strict: bool | None = None, **kwargs: Any) -> ImageClassifier:
-        """Lightning's loader; a checkpoint written by an earlier convzoo gets its spec in today's form first;
-        the init config is not applied again (the weights are the checkpoint's)."""
+                             strict: bool | None = None, weights_only: bool = True, allow_imports: bool = False,
+                             **kwargs: Any) -> ImageClassifier:
+        """Lightning's loader, safe for a file from anywhere: the checkpoint is read as data
+        (``weights_only=True``: tensors and plain containers, so it cannot run code), and modules its spec
+        names in ``imports:`` are imported only with ``allow_imports=True`` or if imported already
+        (:func:`~convzoo.model.check_imports_allowed`). A file that is missing, not a convzoo checkpoint,
+        or pickles anything else is refused in one line naming it.
+
+        ``weights_only=False`` is for a checkpoint you trust that holds other objects (written by your
+        own subclass, say): it unpickles them, which runs any code they name. A checkpoint written by an
+        earlier convzoo gets its spec in today's form first; the init config is not applied again (the
+        weights are the checkpoint's). Local files only: download a remote one first.
+        """
+        checkpoint = read_checkpoint_file(
+            checkpoint_path, f"checkpoint {str(checkpoint_path)!r}", weights_only=weights_only,
+            fix="Pass a run's checkpoints/best.ckpt or last.ckpt.",
+            trusted="If you trust the file and its source, pass weights_only=False (to load_model or "
+                    "load_from_checkpoint): that runs what it pickles.")
         if "model" not in kwargs:
-            checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
-            kwargs["model"] = upgrade_legacy_spec(checkpoint["hyper_parameters"]["model"])
+            hparams = checkpoint.get("hyper_parameters")
+            if not isinstance(hparams, Mapping) or "model" not in hparams:
+                raise ConfigError(f"{str(checkpoint_path)!r} is not a convzoo checkpoint: it has no "
+                                  f"hyper_parameters['model'] (the model spec); pass model=<spec> to rebuild its network.")
+            kwargs["model"] = upgrade_legacy_spec(hparams["model"])
+            check_imports_allowed(kwargs["model"], f"checkpoint {str(checkpoint_path)!r}", allow_imports)
+        del checkpoint  # Lightning reads the file again itself (weights-only too)
         restoring = _RESTORING.set(True)
         try:
             return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
-                                                strict=strict, **kwargs)
+                                                strict=strict, weights_only=weights_only, **kwargs)
         finally:
             _RESTORING.reset(restoring)
 
@@ -269,7 +293,14 @@ class ImageClassifier(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu") -> ConvNet:
-    """The trained network from a convzoo checkpoint, in eval mode, ready for inference."""
-    module = ImageClassifier.load_from_checkpoint(checkpoint, map_location=map_location, compile=False)
+def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu", weights_only: bool = True,
+               allow_imports: bool = False) -> ConvNet:
+    """The trained network from a convzoo checkpoint, in eval mode, ready for inference.
+
+    Safe for a file from anywhere (see :meth:`ImageClassifier.load_from_checkpoint`): it is read as
+    data, and its spec's ``imports:`` are imported only with ``allow_imports=True``;
+    ``weights_only=False`` runs whatever the file pickles, for a checkpoint you trust.
+    """
+    module = ImageClassifier.load_from_checkpoint(checkpoint, map_location=map_location, compile=False,
+                                                  weights_only=weights_only, allow_imports=allow_imports)
     return module.model.eval()

@@ -27,7 +27,7 @@ import torch
 
 from convzoo import __version__
 from convzoo.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from convzoo.model import ConvNet, build_model
+from convzoo.model import ConvNet, build_model, check_imports_allowed
 from convzoo.registry import ConfigError
 from convzoo.spec import upgrade_legacy_spec
 from convzoo.weights import load_weights, read_checkpoint_file
@@ -132,19 +132,27 @@ def deploy_info(net: ConvNet, classes: Sequence[str] | None = None, mean: Sequen
     )
 
 
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[ConvNet, DeployInfo]:
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu", weights_only: bool = True,
+                    allow_imports: bool = False) -> tuple[ConvNet, DeployInfo]:
     """The trained network of a convzoo checkpoint (eval mode) and what it needs to be fed.
 
     Needs no Lightning: the spec is rebuilt and every tensor loaded with
     :func:`convzoo.weights.load_weights` (strict: a checkpoint that does not fit is an error).
+    Safe for a file from anywhere: it is read as data (``weights_only=True``, so it cannot run code),
+    and modules its spec names in ``imports:`` are imported only with ``allow_imports=True`` or if
+    imported already. ``weights_only=False`` runs whatever the file pickles: for a file you trust.
     """
-    checkpoint = read_checkpoint_file(path, f"checkpoint {str(path)!r}",
-                                      fix="Pass a run's checkpoints/best.ckpt or last.ckpt.")
+    described = f"checkpoint {str(path)!r}"
+    checkpoint = read_checkpoint_file(
+        path, described, weights_only=weights_only, fix="Pass a run's checkpoints/best.ckpt or last.ckpt.",
+        trusted="If you trust the file and its source, convzoo.deploy.load_checkpoint(path, weights_only=False) "
+                "runs what it pickles.")
     hparams = checkpoint.get("hyper_parameters")
     if not isinstance(hparams, Mapping) or "model" not in hparams:
         raise ConfigError(f"{str(path)!r} is not a convzoo checkpoint: it has no hyper_parameters['model'] (the model "
                           f"spec); train with train.py, or build the network and use convzoo.load_weights.")
     spec = upgrade_legacy_spec(hparams["model"])
+    check_imports_allowed(spec, described, allow_imports)
     net = build_model(spec)
     load_weights(net, checkpoint, strict=True)
     info = deploy_info(net, hparams.get(CLASSES_KEY), hparams.get(MEAN_KEY), hparams.get(STD_KEY))

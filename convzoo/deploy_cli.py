@@ -15,6 +15,10 @@ __all__ = ["add_commands", "run_export", "run_predict"]
 _FORMATS = ("onnx", "export", "torchscript")  # convzoo.export.EXPORT_FORMATS, without importing torch for --help
 
 
+_ALLOW_IMPORTS_HELP = ("import the modules a checkpoint's spec names in imports: (their blocks); importing runs their "
+                       "code, so only for a checkpoint you trust. Without it such a checkpoint is refused.")
+
+
 def add_commands(commands: argparse._SubParsersAction) -> None:
     """Register ``export`` and ``predict`` on ``python -m convzoo``'s subcommands."""
     export = commands.add_parser(
@@ -30,6 +34,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     export.add_argument("--format", choices=_FORMATS, default="onnx", help="default: onnx")
     export.add_argument("--out", type=Path, help="the file to write; default: beside the checkpoint, or "
                                                  "<model name>.onnx|.pt2|.pt in the current folder")
+    export.add_argument("--allow-imports", action="store_true", help=_ALLOW_IMPORTS_HELP)
     export.set_defaults(run=run_export)
 
     predict = commands.add_parser(
@@ -41,6 +46,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
     predict.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
     predict.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
+    predict.add_argument("--allow-imports", action="store_true", help=_ALLOW_IMPORTS_HELP)
     predict.set_defaults(run=run_predict)
 
 
@@ -63,7 +69,7 @@ def run_export(args: argparse.Namespace) -> int:
         if len(source) > 1:
             raise ConfigError(f"a checkpoint is exported as trained; drop {' '.join(source[1:])!r} (overrides are for "
                               f"a spec file or model=...).")
-        net, info = load_checkpoint(first)
+        net, info = load_checkpoint(first, allow_imports=args.allow_imports)
         out = args.out or first.with_suffix(suffix)
     else:
         spec, cfg = model_config(source)
@@ -103,7 +109,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from convzoo.predict import load_predictor, predict_files
 
     try:
-        predictor = load_predictor(args.model)
+        predictor = load_predictor(args.model, allow_imports=args.allow_imports)
     except MissingExtraError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -119,6 +119,23 @@ def _torchscript() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _weights_only_loads() -> Iterator[None]:
+    """Every ``torch.load`` inside stays weights-only. ``torch.export.load`` retries a pickle of the
+    archive that a weights-only load refused with ``weights_only=False``, which would run whatever the
+    file names; torch's own switch, ``TORCH_FORCE_WEIGHTS_ONLY_LOAD``, overrides that retry."""
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")  # torch refuses both set at once
+    saved = {name: os.environ.pop(name, None) for name in names}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
 def _fp32_on_cpu(net: ConvNet) -> ConvNet:
     """``net`` itself when it is float32 on the CPU, else such a copy: artifacts are written and
     checked in fp32 from the CPU (ONNX is device-free; a .pt2 or TorchScript module moves with ``.to``)."""
@@ -193,7 +210,8 @@ def load_exported(path: str | os.PathLike, fmt: str) -> Callable[[Tensor], list[
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         return lambda x: [torch.from_numpy(y) for y in session.run(None, {INPUT_NAME: x.numpy()})]
     if fmt == "export":
-        module = torch.export.load(path).module()
+        with _weights_only_loads():
+            module = torch.export.load(path).module()
     else:
         with _torchscript():
             module = torch.jit.load(path, map_location="cpu")
@@ -221,7 +239,8 @@ def read_metadata(path: str | os.PathLike) -> DeployInfo:
         return DeployInfo.from_dict(props)
     extra = {METADATA_FILE: ""}
     if fmt == "export":
-        torch.export.load(path, extra_files=extra)
+        with _weights_only_loads():
+            torch.export.load(path, extra_files=extra)
     else:
         with _torchscript():
             torch.jit.load(path, map_location="cpu", _extra_files=extra)

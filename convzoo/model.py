@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import sys
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from convzoo.registry import BLOCKS, ConfigError, fits_annotation
 from convzoo.spec import INPUT, LAYER_KEYS, SPEC_KEYS, Layer, load_spec, parse_layers
 
 __all__ = [
-    "ConvNet", "GraphNet", "FeatureInfo", "Node", "build_model", "build_block", "load_spec",
+    "ConvNet", "GraphNet", "FeatureInfo", "Node", "build_model", "build_block", "check_imports_allowed", "load_spec",
     "SPEC_KEYS", "LAYER_KEYS",
 ]
 
@@ -170,6 +171,31 @@ def _import_modules(modules: list[str]) -> None:
                 f"imports: could not import {module!r} ({error}). Install the package that provides it "
                 f"or put it on PYTHONPATH."
             ) from None
+
+
+def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: bool) -> None:
+    """Refuse a spec that came from a file (a checkpoint) and names modules not imported yet in ``imports:``.
+
+    Importing a module runs its code, so a downloaded checkpoint must not choose what gets imported:
+    its modules are imported only with ``allow_imports=True``, or when the caller imported them
+    already (then building imports nothing). A spec the caller wrote is theirs: build it directly.
+
+    Example:
+        >>> check_imports_allowed({"imports": ["math"]}, "checkpoint 'a.ckpt'", allow_imports=False)  # imported already
+        >>> check_imports_allowed({"imports": ["my_blocks"]}, "checkpoint 'a.ckpt'", allow_imports=False)
+        Traceback (most recent call last):
+        convzoo.registry.ConfigError: checkpoint 'a.ckpt': its model spec imports my_blocks (imports:), and importing a module runs its code. If you trust it, import it yourself first or pass allow_imports=True (--allow-imports on the command line).
+    """
+    modules = spec.get("imports") or []
+    modules = [modules] if isinstance(modules, str) else [str(m) for m in modules]
+    new = [module for module in modules if module not in sys.modules]
+    if new and not allow_imports:
+        them = "them" if len(new) > 1 else "it"
+        raise ConfigError(
+            f"{source}: its model spec imports {', '.join(new)} (imports:), and importing a module runs its code. "
+            f"If you trust {them}, import {them} yourself first or pass allow_imports=True (--allow-imports on the "
+            f"command line)."
+        )
 
 
 # ---------------------------------------------------------------------------------------------

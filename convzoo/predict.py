@@ -29,6 +29,7 @@ from torch import Tensor
 from convzoo.data import normalize
 from convzoo.deploy import DeployInfo, load_checkpoint
 from convzoo.registry import ConfigError
+from convzoo.weights import load_failure
 
 __all__ = ["Predictor", "find_images", "load_image", "load_predictor", "predict_files", "predict_images"]
 
@@ -42,17 +43,23 @@ class Predictor:
     source: str
 
 
-def load_predictor(path: str | os.PathLike) -> Predictor:
-    """A checkpoint (``.ckpt``) or an artifact of ``python -m convzoo export`` (``.onnx``, ``.pt2``, ``.pt``)."""
+def load_predictor(path: str | os.PathLike, allow_imports: bool = False) -> Predictor:
+    """A checkpoint (``.ckpt``) or an artifact of ``python -m convzoo export`` (``.onnx``, ``.pt2``, ``.pt``).
+
+    A checkpoint is read as data (:func:`~convzoo.deploy.load_checkpoint`; its spec's ``imports:``
+    only with ``allow_imports=True``), and so are the pickles inside a ``.pt2``; a ``.pt`` is
+    TorchScript, whose reader builds TorchScript types only (no Python object a pickle names). A file
+    that does not load is refused in one line naming it.
+    """
     path = Path(path)
     if path.suffix == ".ckpt":
-        net, info = load_checkpoint(path)
+        net, info = load_checkpoint(path, allow_imports=allow_imports)
 
         def run(x: Tensor) -> Tensor:
             with torch.no_grad():
                 return net(x)
     else:
-        from convzoo.export import format_of, load_exported, read_metadata
+        from convzoo.export import MissingExtraError, format_of, load_exported, read_metadata
 
         if not path.is_file():
             raise ConfigError(f"{str(path)!r} does not exist; pass a checkpoint (.ckpt) or an exported model.")
@@ -60,7 +67,14 @@ def load_predictor(path: str | os.PathLike) -> Predictor:
             fmt = format_of(path)
         except ValueError as error:
             raise ConfigError(f"{error} Or pass a checkpoint (.ckpt).") from None
-        info, outputs = read_metadata(path), load_exported(path, fmt)
+        try:
+            info, outputs = read_metadata(path), load_exported(path, fmt)
+        except (MissingExtraError, ConfigError):
+            raise
+        except Exception as failure:  # not an artifact of ours: a state dict named .pt, a refused pickle, ...
+            raise ConfigError(load_failure(repr(str(path)), failure, kind=f"{fmt} artifact of python -m convzoo export",
+                                           fix="Pass a checkpoint (.ckpt) or a model exported by python -m convzoo "
+                                               "export.")) from None
 
         def run(x: Tensor) -> Tensor:
             return outputs(x)[0]

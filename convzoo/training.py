@@ -134,9 +134,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         continue_csv_log(trainer.loggers, checkpoint)
     del checkpoint  # Lightning loads it again itself; do not hold two copies
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    # weights_only: Lightning's own load of the checkpoint is data-only too (its default defers to torch's,
+    # which an environment variable can turn off)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     if cfg.get("test", True):
-        trainer.test(module, datamodule=datamodule, ckpt_path=_test_checkpoint(trainer))
+        trainer.test(module, datamodule=datamodule, ckpt_path=_test_checkpoint(trainer), weights_only=True)
     if trainer.is_global_zero:
         print("final metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in records.metrics.items()))
     log_run_files(trainer.loggers, run_dir, records.metrics)

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,7 +33,7 @@ from torch import Tensor, nn
 
 from convzoo.registry import ConfigError
 
-__all__ = ["WeightSource", "WeightTransfer", "load_weights", "read_checkpoint_file", "read_state_dict"]
+__all__ = ["WeightSource", "WeightTransfer", "load_failure", "load_weights", "read_checkpoint_file", "read_state_dict"]
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +81,16 @@ def _shorten(names: list[str], limit: int = 8) -> str:
 
 
 def read_checkpoint_file(path: str | os.PathLike, described: str, fix: str,
-                         error: type[ConfigError] = ConfigError) -> Mapping[str, Any]:
-    """Load a checkpoint or state-dict file as data: ``weights_only`` (a file must not be able to run
-    code when loaded), on the CPU. A missing, unreadable or non-mapping file raises ``error`` in one
+                         error: type[ConfigError] = ConfigError, weights_only: bool = True,
+                         trusted: str = "") -> Mapping[str, Any]:
+    """Load a checkpoint or state-dict file as data, on the CPU: ``torch.load(weights_only=True)``, so
+    tensors and plain containers only, and a file cannot run code when loaded. A missing, unreadable or
+    non-mapping file, or one that pickles anything else (a function, a class), raises ``error`` in one
     line: ``described`` (how the caller names the file: ``ckpt_path=...``), what is wrong, then ``fix``.
+
+    ``weights_only=False`` unpickles whatever the file holds, which runs any code it names: only for a
+    file from a source the caller trusts, and only when the caller asked for it by name. ``trusted``
+    says how to ask (``load_model(path, weights_only=False)``); it ends the message of a refused file.
 
     Example:
         >>> read_checkpoint_file("nowhere.ckpt", "ckpt_path=nowhere.ckpt", "Give a run's last.ckpt.")
@@ -95,14 +103,36 @@ def read_checkpoint_file(path: str | os.PathLike, described: str, fix: str,
         hint = f" {path.parent} holds: {', '.join(nearby)}." if nearby else ""
         raise error(f"{described} does not exist.{hint} {fix}")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as failure:  # a truncated zip, a text file, a foreign pickle: unusable either way
-        reason = " ".join(str(failure).split())[:160]
-        raise error(f"{described} is not a readable PyTorch checkpoint ({type(failure).__name__}: {reason}): "
-                    f"truncated, or another kind of file. {fix}") from None
+        loaded = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as failure:  # a refused global, a truncated zip, a text file: unusable either way
+        raise error(load_failure(described, failure, fix, trusted)) from None
     if not isinstance(loaded, Mapping):
         raise error(f"{described} holds a {type(loaded).__name__}, not a checkpoint or a state dict. {fix}")
     return loaded
+
+
+#: How torch names what a weights-only load refused: ``Unsupported global: GLOBAL io.open was not ...``.
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
+#: torch's messages bold some words for a terminal (``\x1b[1m``); a one-line error keeps the words only.
+_TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def load_failure(described: str, failure: Exception, fix: str, trusted: str = "", kind: str = "PyTorch checkpoint") -> str:
+    """One line on why torch could not load a file: what a weights-only load refused (the file
+    pickles a function or class, so loading it could run code; ``trusted`` says how to opt in), or
+    that it is unreadable (``kind``: what it should have been). ``described`` names the file.
+
+    Example:
+        >>> load_failure("'a.pt'", EOFError("Ran out of input"), "Pass a state dict.")
+        "'a.pt' is not a readable PyTorch checkpoint (EOFError: Ran out of input): truncated, or another kind of file. Pass a state dict."
+    """
+    refused = _REFUSED_GLOBAL.search(str(failure)) if isinstance(failure, pickle.UnpicklingError) else None
+    if refused:
+        return (f"{described} pickles {refused.group(1)}, which is not a tensor or a plain value: loading it could run "
+                f"code, so it is refused (convzoo loads files with weights_only=True). {fix}"
+                + (f" {trusted}" if trusted else ""))
+    reason = "".join(c for c in _TERMINAL_STYLE.sub("", " ".join(str(failure).split())) if c.isprintable())[:160]
+    return f"{described} is not a readable {kind} ({type(failure).__name__}: {reason}): truncated, or another kind of file. {fix}"
 
 
 def read_state_dict(source: WeightSource) -> tuple[dict[str, Tensor], str]:
@@ -118,8 +148,9 @@ def read_state_dict(source: WeightSource) -> tuple[dict[str, Tensor], str]:
     if isinstance(source, (str, os.PathLike)):
         loaded = read_checkpoint_file(
             source, f"weights file {str(source)!r}",
-            fix="Pass a checkpoint (.ckpt) or a saved state dict (convzoo reads files with weights_only=True; "
-                "if you trust a file holding other objects, pass torch.load(path, weights_only=False) instead of the path).")
+            fix="Pass a checkpoint (.ckpt) or a saved state dict (convzoo reads files with weights_only=True).",
+            trusted="If you trust the file and its source, pass torch.load(path, weights_only=False) instead of the "
+                    "path: that runs what the file pickles.")
         path = Path(source)
         tensors, kind = read_state_dict(loaded)
         return tensors, f"{path} ({kind})"
