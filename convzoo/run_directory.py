@@ -31,7 +31,7 @@ Example:
     >>> with claim_run_directory(run_dir):  # doctest: +ELLIPSIS
     ...     pass
     Traceback (most recent call last):
-    convzoo.errors.RunDirectoryError: ... already holds a run's records (metrics.json); a new run does not write over them....
+    convzoo.errors.RunDirectoryError: ... already holds a run's records (metrics.json); a new run does not ...
 """
 
 from __future__ import annotations

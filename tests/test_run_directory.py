@@ -150,9 +150,8 @@ def train_py(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 
 def one_error_line(result: subprocess.CompletedProcess) -> str:
-    assert result.returncode == 2, result.stderr[-3000:]
-    [line] = [line for line in result.stderr.splitlines() if line.strip()]
-    assert line.startswith("error: ")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     return line
 
 
@@ -213,8 +212,7 @@ def test_an_optuna_search_reports_a_refused_trial(tmp_path):
     (sweep_dir / "0" / ".hydra").mkdir()
     line = one_error_line(train_py(tmp_path, *search))
     assert f"{sweep_dir} already holds the records of 1 earlier run(s) (0: checkpoints/" in line
-    assert digests(sweep_dir / "0") == {**before, **digests(sweep_dir / "0")} and "0/.hydra/config.yaml" not in digests(
-        sweep_dir)
+    assert digests(sweep_dir / "0") == before  # its .hydra/ still empty: refused before Hydra wrote a file
 
     busy = tmp_path / "busy"
     handle = hold_lock(busy / "0")
@@ -224,3 +222,18 @@ def test_an_optuna_search_reports_a_refused_trial(tmp_path):
         handle.close()
     assert f"{busy / '0'} is in use" in line and "hydra.sweep.dir=<new dir>" in line
     assert not (busy / "optimization_results.yaml").exists() and not (busy / "1").exists()
+
+
+def test_export_and_compare_leave_a_run_s_files_alone(tmp_path, capsys):
+    from convzoo.__main__ import main
+
+    before = plant_run(tmp_path)
+    checkpoint = tmp_path / "checkpoints" / "last.ckpt"
+    assert main(["export", "model=convmixer_tiny", "--format", "export", "--out", str(checkpoint)]) == 2
+    assert main(["compare", str(tmp_path), "-o", str(tmp_path / "metrics.json")]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert errors == [f"error: --out {tmp_path / 'checkpoints' / 'last.ckpt'}: that is a run's last.ckpt and is never "
+                      f"replaced; choose another file name.",
+                      f"error: -o {tmp_path / 'metrics.json'}: that is a run's metrics.json and is never replaced; "
+                      f"choose another file name."]
+    assert digests(tmp_path) == before
