@@ -9,7 +9,7 @@ While a run trains it holds an exclusive ``fcntl.flock`` on ``<run_dir>/.lock``.
 releases it when the process ends, however it ends (a crash, SIGKILL), so no stale lock is left
 behind; a second process started into the same directory meanwhile refuses, ``resume`` included.
 
-Three places apply the rule, all through :func:`refusal`:
+Three places apply the rule:
 
 * :func:`claim_run_directory`, entered by :func:`convzoo.training.train` for every run (a single run,
   each job of a sweep or Optuna search, the Python API): it takes the lock, then checks or clears;
@@ -154,6 +154,9 @@ def claim_run_directory(run_dir: str | Path, *, overwrite: bool = False, resumin
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise _in_use(run_dir, where) from None
+        except OSError as error:  # a file system without locks (ENOLCK): the records are still checked
+            print(f"note: {run_dir} cannot be locked ({error.strerror}); a second run started into it meanwhile "
+                  f"would not be refused.")
         handle.truncate(0)
         handle.write(f"{os.getpid()}\n")  # for the refusal's message only; the lock is the flock
         handle.flush()
@@ -182,23 +185,27 @@ class RunDirectoryGuard(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.get("resume") or config.get("overwrite") or not _is_global_zero():
-            return  # resuming expects records; overwrite is train()'s to carry out, with the lock held
+        if not _is_global_zero():
+            return
         run_dir = Path(str(config.hydra.run.dir))
         if _is_locked(run_dir):
             raise SystemExit(report(_in_use(run_dir, "hydra.run.dir")))
+        if config.get("resume") or config.get("overwrite"):
+            return  # resuming expects records; overwrite is train()'s to carry out, with the lock held
         records = records_in(run_dir)
         if records:
             raise SystemExit(report(refusal(run_dir, records, "hydra.run.dir")))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.get("resume") or not _is_global_zero():
+        if not _is_global_zero():
             return
         sweep_dir = Path(str(config.hydra.sweep.dir))
         jobs = sorted({path.parent for path in sweep_dir.glob("**/.hydra")}) if sweep_dir.is_dir() else []
         for job in jobs:
             if _is_locked(job):
                 raise SystemExit(report(_in_use(job, "hydra.sweep.dir")))
+        if config.get("resume"):
+            return
         held = {job: records_in(job) for job in jobs if records_in(job)}
         if not held:
             return

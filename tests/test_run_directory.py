@@ -237,3 +237,15 @@ def test_export_and_compare_leave_a_run_s_files_alone(tmp_path, capsys):
                       f"error: -o {tmp_path / 'metrics.json'}: that is a run's metrics.json and is never replaced; "
                       f"choose another file name."]
     assert digests(tmp_path) == before
+
+
+def test_a_file_system_without_locks_still_refuses_records(tmp_path, monkeypatch, capsys):
+    def no_locks(*args):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr("convzoo.run_directory.fcntl.flock", no_locks)
+    before = plant_run(tmp_path)
+    with pytest.raises(RunDirectoryError, match="already holds a run's records"):
+        with claim_run_directory(tmp_path):
+            pass
+    assert "cannot be locked (No locks available)" in capsys.readouterr().out and digests(tmp_path) == before
