@@ -1,8 +1,8 @@
 """The error policy: what a user can fix is reported in one line; everything else keeps its traceback.
 
 * :class:`ConfigError` (and its subclasses :class:`CheckpointError`, :class:`RunDirectoryError`,
-  ``convzoo.data.DataNotFoundError`` and ``convzoo.data.CorruptDataError``): something the user wrote -- a config value, a command-line
-  override, a spec key, a file path -- is wrong. The message names the key, the bad value, what is
+  ``convzoo.data.DataNotFoundError`` and ``convzoo.data.CorruptDataError``): something the user
+  wrote -- a config value, a command-line override, a spec key, a file path -- is wrong. The message names the key, the bad value, what is
   accepted and the fix. ``train.py`` and ``python -m convzoo`` print it as one line and exit 2.
 * :class:`NonFiniteLossError`: the training loss became NaN or infinite. The message names the
   epoch, step and learning rate and what to try; the entry points exit 3.
@@ -20,7 +20,8 @@ import sys
 
 from convzoo.registry import ConfigError
 
-__all__ = ["ConfigError", "CheckpointError", "NonFiniteLossError", "RunDirectoryError", "exit_code", "one_line", "report"]
+__all__ = ["ConfigError", "CheckpointError", "NonFiniteLossError", "RunDirectoryError", "exit_code", "one_line",
+           "report"]
 
 
 class CheckpointError(ConfigError):
@@ -28,7 +29,7 @@ class CheckpointError(ConfigError):
 
 
 class RunDirectoryError(ConfigError):
-    """The run directory holds another run's records, or another process is training there (see :mod:`convzoo.run_directory`)."""
+    """The run directory holds another run's records, or another process trains there (:mod:`convzoo.run_directory`)."""
 
 
 class NonFiniteLossError(RuntimeError):
