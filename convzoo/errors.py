@@ -3,7 +3,8 @@
 * :class:`ConfigError` (and its subclasses :class:`CheckpointError`, :class:`RunDirectoryError`,
   ``convzoo.data.DataNotFoundError`` and ``convzoo.data.CorruptDataError``): something the user
   wrote -- a config value, a command-line override, a spec key, a file path -- is wrong. The
-  message names the key, the bad value, what is accepted and the fix. ``train.py`` and ``python -m convzoo`` print it as one line and exit 2.
+  message names the key, the bad value, what is accepted and the fix. ``train.py`` and
+  ``python -m convzoo`` print it as one line and exit 2.
 * :class:`NonFiniteLossError`: the training loss became NaN or infinite. The message names the
   epoch, step and learning rate and what to try; the entry points exit 3.
 * Any other exception is a bug (ours, or in a user's own block) and is raised with its traceback.
