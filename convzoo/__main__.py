@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         "compare", help="runs side by side: validation curves on one PNG and a table of final metrics"
     )
     comparing.add_argument("runs", nargs="+", help="run directories, or folders of them (a multirun sweep)")
-    comparing.add_argument("-o", "--output", help="PNG to write (default: <sweep>/compare.png, else ./compare.png)")
+    comparing.add_argument("-o", "--output", help="PNG to write (default: <sweep>/compare.png, else ./compare.png); "
+                                                  "an existing PNG there is replaced, a run's record is refused")
     add_deploy_commands(commands)  # export, predict
     args = parser.parse_args(argv)
     from convzoo.errors import exit_code, report

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from convzoo.plots import runs_figure, save_figure
+from convzoo.run_directory import refuse_to_replace_a_record
 from convzoo.runs import Run, distinguishing_overrides, find_runs, format_count
 
 __all__ = ["compare", "runs_table"]
@@ -72,12 +73,15 @@ def _default_output(paths: Sequence[str | Path], runs: Sequence[Run]) -> Path:
 def compare(paths: Sequence[str | Path], output: str | Path | None = None) -> tuple[str, Path]:
     """Table and PNG for the runs at ``paths`` (run directories or folders of them).
 
-    Returns the printed text (shared overrides, then the table) and the PNG's path.
+    Returns the printed text (shared overrides, then the table) and the PNG's path. An existing PNG
+    there is replaced; a run's record or checkpoint never is
+    (:func:`~convzoo.run_directory.refuse_to_replace_a_record`).
     """
     runs = sorted(find_runs(paths), key=_sort_key)
+    png = refuse_to_replace_a_record(output or _default_output(paths, runs), "-o")
     common, _ = distinguishing_overrides(runs)
     figure = runs_figure(runs, title=f"{len(runs)} runs" + (": " + " ".join(common) if common else ""))
-    png = save_figure(figure, Path(output) if output else _default_output(paths, runs))
+    save_figure(figure, png)
     lines = [f"{len(runs)} runs" + (f", all with: {' '.join(common)}" if common else ""), runs_table(runs),
              f"curves: {png}"]
     return "\n".join(lines), png

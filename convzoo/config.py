@@ -105,7 +105,7 @@ def resume_overrides(overrides: Sequence[str], hydra_run: bool = False) -> list[
         raise ConfigError(f"resume={value}: {run_dir} is not a train.py run directory (it has no .hydra/overrides.yaml). "
                           f"To continue from a checkpoint file instead, pass ckpt_path=<file> with the run's overrides.")
     recorded = [str(o) for o in OmegaConf.load(recorded_file)]
-    kept = [o for o in recorded if _key(o) not in (RESUME_KEY, "ckpt_path")]
+    kept = [o for o in recorded if _key(o) not in (RESUME_KEY, "ckpt_path", "overwrite")]  # how it started, not the run
     now = [o for o in overrides if _key(o) != RESUME_KEY]
     location = _LOCATIONS[0] if hydra_run else _LOCATIONS[1]
     return [*kept, *now, f"{RESUME_KEY}={_quoted(str(run_dir))}", f"{location}={_quoted(str(run_dir))}"]

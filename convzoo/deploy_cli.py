@@ -33,14 +33,17 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     )
     export.add_argument("--format", choices=_FORMATS, default="onnx", help="default: onnx")
     export.add_argument("--out", type=Path, help="the file to write; default: beside the checkpoint, or "
-                                                 "<model name>.onnx|.pt2|.pt in the current folder")
+                                                 "<model name>.onnx|.pt2|.pt in the current folder. An existing "
+                                                 "file there is replaced, except a checkpoint (.ckpt) or a run's "
+                                                 "record (metrics.json, ...), which is refused")
     export.add_argument("--allow-imports", action="store_true", help=_ALLOW_IMPORTS_HELP)
     export.set_defaults(run=run_export)
 
     predict = commands.add_parser(
         "predict", help="top-k classes of image files with a trained checkpoint or exported model",
         description="Classify images (any size and mode: converted, resized to the model's input size and "
-                    "normalised with the statistics the checkpoint or artifact carries).",
+                    "normalised with the statistics the checkpoint or artifact carries). Prints one line per image; "
+                    "writes no files.",
     )
     predict.add_argument("model", type=Path, help="a checkpoint (.ckpt) or an exported model (.onnx, .pt2, .pt)")
     predict.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
@@ -62,6 +65,7 @@ def run_export(args: argparse.Namespace) -> int:
     from convzoo.export import EXPORT_FORMATS, ExportError, MissingExtraError, check_parity, export_model
     from convzoo.model import build_model
     from convzoo.registry import ConfigError
+    from convzoo.run_directory import refuse_to_replace_a_record
 
     source, suffix = args.source, EXPORT_FORMATS[args.format]
     first = Path(source[0])
@@ -82,6 +86,7 @@ def run_export(args: argparse.Namespace) -> int:
                 recorded["classes"] = data.classes
         info = deploy_info(net, **recorded)
         out = args.out or Path(f"{info.name}{suffix}")
+    out = refuse_to_replace_a_record(out, "--out")
     if args.format == "torchscript":
         _note("torch deprecates TorchScript in favour of torch.export; prefer --format export unless your runtime "
               "only loads TorchScript.")

@@ -1,9 +1,10 @@
 """The error policy: what a user can fix is reported in one line; everything else keeps its traceback.
 
-* :class:`ConfigError` (and its subclasses :class:`CheckpointError`, ``convzoo.data.DataNotFoundError``
-  and ``convzoo.data.CorruptDataError``): something the user wrote -- a config value, a command-line
-  override, a spec key, a file path -- is wrong. The message names the key, the bad value, what is
-  accepted and the fix. ``train.py`` and ``python -m convzoo`` print it as one line and exit 2.
+* :class:`ConfigError` (and its subclasses :class:`CheckpointError`, :class:`RunDirectoryError`,
+  ``convzoo.data.DataNotFoundError`` and ``convzoo.data.CorruptDataError``): something the user
+  wrote -- a config value, a command-line override, a spec key, a file path -- is wrong. The
+  message names the key, the bad value, what is accepted and the fix. ``train.py`` and
+  ``python -m convzoo`` print it as one line and exit 2.
 * :class:`NonFiniteLossError`: the training loss became NaN or infinite. The message names the
   epoch, step and learning rate and what to try; the entry points exit 3.
 * Any other exception is a bug (ours, or in a user's own block) and is raised with its traceback.
@@ -20,11 +21,16 @@ import sys
 
 from convzoo.registry import ConfigError
 
-__all__ = ["ConfigError", "CheckpointError", "NonFiniteLossError", "exit_code", "one_line", "report"]
+__all__ = ["ConfigError", "CheckpointError", "NonFiniteLossError", "RunDirectoryError", "exit_code", "one_line",
+           "report"]
 
 
 class CheckpointError(ConfigError):
     """``ckpt_path`` (or ``resume``) names a file that is missing, unreadable, or from another model."""
+
+
+class RunDirectoryError(ConfigError):
+    """The run directory holds another run's records, or another process trains there (:mod:`convzoo.run_directory`)."""
 
 
 class NonFiniteLossError(RuntimeError):

@@ -26,6 +26,7 @@ from convzoo.classifier import METRICS, ImageClassifier
 from convzoo.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
 from convzoo.resume import continue_csv_log
 from convzoo.records import RunRecords
+from convzoo.run_directory import claim_run_directory
 from convzoo.tracking import log_run_files
 from convzoo.validation import check_config, instantiate
 
@@ -80,7 +81,8 @@ def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
     last = Path(cfg.resume) / "checkpoints" / "last.ckpt"
     if not last.is_file():
         raise CheckpointError(f"resume={cfg.resume}: the run has no checkpoints/last.ckpt (it stopped before its first "
-                              f"checkpoint was written); start it again without resume.")
+                              f"checkpoint was written); start it again in a new directory, or in this one with "
+                              f"overwrite=true instead of resume.")
     return last
 
 
@@ -90,11 +92,30 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Everything that can be checked before the first step is (see :mod:`convzoo.validation` and
     :mod:`convzoo.preflight`): a mistake in the config raises a :class:`~convzoo.errors.ConfigError`
     naming the key and the fix; a diverging run raises :class:`~convzoo.errors.NonFiniteLossError`.
+    A directory that holds another run's records is refused (``overwrite=true`` deletes them first),
+    as is one another process is training in (see :mod:`convzoo.run_directory`).
     """
     run_start = time.perf_counter()
     check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with claim_run_directory(run_dir, overwrite=bool(cfg.get("overwrite")), resuming=bool(cfg.get("resume")),
+                             inputs=[cfg.get("ckpt_path"), (cfg.get("init") or {}).get("checkpoint")],
+                             where=_directory_key(run_dir)):
+        return _fit_and_test(cfg, run_dir, run_start)
+
+
+def _directory_key(run_dir: Path) -> str:
+    """The key that chose ``run_dir``: Hydra's run or sweep directory under ``train.py``, else ``paths.output_dir``."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or Path(HydraConfig.get().runtime.output_dir) != run_dir.resolve():
+        return "paths.output_dir"
+    return "hydra.sweep.dir" if HydraConfig.get().mode == RunMode.MULTIRUN else "hydra.run.dir"
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str, float]:
+    """``train()``'s work, in a run directory it holds (see :mod:`convzoo.run_directory`)."""
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)

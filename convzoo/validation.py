@@ -43,6 +43,7 @@ _TOP_LEVEL: dict[str, Any] = {
     "seed": int,
     "ckpt_path": str | None,
     "resume": str | None,
+    "overwrite": bool,
     "test": bool,
     "channels_last": bool,
     "compile": bool,
@@ -199,6 +200,11 @@ def _check_top_level(cfg: DictConfig) -> None:
             f"resume={cfg.resume} and ckpt_path={cfg.ckpt_path} are both set; resume continues the run "
             f"from its own checkpoints/last.ckpt, so drop ckpt_path (or drop resume to start a new run from the "
             f"checkpoint)."
+        )
+    if cfg.get("resume") and cfg.get("overwrite"):
+        raise ConfigError(
+            f"resume={cfg.resume} and overwrite=true are both set; resume continues the run in its directory, "
+            f"overwrite deletes that run's records: drop one."
         )
 
 
