@@ -24,6 +24,7 @@ import yaml
 from convzoo.registry import ConfigError
 
 __all__ = [
+    "RECORD_FILES",
     "Run",
     "distinguishing_overrides",
     "epoch_curves",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 METRICS_CSV = Path("csv") / "metrics.csv"
+#: The files :class:`convzoo.records.RunRecords` writes into a run directory, beside the checkpoints and loggers' folders.
+RECORD_FILES = ("metrics.json", "curves.png", "summary.txt", "summary.csv", "init.csv", "data.json")
 HPARAMS_YAML = Path("csv") / "hparams.yaml"
 
 

@@ -23,19 +23,12 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.loggers import MLFlowLogger as _LightningMLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from convzoo.runs import RECORD_FILES
+
 __all__ = ["RUN_FILES", "MLFlowLogger", "expand_records", "log_run_files"]
 
 # Run-directory files attached to a tracked run (path in the run directory -> artifact folder).
-RUN_FILES = {
-    ".hydra/config.yaml": "hydra",
-    ".hydra/overrides.yaml": "hydra",
-    "summary.txt": None,
-    "summary.csv": None,
-    "init.csv": None,
-    "data.json": None,
-    "metrics.json": None,
-    "curves.png": None,
-}
+RUN_FILES = {".hydra/config.yaml": "hydra", ".hydra/overrides.yaml": "hydra", **dict.fromkeys(RECORD_FILES)}
 
 
 def expand_records(value: Any) -> Any:

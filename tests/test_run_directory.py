@@ -57,7 +57,7 @@ def test_a_directory_with_records_is_refused_and_left_as_it_was(tmp_path):
             pytest.fail("the run started")
     message = str(refused.value)
     assert "\n" not in message and exit_code(refused.value) == 2
-    assert f"{tmp_path} already holds a run's records (checkpoints/, metrics.json, csv/)" in message
+    assert f"{tmp_path} already holds a run's records (checkpoints/, csv/, metrics.json)" in message
     assert f"resume={tmp_path}" in message and "hydra.run.dir=<new dir>" in message and "overwrite=true" in message
     assert digests(tmp_path) == before
 
@@ -75,8 +75,8 @@ def test_overwrite_deletes_the_records_and_only_them(tmp_path, capsys):
     with claim_run_directory(tmp_path, overwrite=True):
         assert records_in(tmp_path) == []
     assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE, "notes.txt"]
-    assert capsys.readouterr().out.strip() == (f"overwrite=true: deleted the earlier run's checkpoints/, metrics.json, "
-                                               f"csv/ in {tmp_path}")
+    assert capsys.readouterr().out.strip() == (f"overwrite=true: deleted the earlier run's checkpoints/, csv/, "
+                                               f"metrics.json in {tmp_path}")
 
 
 def test_overwrite_keeps_a_checkpoint_the_run_starts_from(tmp_path):
@@ -164,13 +164,13 @@ def test_a_second_run_into_the_same_directory_is_refused(tmp_path):
     assert {"checkpoints/best.ckpt", "checkpoints/last.ckpt", "metrics.json", ".hydra/overrides.yaml"} <= set(before)
 
     line = one_error_line(train_py(tmp_path, *TINY, "seed=1", f"hydra.run.dir={run_dir}"))
-    assert f"{run_dir} already holds a run's records (checkpoints/, metrics.json, csv/" in line
+    assert f"{run_dir} already holds a run's records (checkpoints/, csv/, metrics.json" in line
     assert f"resume={run_dir}" in line and "hydra.run.dir=<new dir>" in line and "overwrite=true" in line
     assert digests(run_dir) == before  # the weights, the metrics, and the overrides resume=<dir> reads
 
     overwritten = train_py(tmp_path, *TINY, "seed=1", f"hydra.run.dir={run_dir}", "overwrite=true")
     assert overwritten.returncode == 0, overwritten.stderr[-3000:]
-    assert f"overwrite=true: deleted the earlier run's checkpoints/, metrics.json, csv/" in overwritten.stdout
+    assert f"overwrite=true: deleted the earlier run's checkpoints/, csv/, metrics.json" in overwritten.stdout
     after = digests(run_dir)
     assert after[".hydra/overrides.yaml"] != before[".hydra/overrides.yaml"] and "seed=1" in (
         run_dir / ".hydra" / "overrides.yaml").read_text()
