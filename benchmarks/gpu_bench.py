@@ -81,10 +81,10 @@ class FitClock(L.Callback):
         self.end = time.perf_counter()
 
 
-def split_times(start: float, after_first: float, end: float, steps: int) -> dict:
-    return {"steps": steps, "steps_s": end - start, "first_steps": FIRST_STEPS, "first_steps_s": after_first - start,
-            "other_steps_s": end - after_first,
-            "images_per_s_after_first": (steps - FIRST_STEPS) * 1024 / (end - after_first)}
+def split_times(start: float, after_first: float, end: float, steps: int, batch_size: int) -> dict:
+    return {"steps": steps, "batch_size": batch_size, "steps_s": end - start, "first_steps": FIRST_STEPS,
+            "first_steps_s": after_first - start, "other_steps_s": end - after_first,
+            "images_per_s_after_first": (steps - FIRST_STEPS) * batch_size / (end - after_first)}
 
 
 def airbench_config(practice: bool, compiled: bool, output_dir: str):
@@ -121,13 +121,13 @@ def airbench(practice: bool, device: torch.device, workdir: Path) -> dict:
         train(cfg)
         clock = FitClock.last
         results[f"train_{mode}"] = {"overrides": overrides, "whole_run_s": time.perf_counter() - started,
-                                    **split_times(clock.start, clock.after_first, clock.end, steps)}
+                                    **split_times(clock.start, clock.after_first, clock.end, steps, cfg.data.batch_size)}
         cfg, _ = airbench_config(practice, compiled, str(workdir / f"hand-{mode}"))
         model, datamodule = network_and_data(cfg)
         synchronize(device)
         start = time.perf_counter()
         times = hand_loop(cfg, model, datamodule, steps, str(device), synchronize_after=(FIRST_STEPS - 1, steps - 1))
-        results[f"hand_{mode}"] = split_times(start, times[FIRST_STEPS - 1], times[-1], steps)
+        results[f"hand_{mode}"] = split_times(start, times[FIRST_STEPS - 1], times[-1], steps, cfg.data.batch_size)
         results[f"train_over_hand_{mode}"] = results[f"train_{mode}"]["steps_s"] / results[f"hand_{mode}"]["steps_s"]
         del model, datamodule
         _release(device)
