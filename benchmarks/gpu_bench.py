@@ -277,7 +277,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/convzoo-gpu-check/gpu_bench.json"))
     parser.add_argument("--cpu-practice", action="store_true",
                         help="run every step on the CPU, tiny: airbench cut to a few steps, seven zoo families at batch 8")
-    parser.add_argument("--budget-s", type=float, default=300, help="stop starting new measurements after this")
+    parser.add_argument("--budget-s", type=float, default=240, help="stop starting new measurements after this")
     parser.add_argument("--compile-reserve-s", type=float, default=45,
                         help="budget a family's compiled pass needs left to start")
     parser.add_argument("--families", nargs="*", default=None, help="zoo families to time (default: all classifiers)")
@@ -297,6 +297,7 @@ def main() -> None:
         args.families = args.families or ["plain", "resnet", "mobilenetv2", "densenet", "vgg", "convmixer_tiny", "convnext_cifar"]
         if args.compile_families is None:
             args.compile_families = ["plain"]
+        args.compile_reserve_s = 0  # practice runs every path, whatever the load of the machine
     elif not torch.cuda.is_available():
         raise SystemExit("gpu_bench: torch sees no CUDA GPU; run it on one, or practise with --cpu-practice")
     else:
