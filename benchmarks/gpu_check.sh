@@ -52,9 +52,10 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,m
 
 tests_status=0
 if [ "${TESTS:-1}" != 0 ]; then
-    step "CUDA tests: python -m pytest tests/test_gpu.py -m gpu"
+    step "CUDA tests: python -m pytest tests/test_gpu.py tests/test_data.py -m gpu"
     # -v: each test's outcome is in the log as it ends, even if the timeout stops the rest
-    timeout "${TESTS_TIMEOUT_S:-210}" "$PYTHON" -m pytest tests/test_gpu.py -m gpu -v -rs -p no:cacheprovider \
+    # the files that hold gpu tests, named: collecting all of tests/ would import what this machine may lack
+    timeout "${TESTS_TIMEOUT_S:-210}" "$PYTHON" -m pytest tests/test_gpu.py tests/test_data.py -m gpu -v -rs -p no:cacheprovider \
         --durations=5 --junitxml="$OUT/gpu_tests.xml"
     tests_status=$?
 fi
