@@ -19,7 +19,7 @@ from convzoo import build_model, create_model
 from convzoo.__main__ import main
 from convzoo.classifier import load_model
 from convzoo.config import compose
-from convzoo.data import BatchAugment, InMemoryLoader
+from convzoo.data import InMemoryLoader
 from convzoo.deploy import deploy_info, load_checkpoint
 from convzoo.export import EXPORT_FORMATS, check_parity, export_model
 from convzoo.model import GraphNet
