@@ -24,9 +24,20 @@ def machine() -> dict:
     }
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so a host clock read after it is honest."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def train_window(net: torch.nn.Module, optimizer: torch.optim.Optimizer, images: torch.Tensor,
                  labels: torch.Tensor, steps: int) -> float:
-    """images/s over ``steps`` training steps: bf16 autocast forward, fp32 loss, backward, SGD update."""
+    """images/s over ``steps`` training steps: bf16 autocast forward, fp32 loss, backward, SGD update.
+
+    On a GPU the window starts and ends with a synchronisation: the kernels of the steps are
+    asynchronous, so without it the clock would time their launch, not their work.
+    """
+    synchronize(images.device)
     start = time.perf_counter()
     for _ in range(steps):
         with torch.autocast(images.device.type, dtype=torch.bfloat16):
@@ -34,25 +45,28 @@ def train_window(net: torch.nn.Module, optimizer: torch.optim.Optimizer, images:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+    synchronize(images.device)
     return steps * len(images) / (time.perf_counter() - start)
 
 
 def in_turns(variants: Mapping[str, torch.nn.Module], batch_size: int, steps: int, rounds: int,
-             warmup: int = 2, on_round: Callable[[int], None] | None = None) -> dict[str, list[float]]:
-    """Train every variant (channels-last, SGD) on the same random batch, one window each per round.
+             warmup: int = 2, on_round: Callable[[int], None] | None = None,
+             device: str | torch.device = "cpu") -> dict[str, list[float]]:
+    """Train every variant (channels-last, SGD) on the same random batch on ``device``, one window each per round.
 
     Taking turns means a change in machine load during the run hits every variant alike; the order
     reverses every round, so no variant always runs first (on a cold cache) or right after the same
     other one. Compare the medians of the returned windows.
     """
     keep_freed_memory()  # as train() does by default: the figures are what a training run gets
-    images = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (batch_size,))
+    device = torch.device(device)
+    images = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, 10, (batch_size,), device=device)
     optimizers = {}
     for name, net in variants.items():
-        net.to(memory_format=torch.channels_last).train()
+        net.to(device, memory_format=torch.channels_last).train()
         optimizers[name] = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        train_window(net, optimizers[name], images, labels, warmup)  # oneDNN primitives, allocator
+        train_window(net, optimizers[name], images, labels, warmup)  # oneDNN primitives / cuDNN autotuning, allocator, compilation
     rates: dict[str, list[float]] = {name: [] for name in variants}
     for round_index in range(rounds):
         order = list(variants.items())

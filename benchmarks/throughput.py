@@ -95,20 +95,25 @@ def run_convzoo(args: argparse.Namespace) -> dict:
             "times": StepTimes.last.times}
 
 
-def _network_and_data(args: argparse.Namespace):
+def network_and_data(cfg):
+    """The run's network (seeded, whitening fitted) and its data module, set up, as ``train.py`` builds them."""
     import torch
     from hydra.utils import instantiate
 
     from convzoo.model import build_model
     from convzoo.weight_init import apply_data_init
 
-    cfg = compose_config(args, [])
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model)
     datamodule = instantiate(cfg.data, _convert_="all")
     datamodule.setup("fit")
     apply_data_init(model, datamodule.eval_transform(datamodule.train_images[:cfg.data_init_images]))
-    return cfg, model, datamodule
+    return model, datamodule
+
+
+def _network_and_data(args: argparse.Namespace):
+    cfg = compose_config(args, [])
+    return (cfg, *network_and_data(cfg))
 
 
 def _optimizer(cfg, model):
@@ -123,33 +128,57 @@ def _epoch_after_epoch(loader):
         yield from loader
 
 
-def run_hand(args: argparse.Namespace) -> dict:
+def hand_loop(cfg, model, datamodule, steps: int, device: str = "cpu", synchronize_after: tuple[int, ...] = ()) -> list[float]:
+    """Train ``model`` for ``steps`` steps in a minimal PyTorch loop; the host clock after each step.
+
+    The data module's own loader and transform without a trainer: the same order, shards and
+    per-image flips as ``train.py``, and the same batched augmentation, on ``device`` (the data is
+    moved there once, as the data module does under a trainer). ``cfg`` gives the precision, memory
+    format, compilation, optimizer (with its norm-bias LR groups), LR schedule (stepped per batch) and
+    label smoothing. On a GPU the clock is read after a synchronisation only after the steps listed in
+    ``synchronize_after`` (counted from 0).
+    """
     import torch
     import torch.nn.functional as F
+    from hydra.utils import instantiate
 
+    from benchmarks.common import synchronize
     from convzoo.allocator import keep_freed_memory
+    from convzoo.classifier import make_optimizer
 
-    cfg, model, datamodule = _network_and_data(args)
+    device = torch.device(device)
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()  # the allocator train() runs with, so the two loops differ only in the loop
     bf16 = str(cfg.trainer.precision).startswith("bf16")
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = _optimizer(cfg, model)
-    # the data module's own loader and transform, without a trainer: the same order, shards and
-    # per-image flips as train.py, and the same batched augmentation
+    model = model.to(device, memory_format=torch.channels_last if cfg.channels_last else torch.preserve_format)
+    if cfg.get("compile"):
+        model.compile()  # in place, as ImageClassifier does
+    optimizer = make_optimizer(instantiate(cfg.optimizer), model, cfg.module.get("norm_bias_lr_scale", 1.0))
+    scheduler = instantiate(cfg.scheduler)(optimizer, total_steps=steps) if cfg.get("scheduler") else None
+    datamodule.train_images, datamodule.train_labels = datamodule.train_images.to(device), datamodule.train_labels.to(device)
     loader, augment = datamodule.train_dataloader(), datamodule.train_transform
     times = []
-    steps = args.warmup + args.steps * args.windows + 1
-    for _, (images, y) in zip(range(steps), _epoch_after_epoch(loader)):
+    synchronize(device)
+    for step, (images, y) in zip(range(steps), _epoch_after_epoch(loader)):
         x = augment(images)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x).float(), y, label_smoothing=cfg.module.label_smoothing)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None:
+            scheduler.step()
+        if step in synchronize_after:
+            synchronize(device)
         times.append(time.perf_counter())
-    return {"batch_size": loader.batch_size, "precision": "bf16-mixed" if bf16 else "32-true", "times": times}
+    return times
+
+
+def run_hand(args: argparse.Namespace) -> dict:
+    cfg, model, datamodule = _network_and_data(args)
+    times = hand_loop(cfg, model, datamodule, args.warmup + args.steps * args.windows + 1)
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    return {"batch_size": datamodule.batch_size, "precision": "bf16-mixed" if bf16 else "32-true", "times": times}
 
 
 def run_classic(args: argparse.Namespace) -> dict:

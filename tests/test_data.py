@@ -263,6 +263,7 @@ def test_batch_augment_is_reproducible_and_separate_from_eval(batch: torch.Tenso
         BatchAugment(rand_augment={"num_ops": 2, "strength": 3})
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_augment_on_cuda_with_cpu_generator(batch: torch.Tensor) -> None:
     train = BatchAugment(crop_padding=4, flip=True, cutout=8)
