@@ -66,7 +66,8 @@ from torch import nn
 from convzoo.registry import BLOCKS, ConfigError, fits_annotation, suggest, type_name
 
 __all__ = [
-    "INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "calc", "load_spec", "lookup", "parse_layers", "upgrade_legacy_spec",
+    "INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "calc", "load_spec", "lookup", "parse_layers", "read_spec_file",
+    "upgrade_legacy_spec",
 ]
 
 #: The name under which layers read the network input in ``from``.
@@ -209,6 +210,44 @@ def _check_value(key: str, value: Any, annotation: Any) -> None:
         raise ConfigError(f"model spec: {key}={value!r} must be {type_name(annotation)} ({SPEC_KEYS[key][2]}).")
 
 
+def _at(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_problem(error: Exception) -> str:
+    """PyYAML's error as ``", line L, column C: is not valid YAML: <problem> (<context> at line L', column C')."``."""
+    mark, context, context_mark = (getattr(error, name, None) for name in ("problem_mark", "context", "context_mark"))
+    problem = getattr(error, "problem", None) or str(error)
+    where = f", {_at(mark)}" if mark is not None else ""
+    started = f" ({context} at {_at(context_mark)})" if context and context_mark is not None else ""
+    return f"{where}: is not valid YAML: {' '.join(problem.split())}{started}."
+
+
+def read_spec_file(path: str | Path) -> DictConfig:
+    """A spec file's YAML as an (unresolved) OmegaConf node; a missing or unparsable file is a one-line ConfigError.
+
+    Example:
+        >>> read_spec_file("broken.yaml")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        convzoo.registry.ConfigError: model spec file 'broken.yaml', line 4, column 5: is not valid YAML: expected ',' or '}' ...
+    """
+    import yaml
+
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"model spec file {str(path)!r} does not exist.")
+    try:
+        return OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"model spec file {str(path)!r}{_yaml_problem(error)} Fix the YAML there (an unclosed "
+                          f"bracket or quote and a tab in the indentation are the usual causes).") from None
+    except (OmegaConfBaseException, UnicodeDecodeError) as error:
+        raise ConfigError(f"model spec file {str(path)!r} cannot be read as a config: {' '.join(str(error).split())}") from None
+
+
 def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, Any]:
     """A spec (YAML path, OmegaConf node or dict) resolved to a plain dict with defaults filled in.
 
@@ -216,10 +255,7 @@ def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, An
     network stores as ``spec`` and what a checkpoint carries.
     """
     if isinstance(spec, (str, Path)):
-        path = Path(spec)
-        if not path.is_file():
-            raise ConfigError(f"model spec file {str(path)!r} does not exist.")
-        spec = OmegaConf.load(path)
+        spec = read_spec_file(spec)
     if not isinstance(spec, (Mapping, DictConfig)):
         raise ConfigError(f"a model spec must be a mapping with a 'layers' list, got {type(spec).__name__}.")
     node = spec if isinstance(spec, DictConfig) else OmegaConf.create(dict(spec))

@@ -16,6 +16,8 @@ import pytest
 import torch
 from test_data import write_fake_cifar
 
+from convzoo import build_model
+from convzoo.__main__ import main as convzoo_main
 from convzoo.config import compose
 from convzoo.data import CorruptDataError, DataNotFoundError
 from convzoo.errors import CheckpointError, ConfigError, NonFiniteLossError, exit_code
@@ -205,3 +207,27 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
         train(compose([*BASE, f"paths.output_dir={tmp_path}"]))
     assert exit_code(info.value) is None
 
+
+
+# (id, the spec file's text, words the one line must hold): files a user wrote, read by build_model and the CLI
+SPEC_FILE_CASES = _cases(
+    ("unclosed-brace", "num_classes: 10\nlayers:\n  - {block: conv, out_channels: 8\n  - {block: head}\n",
+     ["line 4, column 5", "is not valid YAML", "expected ',' or '}'", "flow mapping at line 3, column 5"]),
+    ("unclosed-bracket", "layers: [1\n", ["line 2, column 1", "expected ',' or ']'"]),
+    ("tab-indentation", "layers:\n\t- block: conv\n", ["line 2, column 1", "'\\t'"]),
+    ("unclosed-quote", 'layers: "conv\n', ["line 2, column 1", "quoted scalar"]),
+    ("duplicate-key", "layers: []\nlayers: []\n", ["line 2, column 1", "duplicate key"]),
+)
+
+
+@pytest.mark.parametrize("text, words", SPEC_FILE_CASES)
+def test_a_spec_file_with_a_yaml_error_is_one_config_error(text, words, tmp_path, capsys):
+    path = tmp_path / "spec.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        build_model(path)
+    message = str(info.value)
+    assert message.startswith(f"model spec file '{path}', ") and all(word in message for word in words), message
+    assert convzoo_main(["summary", str(path)]) == 2
+    printed = capsys.readouterr().err.strip().splitlines()
+    assert len(printed) == 1 and printed[0] == f"error: {message}"
