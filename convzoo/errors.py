@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import sys
 
-from convzoo.registry import ConfigError
+from convzoo.registry import ConfigError, about
 
-__all__ = ["ConfigError", "CheckpointError", "NonFiniteLossError", "exit_code", "one_line", "report"]
+__all__ = ["ConfigError", "CheckpointError", "about", "NonFiniteLossError", "exit_code", "one_line", "report"]
 
 
 class CheckpointError(ConfigError):

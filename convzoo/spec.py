@@ -63,11 +63,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from convzoo.registry import BLOCKS, ConfigError, fits_annotation, suggest, type_name
+from convzoo.registry import BLOCKS, ConfigError, about, fits_annotation, suggest, type_name
 
 __all__ = [
-    "INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "calc", "load_spec", "lookup", "parse_layers", "read_spec_file",
-    "upgrade_legacy_spec",
+    "INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "calc", "interpolation_sources", "load_spec", "lookup",
+    "parse_layers", "read_spec_file", "upgrade_legacy_spec",
 ]
 
 #: The name under which layers read the network input in ``from``.
@@ -195,6 +195,47 @@ def _referenced_names(node: Any) -> set[str]:
             if ":" not in expression:  # ${oc.env:...} and other resolvers name no key
                 found |= {part for part in re.split(r"[.\[\]]", expression) if part}
     return found
+
+
+def interpolation_sources(spec: Mapping[str, Any] | DictConfig) -> dict[tuple[int, str], str]:
+    """The spec key each interpolated layer argument comes from: ``{(layer index, argument): key}``.
+
+    Interpolations are followed to the key the user sets (``repeat: ${...layers_per_block}`` with
+    ``layers_per_block: ${calc:'(${.depth} - 4) / 6'}`` comes from ``depth``); where they read
+    several keys, the one scalar among them (not a table) is the source, else there is none.
+    Arguments from ``block_defaults`` count for every layer that does not set them itself.
+
+    Example:
+        >>> interpolation_sources({"dim": 8, "layers": [{"block": "patch_embed", "out_channels": "${...dim}"}]})
+        {(0, 'out_channels'): 'dim'}
+    """
+    raw = OmegaConf.to_container(spec, resolve=False) if isinstance(spec, DictConfig) else spec
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("layers"), list):
+        return {}
+
+    def roots(value: Any, seen: frozenset[str]) -> set[str]:
+        found: set[str] = set()
+        for expression in _INTERPOLATION.findall(value) if isinstance(value, str) else ():
+            key = re.split(r"[.\[]", expression.lstrip("."), maxsplit=1)[0]
+            if ":" not in expression and key in raw and key not in seen:
+                found |= roots(raw[key], seen | {key}) or {key}
+        return found
+
+    def source(value: Any) -> str | None:
+        found = roots(value, frozenset())
+        scalars = {key for key in found if not isinstance(raw[key], (Mapping, list))}
+        chosen = scalars if len(scalars) == 1 else found
+        return next(iter(chosen)) if len(chosen) == 1 else None
+
+    defaults = raw.get("block_defaults") if isinstance(raw.get("block_defaults"), Mapping) else {}
+    sources: dict[tuple[int, str], str] = {}
+    for index, entry in enumerate(raw["layers"]):
+        if isinstance(entry, Mapping):
+            first = entry.get("first") if isinstance(entry.get("first"), Mapping) else {}
+            for argument, value in {**defaults, **first, **entry}.items():
+                if (key := source(value)) is not None:
+                    sources[(index, argument)] = key
+    return sources
 
 
 def _interpolation_message(error: Exception) -> str:
@@ -454,7 +495,7 @@ def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
         where = f"layers[{index}]" + (f" {name!r}" if explicit[index] is not None else "") + f" ({block})"
         repeat = entry.get("repeat", 1)
         if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
-            raise ConfigError(f"{where}: repeat must be a positive integer, got {repeat!r}.")
+            raise about(ConfigError(f"{where}: repeat must be a positive integer, got {repeat!r}."), "repeat", index)
         if "repeat" in entry:  # only stacks scale with depth, never a stem or a head
             repeat = math.ceil(repeat * spec["depth_multiplier"])
         first = entry.get("first") or {}

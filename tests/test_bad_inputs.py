@@ -118,6 +118,21 @@ API_CASES = _cases(
      ["rand_augment.magnitude=99", "0 to 30"]),
     ("negative-epochs", ["trainer.max_epochs=-5"], ConfigError, ["trainer", "max_epochs", "-1"]),
     ("zero-devices", ["trainer.devices=0"], ConfigError, ["trainer", "devices=0"]),
+    # -- values the type allows but no layer can use: refused by the spec check, named by the key written ----
+    ("kernel-size-zero", ["model.kernel_size=0"], ConfigError,
+     ["model.kernel_size=0 is used by layers[1] 'mixer'", "kernel_size=0 is out of range; it must be >= 1"]),
+    ("patch-size-negative", ["model.patch_size=-2"], ConfigError,
+     ["model.patch_size=-2 is used by layers[0] 'stem'", "patch_size=-2 is out of range; it must be >= 1"]),
+    ("dim-zero", ["model.dim=0"], ConfigError, ["model.dim=0 is used by layers[0] 'stem'", "out_channels=0 is out of range"]),
+    ("depth-zero", ["model.depth=0"], ConfigError, ["model.depth=0 is used by layers[1] 'mixer'", "repeat must be a positive"]),
+    ("dropout-above-one-in-a-layer", ["+model.layers.2.dropout=2"], ConfigError,
+     ["model.layers[2] 'head' (block 'classifier')", "dropout=2 is out of range; it must be from 0 to 1"]),
+    ("patch-larger-than-images", ["model.patch_size=40"], ConfigError,
+     ["model.patch_size=40 is used by layers[0] 'stem'", "patch_size=40 is larger than the 32x32 input: it must be from 1 to 32"]),
+    # -- errors name the key the user wrote, then the layer ---------------------------------------------------
+    ("dim-not-a-number", ["model.dim=abc"], ConfigError,
+     ["model.dim='abc' is used by layers[0] 'stem' (block 'patch_embed')", "out_channels='abc'", "must be int"]),
+    ("kernel-size-not-a-number", ["model.kernel_size=[3]"], ConfigError, ["model.kernel_size=[3] is used by layers[1]", "int"]),
     # -- data: missing, truncated, corrupt --------------------------------------------------------------------
     ("data-missing", ["data=cifar10", "data.root={tmp}/nowhere"], DataNotFoundError,
      ["CIFAR-10 not found", "nowhere", "data.download=true"]),
@@ -167,7 +182,8 @@ def test_bad_input_through_the_python_api(overrides, error, words, files, tmp_pa
 CLI_CASES = _cases(
     ("unknown-model-config", ["model=convmixr"], 2, ["model=convmixr", "Did you mean 'convmixer'", "Available:"]),
     ("typo-in-a-key", ["trainer.max_epoch=3"], 2, ["trainer.max_epoch=3", "Did you mean 'max_epochs'"]),
-    ("wrong-type-in-a-spec", ["model.dim=abc"], 2, ["out_channels='abc'", "int"]),
+    ("wrong-type-in-a-spec", ["model.dim=abc"], 2, ["model.dim='abc' is used by", "out_channels='abc'", "int"]),
+    ("kernel-size-zero", ["model.kernel_size=0"], 2, ["model.kernel_size=0 is used by", ">= 1"]),
     ("data-missing", ["data=cifar10", "data.root={tmp}/nowhere"], 2, ["nowhere", "data.download=true"]),
     ("classes-fewer-than-labels", ["model.num_classes=5"], 2, ["model.num_classes=5", "model.num_classes=10"]),
     ("channels-differ", ["model.in_channels=1"], 2, ["model.in_channels=1", "model.in_channels=3"]),
