@@ -247,3 +247,93 @@ def test_a_spec_file_with_a_yaml_error_is_one_config_error(text, words, tmp_path
     assert convzoo_main(["summary", str(path)]) == 2
     printed = capsys.readouterr().err.strip().splitlines()
     assert len(printed) == 1 and printed[0] == f"error: {message}"
+
+
+def _export_program(path: Path, extra_files: dict[str, str] | None = None) -> None:
+    net = build_model({"layers": [{"block": "classifier", "num_classes": 2}]})
+    torch.export.save(torch.export.export(net, (torch.randn(2, 3, 32, 32),)), path, extra_files=extra_files)
+
+
+def _write_foreign(name: str, path: Path) -> None:
+    """A file convzoo did not write (or one damaged since), of the kind ``name`` says."""
+    if name == "text":
+        path.write_text("not a model\n")
+    elif name == "no-record":
+        _export_program(path)
+    elif name == "broken-record":
+        _export_program(path, {"convzoo.json": "{not json"})
+    elif name == "partial-record":
+        _export_program(path, {"convzoo.json": '{"name": "x"}'})
+    elif name == "truncated":
+        whole = path.with_name(f"whole{path.suffix}")
+        _export_program(whole)
+        path.write_bytes(whole.read_bytes()[:3000])
+    elif name == "state-dict":
+        torch.save({"weight": torch.zeros(2)}, path)
+    elif name == "plain-onnx":
+        net = build_model({"layers": [{"block": "classifier", "num_classes": 2}]})
+        torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(path), dynamo=False)
+
+
+# (id, the file, what is in it, words the one line must hold): artifacts from elsewhere, read by predict
+FOREIGN_FILE_CASES = _cases(
+    ("pt2-text", "model.pt2", "text", ["model.pt2", "is not a .pt2 artifact", "export it again"]),
+    ("pt2-truncated", "model.pt2", "truncated", ["model.pt2", "not a zip archive: truncated"]),
+    ("pt2-without-record", "model.pt2", "no-record", ["model.pt2", "carries no convzoo.json"]),
+    ("pt2-broken-record", "model.pt2", "broken-record", ["model.pt2", "JSONDecodeError"]),
+    ("pt2-partial-record", "model.pt2", "partial-record", ["model.pt2", "in_channels, input_size", "missing"]),
+    ("pt-text", "model.pt", "text", ["model.pt", "is not a .pt artifact"]),
+    ("pt-state-dict", "model.pt", "state-dict", ["model.pt", "cannot be read as a .pt artifact"]),
+    ("onnx-text", "model.onnx", "text", ["model.onnx", "cannot be read as a .onnx artifact", "DecodeError"]),
+    ("onnx-without-record", "model.onnx", "plain-onnx", ["model.onnx", "carries no convzoo.json"]),
+    ("unknown-suffix", "model.bin", "text", ["model.bin", "cannot tell the format", ".onnx, .pt2, .pt"]),
+)
+
+
+@pytest.mark.parametrize("filename, content, words", FOREIGN_FILE_CASES)
+def test_an_artifact_convzoo_did_not_write_is_one_line_naming_it(filename, content, words, tmp_path, capsys):
+    from PIL import Image
+
+    from convzoo.export import read_metadata
+    from convzoo.predict import load_predictor
+
+    path = tmp_path / filename
+    _write_foreign(content, path)
+    Image.new("RGB", (32, 32)).save(tmp_path / "cat.png")
+    with pytest.raises(ConfigError) as info:
+        load_predictor(path)
+    assert all(word in str(info.value) for word in words), str(info.value)
+    if path.suffix != ".bin":
+        with pytest.raises(ConfigError):
+            read_metadata(path)
+    assert convzoo_main(["predict", str(path), str(tmp_path / "cat.png")]) == 2
+    printed = capsys.readouterr().err.strip().splitlines()
+    assert len(printed) == 1 and printed[0].startswith("error: ") and all(word in printed[0] for word in words), printed
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", ["cannot identify image file"]),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, ["is not an image Pillow can read"]),
+    ("truncated", ["image file is truncated"]),
+    ("bomb", ["decompression bomb"]),
+])
+def test_an_image_that_cannot_be_read_is_one_line_naming_it(content, words, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from convzoo.deploy import deploy_info
+    from convzoo.predict import load_image
+
+    path = tmp_path / "photo.png"
+    if content in ("truncated", "bomb"):
+        Image.effect_noise((64, 64), 50).convert("RGB").save(path)
+        if content == "truncated":
+            path.write_bytes(path.read_bytes()[:2000])
+        else:
+            monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 is over twice the limit: refused
+    else:
+        path.write_bytes(content)
+    info = deploy_info(build_model({"layers": [{"block": "classifier", "num_classes": 2}]}))
+    with pytest.raises(ConfigError) as info_error:
+        load_image(path, info)
+    message = str(info_error.value)
+    assert "photo.png" in message and all(word in message for word in words) and "\n" not in message.strip(), message
