@@ -212,6 +212,19 @@ def interpolation_sources(spec: Mapping[str, Any] | DictConfig) -> dict[tuple[in
     raw = OmegaConf.to_container(spec, resolve=False) if isinstance(spec, DictConfig) else spec
     if not isinstance(raw, Mapping) or not isinstance(raw.get("layers"), list):
         return {}
+    defaults = raw.get("block_defaults") if isinstance(raw.get("block_defaults"), Mapping) else {}
+    sources: dict[tuple[int, str], str] = {}
+    for index, entry in enumerate(raw["layers"]):
+        if isinstance(entry, Mapping):
+            first = entry.get("first") if isinstance(entry.get("first"), Mapping) else {}
+            for argument, value in {**defaults, **first, **entry}.items():
+                if (key := _written_source(raw, value)) is not None:
+                    sources[(index, argument)] = key
+    return sources
+
+
+def _written_source(raw: Mapping[str, Any], value: Any) -> str | None:
+    """The top-level key of the (unresolved) spec ``raw`` that an interpolated ``value`` comes from, if one."""
 
     def roots(value: Any, seen: frozenset[str]) -> set[str]:
         found: set[str] = set()
@@ -221,21 +234,10 @@ def interpolation_sources(spec: Mapping[str, Any] | DictConfig) -> dict[tuple[in
                 found |= roots(raw[key], seen | {key}) or {key}
         return found
 
-    def source(value: Any) -> str | None:
-        found = roots(value, frozenset())
-        scalars = {key for key in found if not isinstance(raw[key], (Mapping, list))}
-        chosen = scalars if len(scalars) == 1 else found
-        return next(iter(chosen)) if len(chosen) == 1 else None
-
-    defaults = raw.get("block_defaults") if isinstance(raw.get("block_defaults"), Mapping) else {}
-    sources: dict[tuple[int, str], str] = {}
-    for index, entry in enumerate(raw["layers"]):
-        if isinstance(entry, Mapping):
-            first = entry.get("first") if isinstance(entry.get("first"), Mapping) else {}
-            for argument, value in {**defaults, **first, **entry}.items():
-                if (key := source(value)) is not None:
-                    sources[(index, argument)] = key
-    return sources
+    found = roots(value, frozenset())
+    scalars = {key for key in found if not isinstance(raw[key], (Mapping, list))}
+    chosen = scalars if len(scalars) == 1 else found
+    return next(iter(chosen)) if len(chosen) == 1 else None
 
 
 def _interpolation_message(error: Exception) -> str:
@@ -304,6 +306,11 @@ def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, An
     try:
         resolved = OmegaConf.to_container(node, resolve=True)
     except Exception as error:  # OmegaConf's interpolation errors name the key; keep that, drop the traceback
+        raw = OmegaConf.to_container(node, resolve=False)
+        variable = str(getattr(error, "full_key", None) or "").rsplit(".", 1)[-1]
+        written = _written_source(raw, raw[variable]) if variable in raw else None
+        if written is not None:  # a variable computed from what the user set: name that first
+            raise ConfigError(f"{written}={raw[written]!r} is used by {_interpolation_message(error)}") from None
         raise ConfigError(f"model spec: {_interpolation_message(error)}") from None
     if "defaults" in resolved:
         raise ConfigError(

@@ -59,9 +59,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _with_base(overrides: list[str]) -> list[str]:
-    """BASE, then ``overrides``; a case that picks another data config drops BASE's synthetic-data keys."""
-    other_data = any(o.startswith("data=") for o in overrides)
-    return [*(o for o in BASE if not (other_data and o.startswith("data"))), *overrides]
+    """BASE, then ``overrides``; a case that picks another config of a group (``data=cifar10``,
+    ``model=resnet_cifar``) drops BASE's keys of that group."""
+    picked = {o.split("=", 1)[0] for o in overrides if "=" in o and "." not in o.split("=", 1)[0]}
+    return [*(o for o in BASE if o.split("=", 1)[0].split(".")[0] not in picked), *overrides]
 
 
 def _cases(*cases):
@@ -133,6 +134,8 @@ API_CASES = _cases(
     ("dim-not-a-number", ["model.dim=abc"], ConfigError,
      ["model.dim='abc' is used by layers[0] 'stem' (block 'patch_embed')", "out_channels='abc'", "must be int"]),
     ("kernel-size-not-a-number", ["model.kernel_size=[3]"], ConfigError, ["model.kernel_size=[3] is used by layers[1]", "int"]),
+    ("depth-off-the-formula", ["model=resnet_cifar", "model.depth=21"], ConfigError,
+     ["model.depth=21 is used by model.blocks_per_stage", "(21 - 2) / 6", "not a whole number"]),
     # -- data: missing, truncated, corrupt --------------------------------------------------------------------
     ("data-missing", ["data=cifar10", "data.root={tmp}/nowhere"], DataNotFoundError,
      ["CIFAR-10 not found", "nowhere", "data.download=true"]),
