@@ -5,6 +5,7 @@ for the data, builds and sets up the data module; nothing trains.
 """
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
@@ -96,3 +97,46 @@ def test_val_size_neither_a_fraction_nor_a_count_is_refused(form, tmp_path):
 
     with pytest.raises(ConfigError, match=rf"data.val_size={form} is neither a fraction in \(0, 1\) nor a count"):
         set_up_data(checked([f"data.val_size={form}"], tmp_path))
+
+
+@pytest.mark.parametrize("padding, side", [(1, 32), ("same", 32), ("valid", 30), (None, 32)])
+def test_conv_padding_is_an_int_same_valid_or_null(padding, side):  # README, the block table
+    from convzoo import build_model
+
+    net = build_model({"layers": [{"block": "conv", "out_channels": 4, "kernel_size": 3, "padding": padding}]})
+    assert net(torch.zeros(1, 3, 32, 32)).shape[-1] == side
+
+
+@pytest.mark.parametrize("outputs", ["b", ["a", "b"]])
+def test_spec_outputs_is_a_name_or_a_list(outputs):  # SPEC_KEYS: str | list[str] | None
+    from convzoo import build_model
+
+    net = build_model({"outputs": outputs, "layers": [{"block": "conv", "out_channels": 4, "name": "a"},
+                                                       {"block": "conv", "out_channels": 8, "name": "b"}]})
+    assert list(net.outputs) == ([outputs] if isinstance(outputs, str) else outputs)
+
+
+@pytest.mark.parametrize("resize", ["center_crop", "stretch"])
+def test_image_folder_resize_modes(resize):  # image_folder.yaml: center_crop | stretch
+    assert ImageFolderDataModule(root="unused", resize=resize).resize == resize
+
+
+@pytest.mark.parametrize("form", ["{num_ops:2,magnitude:9}", "{num_ops:2,magnitude:9,group_size:64}", "null"])
+def test_rand_augment_is_null_or_its_options(form, tmp_path):  # data configs: e.g. {num_ops: 2, magnitude: 9, group_size: 64}
+    transform = set_up_data(checked([f"data.augment.rand_augment={form}"], tmp_path)).train_transform
+    assert (transform.rand_augment is None) == (form == "null")
+
+
+@pytest.mark.parametrize("form, size", [("null", 32), ("16", 16)])
+def test_eval_batch_size_is_null_or_a_count(form, size, tmp_path):  # null: same as batch_size
+    assert set_up_data(checked([f"data.eval_batch_size={form}"], tmp_path)).eval_batch_size == size
+
+
+@pytest.mark.parametrize("form", ["highest", "high", "medium", "null"])
+def test_float32_matmul_precision_forms(form, tmp_path):
+    checked([f"float32_matmul_precision={form}"], tmp_path)
+
+
+@pytest.mark.parametrize("steps", ["0", "200"])
+def test_step_checkpoint_is_off_at_0_or_every_n_steps(steps, tmp_path):  # callbacks/default.yaml: 0 = off
+    checked([f"callbacks.step_checkpoint.every_n_train_steps={steps}"], tmp_path)
