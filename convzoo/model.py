@@ -32,7 +32,8 @@ from torch import nn
 
 from convzoo.blocks import Residual  # importing the package also registers the built-in blocks
 from convzoo.registry import BLOCKS, ConfigError, about, fits_annotation
-from convzoo.spec import INPUT, LAYER_KEYS, SPEC_KEYS, Layer, interpolation_sources, load_spec, parse_layers, read_spec_file
+from convzoo.spec import (INPUT, LAYER_KEYS, SPEC_KEYS, Layer, interpolation_sources, load_spec, parse_layers,
+                          read_spec_file)
 
 __all__ = [
     "ConvNet", "GraphNet", "FeatureInfo", "Node", "build_model", "build_block", "load_spec",
@@ -245,12 +246,15 @@ def _window_too_large(args: Mapping[str, Any], xs: Sequence[torch.Tensor]) -> tu
     for name in _WINDOWS:
         window = args.get(name)
         if isinstance(window, int) and window > limit:
-            return name, f"{name}={window} is larger than the {height}x{width} input{padded}: it must be from 1 to {limit}"
+            return name, (f"{name}={window} is larger than the {height}x{width} input{padded}: "
+                          f"it must be from 1 to {limit}")
     return None, ""
 
 
-def _run(where: str, module: nn.Module, xs: Sequence[torch.Tensor], args: Mapping[str, Any] = {}) -> torch.Tensor:
-    """Run a block (built with ``args``) on meta tensors: shape problems become ConfigErrors; a bug keeps its traceback."""
+def _run(where: str, module: nn.Module, xs: Sequence[torch.Tensor],
+         args: Mapping[str, Any] | None = None) -> torch.Tensor:
+    """Run a block (built with ``args``) on meta tensors: shape problems become ConfigErrors; a bug keeps its
+    traceback."""
     try:
         y = module(*xs)
     except ConfigError as error:
@@ -259,7 +263,7 @@ def _run(where: str, module: nn.Module, xs: Sequence[torch.Tensor], args: Mappin
         _add_note(error, f"while running {where} on the meta device (convzoo checks shapes there before building)")
         raise
     except (RuntimeError, ValueError) as error:  # what torch raises for shapes that do not fit
-        window, too_large = _window_too_large(args, xs)
+        window, too_large = _window_too_large(args or {}, xs)
         fix = ("inputs merged by one layer must agree in height and width (and in channels for add): resize one "
                "with upsample or pool, or fix the strides" if len(xs) > 1 else too_large or
                "check the earlier layers' strides, kernels and padding or the spec's input_size")

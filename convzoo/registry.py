@@ -329,7 +329,8 @@ class Registry:
                 ), key)
             accepted_range = out_of_range(key, value)
             if accepted_range is not None:
-                raise about(ConfigError(f"{prefix}: {key}={value!r} is out of range; it must be {accepted_range}."), key)
+                raise about(ConfigError(f"{prefix}: {key}={value!r} is out of range; it must be {accepted_range}."),
+                            key)
 
     def annotation(self, name: str, argument: str) -> Any:
         """The evaluated type annotation of one of the builder's arguments (``Any`` when unannotated)."""

@@ -288,7 +288,8 @@ def read_spec_file(path: str | Path) -> DictConfig:
         raise ConfigError(f"model spec file {str(path)!r}{_yaml_problem(error)} Fix the YAML there (an unclosed "
                           f"bracket or quote and a tab in the indentation are the usual causes).") from None
     except (OmegaConfBaseException, UnicodeDecodeError) as error:
-        raise ConfigError(f"model spec file {str(path)!r} cannot be read as a config: {' '.join(str(error).split())}") from None
+        raise ConfigError(f"model spec file {str(path)!r} cannot be read as a config: "
+                          f"{' '.join(str(error).split())}") from None
 
 
 def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, Any]:

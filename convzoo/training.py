@@ -87,7 +87,8 @@ def _quiet_console() -> Iterator[None]:
     lightning_log.addFilter(tips)
     try:
         with warnings.catch_warnings():
-            # Lightning's own pytree helper still builds torch's deprecated LeafSpec (lightning/pytorch/utilities/_pytree.py)
+            # Lightning's own pytree helper (lightning/pytorch/utilities/_pytree.py) still builds torch's
+            # deprecated LeafSpec
             warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
                                     category=FutureWarning)
             yield

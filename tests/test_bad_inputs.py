@@ -236,13 +236,14 @@ SPEC_FILE_CASES = _cases(
     ("tab-indentation", "layers:\n\t- block: conv\n", ["line 2, column 1", "'\\t'"]),
     ("unclosed-quote", 'layers: "conv\n', ["line 2, column 1", "quoted scalar"]),
     ("duplicate-key", "layers: []\nlayers: []\n", ["line 2, column 1", "duplicate key"]),
+    ("not-text", b"\xff\xfe\x00garbage", ["cannot be read as a config", "utf-8"]),
 )
 
 
 @pytest.mark.parametrize("text, words", SPEC_FILE_CASES)
 def test_a_spec_file_with_a_yaml_error_is_one_config_error(text, words, tmp_path, capsys):
     path = tmp_path / "spec.yaml"
-    path.write_text(text)
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ConfigError) as info:
         build_model(path)
     message = str(info.value)
