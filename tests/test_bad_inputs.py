@@ -247,7 +247,7 @@ def test_a_spec_file_with_a_yaml_error_is_one_config_error(text, words, tmp_path
     with pytest.raises(ConfigError) as info:
         build_model(path)
     message = str(info.value)
-    assert message.startswith(f"model spec file '{path}', ") and all(word in message for word in words), message
+    assert message.startswith(f"model spec file '{path}'") and all(word in message for word in words), message
     assert convzoo_main(["summary", str(path)]) == 2
     printed = capsys.readouterr().err.strip().splitlines()
     assert len(printed) == 1 and printed[0] == f"error: {message}"
