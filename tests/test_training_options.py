@@ -110,3 +110,23 @@ def test_ema_decay_decides_the_weights_a_run_ends_with(tmp_path):
     plain = final_weights()
     slow, fast = final_weights("callbacks=ema", "callbacks.ema.decay=0.99"), final_weights("callbacks=ema", "callbacks.ema.decay=0.5")
     assert not torch.allclose(slow, plain) and not torch.allclose(slow, fast)
+
+
+@pytest.mark.parametrize("option, values", [("every", (2, 3)), ("decay", (0.5, 0.9)), ("power", (1.0, 3.0)),
+                                            ("start_epoch", (0, 1))])  # sync_every_epoch: test_callbacks.py
+def test_each_lookahead_option_changes_the_weights_a_fit_ends_with(option, values, tmp_path):
+    import lightning as L
+    from test_callbacks import TinyRegression, _loader
+
+    from convzoo.callbacks import Lookahead
+
+    def final_weight(value) -> torch.Tensor:
+        torch.manual_seed(0)
+        module = TinyRegression()
+        trainer = L.Trainer(max_epochs=3, callbacks=[Lookahead(**{"every": 2, option: value})], logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path)
+        torch.manual_seed(0)
+        trainer.fit(module, _loader())
+        return module.layer.weight.detach().clone()
+
+    assert not torch.allclose(*(final_weight(value) for value in values))
