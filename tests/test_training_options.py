@@ -1,9 +1,9 @@
 """Each training option changes what a run does: a test here fails if the option is silently ignored.
 
 ``module.*`` through :class:`~convzoo.classifier.ImageClassifier` built as a run builds it; ``data.augment.*``
-through the data module a run instantiates; ``callbacks.*`` options have their own tests in
-``test_callbacks.py``, ``test_resume.py`` and ``test_divergence.py`` (lookahead, freezing, step checkpoints,
-the random state, the divergence guard); EMA's is here.
+through the data module a run instantiates; ``callbacks.*``: lookahead's and EMA's options here, the others
+in ``test_callbacks.py`` (lookahead's sync_every_epoch, freezing, progressive resizing), ``test_resume.py``
+(step checkpoints, the random state) and ``test_divergence.py`` (the divergence guard).
 """
 
 import math
