@@ -179,9 +179,8 @@ def model_config(arguments: Sequence[str]) -> tuple[DictConfig, DictConfig | Non
     from omegaconf import OmegaConf
 
     if arguments and arguments[0].endswith((".yaml", ".yml")):
-        path, overrides = Path(arguments[0]), arguments[1:]
-        if not path.is_file():
-            raise ConfigError(f"model spec file {str(path)!r} does not exist.")
-        return OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(list(overrides))), None
+        from convzoo.spec import read_spec_file
+
+        return OmegaConf.merge(read_spec_file(arguments[0]), OmegaConf.from_dotlist(list(arguments[1:]))), None
     cfg = compose(arguments)
     return cfg.model, cfg

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import sys
 
-from convzoo.registry import ConfigError
+from convzoo.registry import ConfigError, about
 
-__all__ = ["ConfigError", "CheckpointError", "NonFiniteLossError", "RunDirectoryError", "exit_code", "one_line",
-           "report"]
+__all__ = ["ConfigError", "CheckpointError", "NonFiniteLossError", "RunDirectoryError", "about", "exit_code",
+           "one_line", "report"]
 
 
 class CheckpointError(ConfigError):

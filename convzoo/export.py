@@ -45,6 +45,7 @@ import importlib
 import json
 import os
 import warnings
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ import torch
 from torch import Tensor
 
 from convzoo.deploy import DeployInfo
+from convzoo.errors import ConfigError, one_line
 from convzoo.model import ConvNet
 
 __all__ = [
@@ -199,6 +201,27 @@ def export_model(net: ConvNet, path: str | os.PathLike, fmt: str, info: DeployIn
     return path
 
 
+_AGAIN = "export it again with python -m convzoo export, or pass the run's checkpoint (.ckpt)"
+
+
+@contextlib.contextmanager
+def _reading(path: str, fmt: str) -> Iterator[None]:
+    """Whatever a reader raises on a file from elsewhere (not written by :func:`export_model`, or damaged since),
+    as one :class:`ConfigError` naming the file. A .pt2 or .pt is a zip archive: anything else is refused before
+    torch's reader logs a traceback of its own."""
+    if fmt != "onnx" and not zipfile.is_zipfile(path):
+        raise ConfigError(f"{path!r} is not a {EXPORT_FORMATS[fmt]} artifact (not a zip archive: truncated, or another "
+                          f"kind of file); {_AGAIN}.")
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as error:  # each runtime has its own errors (DecodeError, BadZipFile, RuntimeError, ...)
+        first = one_line(str(error).split(". ")[0])
+        raise ConfigError(f"{path!r} cannot be read as a {EXPORT_FORMATS[fmt]} artifact ({type(error).__name__}: "
+                          f"{first}); {_AGAIN}.") from None
+
+
 def load_exported(path: str | os.PathLike, fmt: str) -> Callable[[Tensor], list[Tensor]]:
     """The artifact at ``path`` as a function from a CPU batch to the list of its outputs."""
     _check_format(fmt)
@@ -207,14 +230,16 @@ def load_exported(path: str | os.PathLike, fmt: str) -> Callable[[Tensor], list[
         require_onnx()
         import onnxruntime
 
-        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+        with _reading(path, fmt):
+            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
         return lambda x: [torch.from_numpy(y) for y in session.run(None, {INPUT_NAME: x.numpy()})]
-    if fmt == "export":
-        with _weights_only_loads():
-            module = torch.export.load(path).module()
-    else:
-        with _torchscript():
-            module = torch.jit.load(path, map_location="cpu")
+    with _reading(path, fmt):
+        if fmt == "export":
+            with _weights_only_loads():
+                module = torch.export.load(path).module()
+        else:
+            with _torchscript():
+                module = torch.jit.load(path, map_location="cpu")
 
     return lambda x: _as_list(module(x))
 
@@ -225,28 +250,47 @@ def format_of(path: str | os.PathLike) -> str:
     for fmt, known in EXPORT_FORMATS.items():
         if suffix == known:
             return fmt
-    raise ValueError(f"{str(path)!r}: cannot tell the format from the suffix {suffix!r}; "
-                     f"use {', '.join(EXPORT_FORMATS.values())}.")
+    raise ConfigError(f"{str(path)!r}: cannot tell the format from the suffix {suffix!r}; "
+                      f"use {', '.join(EXPORT_FORMATS.values())}.")
+
+
+def _json_or_text(value: str) -> object:
+    """A metadata value: convzoo's are JSON; another tool's may be plain text (kept, and ignored by DeployInfo)."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def read_metadata(path: str | os.PathLike) -> DeployInfo:
-    """The :class:`DeployInfo` an artifact written by :func:`export_model` carries."""
-    fmt = format_of(path)
-    if fmt == "onnx":
-        import onnx
+    """The :class:`DeployInfo` an artifact written by :func:`export_model` carries.
 
-        props = {p.key: json.loads(p.value) for p in onnx.load(os.fspath(path), load_external_data=False).metadata_props}
-        return DeployInfo.from_dict(props)
-    extra = {METADATA_FILE: ""}
-    if fmt == "export":
-        with _weights_only_loads():
-            torch.export.load(path, extra_files=extra)
-    else:
-        with _torchscript():
-            torch.jit.load(path, map_location="cpu", _extra_files=extra)
-    if not extra[METADATA_FILE]:
-        raise ValueError(f"{os.fspath(path)!r} carries no {METADATA_FILE}: it was not written by convzoo's export.")
-    return DeployInfo.from_dict(json.loads(extra[METADATA_FILE]))
+    A file that is not such an artifact (another tool's, a damaged copy, a missing or broken record)
+    raises one :class:`~convzoo.errors.ConfigError` naming it.
+    """
+    fmt, name = format_of(path), os.fspath(path)
+    with _reading(name, fmt):
+        if fmt == "onnx":
+            import onnx
+
+            metadata = onnx.load(name, load_external_data=False).metadata_props
+            record = {p.key: _json_or_text(p.value) for p in metadata} if metadata else None
+        else:
+            extra = {METADATA_FILE: ""}
+            if fmt == "export":
+                with _weights_only_loads():
+                    torch.export.load(name, extra_files=extra)
+            else:
+                with _torchscript():
+                    torch.jit.load(name, map_location="cpu", _extra_files=extra)
+            record = json.loads(extra[METADATA_FILE]) if extra[METADATA_FILE] else None
+    if record is None:
+        raise ConfigError(f"{name!r} carries no {METADATA_FILE}: it was not written by convzoo's export, so the input "
+                          f"size, normalisation and class names are unknown; {_AGAIN}.")
+    try:
+        return DeployInfo.from_dict(record)
+    except (ValueError, TypeError, AttributeError) as error:  # a record that is not a mapping of the fields
+        raise ConfigError(f"{name!r}: {one_line(error).rstrip('.')}; {_AGAIN}.") from None
 
 
 @dataclass(frozen=True)

@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from convzoo.blocks import Residual  # importing the package also registers the built-in blocks
-from convzoo.registry import BLOCKS, ConfigError, fits_annotation
-from convzoo.spec import INPUT, LAYER_KEYS, SPEC_KEYS, Layer, load_spec, parse_layers
+from convzoo.registry import BLOCKS, ConfigError, about, fits_annotation
+from convzoo.spec import (INPUT, LAYER_KEYS, SPEC_KEYS, Layer, interpolation_sources, load_spec, parse_layers,
+                          read_spec_file)
 
 __all__ = [
     "ConvNet", "GraphNet", "FeatureInfo", "Node", "build_model", "build_block", "check_imports_allowed", "load_spec",
@@ -256,8 +257,30 @@ def _build(where: str, block: str, args: dict[str, Any]) -> nn.Module:
     return module
 
 
-def _run(where: str, module: nn.Module, xs: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Run a block on meta tensors: shape problems become ConfigErrors; a bug keeps its traceback."""
+#: Arguments that are a spatial window, in any block: each must fit inside its (padded) input.
+_WINDOWS = ("kernel_size", "pool_size", "patch_size")
+
+
+def _window_too_large(args: Mapping[str, Any], xs: Sequence[torch.Tensor]) -> tuple[str | None, str]:
+    """The window argument the block was given that is larger than its padded input, and the accepted range."""
+    padding = args.get("padding") or 0
+    if len(xs) != 1 or xs[0].dim() != 4 or not isinstance(padding, int):
+        return None, ""  # "same" (or inferred) padding fits any window
+    height, width = xs[0].shape[2:]
+    limit = min(height, width) + 2 * padding
+    padded = f" padded by {padding}" if padding else ""
+    for name in _WINDOWS:
+        window = args.get(name)
+        if isinstance(window, int) and window > limit:
+            return name, (f"{name}={window} is larger than the {height}x{width} input{padded}: "
+                          f"it must be from 1 to {limit}")
+    return None, ""
+
+
+def _run(where: str, module: nn.Module, xs: Sequence[torch.Tensor],
+         args: Mapping[str, Any] | None = None) -> torch.Tensor:
+    """Run a block (built with ``args``) on meta tensors: shape problems become ConfigErrors; a bug keeps its
+    traceback."""
     try:
         y = module(*xs)
     except ConfigError as error:
@@ -266,13 +289,14 @@ def _run(where: str, module: nn.Module, xs: Sequence[torch.Tensor]) -> torch.Ten
         _add_note(error, f"while running {where} on the meta device (convzoo checks shapes there before building)")
         raise
     except (RuntimeError, ValueError) as error:  # what torch raises for shapes that do not fit
+        window, too_large = _window_too_large(args or {}, xs)
         fix = ("inputs merged by one layer must agree in height and width (and in channels for add): resize one "
-               "with upsample or pool, or fix the strides" if len(xs) > 1 else
+               "with upsample or pool, or fix the strides" if len(xs) > 1 else too_large or
                "check the earlier layers' strides, kernels and padding or the spec's input_size")
         noun = "inputs of shapes" if len(xs) > 1 else "its input of shape"
-        raise ConfigError(
+        raise about(ConfigError(
             f"{where}: cannot run on {noun} {_shapes(xs)} (channels, height, width): {error}. Fix: {fix}."
-        ) from None
+        ), window) from None
     except Exception as error:  # a bug in the block itself: show it as one, with the layer named
         _add_note(error, f"while running {where} on inputs of shape {_shapes(xs)}")
         raise
@@ -317,7 +341,7 @@ def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tup
         args["in_channels"] = channels
         part = f"{where} residual[{i}] (block {entry['block']!r})"
         module = _build(part, entry["block"], args)
-        skip = _run(part, module, [skip])
+        skip = _run(part, module, [skip], args)
         channels = module.out_channels
         specs.append({"block": entry["block"], **args})
     if skip.shape != y.shape:
@@ -344,7 +368,10 @@ def _measure(spec: Mapping[str, Any], layers: Sequence[Layer]) -> tuple[dict[str
             where = layer.where(copy)
             args = {**layer.args, **(layer.first if copy == 0 else {})}
             args["in_channels"] = _in_channels(where, args, xs, source if copy == 0 else "the previous copy gives")
-            y = _run(where, _build(where, layer.block, args), xs)
+            try:
+                y = _run(where, _build(where, layer.block, args), xs, args)
+            except ConfigError as error:
+                raise about(error, layer=layer.index)
             shortcut = None
             if layer.shortcut is not None:
                 shortcut, y = _residual(where, layer, xs[0], y)
@@ -391,6 +418,18 @@ def _is_chain(layers: Sequence[Layer], outputs: Sequence[str]) -> bool:
     )
 
 
+def _named_by_the_key_written(error: ConfigError, written: Mapping[str, Any] | DictConfig) -> ConfigError:
+    """``error``, led by the spec key the user wrote when an interpolation brought the bad argument to the layer.
+
+    ``dim=0`` reaching a layer as ``out_channels`` reads ``dim=0 is used by layers[0] 'stem' ...: out_channels=0 ...``.
+    """
+    key = interpolation_sources(written).get((error.layer, error.argument))
+    if key is None:
+        return error
+    node = written if isinstance(written, DictConfig) else OmegaConf.create(dict(written))
+    return about(ConfigError(f"{key}={OmegaConf.select(node, key)!r} is used by {error}"), error.argument, error.layer)
+
+
 def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequence[str] | str | None = None) -> ConvNet:
     """Build a network from a model spec (dict, OmegaConf node, or YAML file path).
 
@@ -404,15 +443,19 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
         >>> sum(p.numel() for p in net.parameters())
         594186
     """
-    spec = load_spec(spec)
+    written = read_spec_file(spec) if isinstance(spec, (str, Path)) else spec
+    spec = load_spec(written)
     if outputs is not None:
         spec["outputs"] = [outputs] if isinstance(outputs, str) else list(outputs)
     _import_modules(spec["imports"])
-    layers = parse_layers(spec, prune=outputs is not None)
-    if len(layers) < len(spec["layers"]):  # store what was built, names pinned, so the spec rebuilds this network
-        spec["layers"] = [{**spec["layers"][layer.index], "name": layer.name} for layer in layers]
-    with torch.device("meta"):
-        plans, shapes = _measure(spec, layers)
+    try:
+        layers = parse_layers(spec, prune=outputs is not None)
+        if len(layers) < len(spec["layers"]):  # store what was built, names pinned, so the spec rebuilds this network
+            spec["layers"] = [{**spec["layers"][layer.index], "name": layer.name} for layer in layers]
+        with torch.device("meta"):
+            plans, shapes = _measure(spec, layers)
+    except ConfigError as error:
+        raise _named_by_the_key_written(error, written) from None
     modules: OrderedDict[str, nn.Module] = OrderedDict()
     nodes = []
     for layer in layers:

@@ -127,7 +127,7 @@ def load_image(path: str | os.PathLike, info: DeployInfo) -> Tensor:
     try:
         with Image.open(path) as image:
             image = image.convert(mode)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise ConfigError(f"{os.fspath(path)!r} is not an image Pillow can read: {error}") from None
     tensor = TF.pil_to_tensor(image)
     if tuple(tensor.shape[1:]) != tuple(info.input_size):

@@ -26,13 +26,29 @@ from importlib import metadata
 from typing import Any
 
 __all__ = [
-    "ConfigError", "Registry", "Resolved", "closest", "suggest", "type_name", "fits_annotation",
-    "BLOCKS", "NORMS", "ACTIVATIONS", "POOLS", "INITS",
+    "ConfigError", "Registry", "Resolved", "about", "closest", "suggest", "type_name", "fits_annotation",
+    "ARGUMENT_RANGES", "Range", "out_of_range", "BLOCKS", "NORMS", "ACTIVATIONS", "POOLS", "INITS",
 ]
 
 
 class ConfigError(ValueError):
-    """A config names something that does not exist or passes arguments that do not fit."""
+    """A config names something that does not exist or passes arguments that do not fit.
+
+    An error about one argument of one spec layer says which (:func:`about`), so that the spec can
+    name the key the user wrote when an interpolation brought the value there.
+    """
+
+    argument: str | None = None  #: the block argument the error is about
+    layer: int | None = None     #: the index of the spec layer it is about
+
+
+def about(error: ConfigError, argument: str | None = None, layer: int | None = None) -> ConfigError:
+    """``error``, marked as being about ``argument`` (of the spec layer ``layer``); returns it, for ``raise``."""
+    if argument is not None:
+        error.argument = argument
+    if layer is not None:
+        error.layer = layer
+    return error
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
@@ -89,6 +105,57 @@ def fits_annotation(value: Any, annotation: Any) -> bool:
     if isinstance(annotation, type):
         return isinstance(value, annotation)
     return True
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers an argument accepts: ``low`` (excluded when ``low_open``) up to ``high`` (``None``: no limit).
+
+    Example:
+        >>> 0 in Range(1), 0.5 in Range(0, 1), str(Range(0, low_open=True)), str(Range(0, 1))
+        (False, True, '> 0', 'from 0 to 1')
+    """
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        return above and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is not None:
+            return f"from {self.low} to {self.high}"
+        return f"{'>' if self.low_open else '>='} {self.low}"
+
+
+#: What an argument of each name accepts, in every block, norm, pool or activation that takes it:
+#: one table instead of a check in each block, so a new block gets them by naming its arguments
+#: as the others do. Values the type allows but no layer can use (a kernel of 0, a stride of -1)
+#: are refused here, before anything is built. Sequences (``kernel_size: [3, 5]``) are checked
+#: item by item; ``None`` and strings (``padding: same``) are left to the annotation.
+ARGUMENT_RANGES: dict[str, Range] = {
+    **dict.fromkeys(("kernel_size", "stride", "dilation", "patch_size", "pool_size", "groups", "out_channels",
+                     "num_classes", "growth_rate", "expansion", "mlp_ratio", "reduction", "se_reduction",
+                     "rd_channels", "num_groups"), Range(1)),
+    **dict.fromkeys(("padding", "bottleneck", "layer_scale"), Range(0)),
+    **dict.fromkeys(("dropout", "drop_path", "momentum"), Range(0, 1)),
+    **dict.fromkeys(("eps", "scale_factor", "compression"), Range(0, low_open=True)),
+}
+
+
+def out_of_range(name: str, value: Any) -> Range | None:
+    """The range ``value`` of an argument called ``name`` misses (``None``: it fits, or nothing is known).
+
+    Example:
+        >>> out_of_range("kernel_size", 0), out_of_range("kernel_size", [3, 3]), out_of_range("padding", "same")
+        (Range(low=1, high=None, low_open=False), None, None)
+    """
+    accepted = ARGUMENT_RANGES.get(name)
+    values = value if isinstance(value, (list, tuple)) else [value]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return accepted if accepted is not None and any(v not in accepted for v in numbers) else None
 
 
 def type_name(annotation: Any) -> str:
@@ -240,10 +307,10 @@ class Registry:
         for key in kwargs:
             if key not in accepted:
                 listed = [*accepted, *also_accepted]
-                raise ConfigError(
+                raise about(ConfigError(
                     f"{prefix} got an unknown argument {key!r}.{suggest(key, listed)} "
                     f"It accepts: {', '.join(listed)}."
-                )
+                ), key)
         missing = [
             n for n in accepted
             if params[n].default is inspect.Parameter.empty and n not in kwargs
@@ -256,10 +323,14 @@ class Registry:
         hints = _type_hints(builder)
         for key, value in kwargs.items():
             if key in hints and not fits_annotation(value, hints[key]):
-                raise ConfigError(
+                raise about(ConfigError(
                     f"{prefix}: {key}={value!r} has the wrong type ({type(value).__name__}); "
                     f"it must be {type_name(hints[key])}."
-                )
+                ), key)
+            accepted_range = out_of_range(key, value)
+            if accepted_range is not None:
+                raise about(ConfigError(f"{prefix}: {key}={value!r} is out of range; it must be {accepted_range}."),
+                            key)
 
     def annotation(self, name: str, argument: str) -> Any:
         """The evaluated type annotation of one of the builder's arguments (``Any`` when unannotated)."""
@@ -307,7 +378,7 @@ class Registry:
             builder = self.get(name)
             built = builder(**kwargs)
         except ConfigError as error:
-            raise ConfigError(f"{_prefix(where)}{error}") from None
+            raise about(ConfigError(f"{_prefix(where)}{error}"), error.argument, error.layer) from None
         # every argument in signature order, defaults filled in; then what a **kwargs builder took
         args = {
             key: kwargs.get(key, param.default)

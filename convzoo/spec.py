@@ -63,10 +63,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from convzoo.registry import BLOCKS, ConfigError, fits_annotation, suggest, type_name
+from convzoo.registry import BLOCKS, ConfigError, about, fits_annotation, suggest, type_name
 
 __all__ = [
-    "INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "calc", "load_spec", "lookup", "parse_layers", "upgrade_legacy_spec",
+    "INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "calc", "interpolation_sources", "load_spec", "lookup",
+    "parse_layers", "read_spec_file", "upgrade_legacy_spec",
 ]
 
 #: The name under which layers read the network input in ``from``.
@@ -196,6 +197,49 @@ def _referenced_names(node: Any) -> set[str]:
     return found
 
 
+def interpolation_sources(spec: Mapping[str, Any] | DictConfig) -> dict[tuple[int, str], str]:
+    """The spec key each interpolated layer argument comes from: ``{(layer index, argument): key}``.
+
+    Interpolations are followed to the key the user sets (``repeat: ${...layers_per_block}`` with
+    ``layers_per_block: ${calc:'(${.depth} - 4) / 6'}`` comes from ``depth``); where they read
+    several keys, the one scalar among them (not a table) is the source, else there is none.
+    Arguments from ``block_defaults`` count for every layer that does not set them itself.
+
+    Example:
+        >>> interpolation_sources({"dim": 8, "layers": [{"block": "patch_embed", "out_channels": "${...dim}"}]})
+        {(0, 'out_channels'): 'dim'}
+    """
+    raw = OmegaConf.to_container(spec, resolve=False) if isinstance(spec, DictConfig) else spec
+    if not isinstance(raw, Mapping) or not isinstance(raw.get("layers"), list):
+        return {}
+    defaults = raw.get("block_defaults") if isinstance(raw.get("block_defaults"), Mapping) else {}
+    sources: dict[tuple[int, str], str] = {}
+    for index, entry in enumerate(raw["layers"]):
+        if isinstance(entry, Mapping):
+            first = entry.get("first") if isinstance(entry.get("first"), Mapping) else {}
+            for argument, value in {**defaults, **first, **entry}.items():
+                if (key := _written_source(raw, value)) is not None:
+                    sources[(index, argument)] = key
+    return sources
+
+
+def _written_source(raw: Mapping[str, Any], value: Any) -> str | None:
+    """The top-level key of the (unresolved) spec ``raw`` that an interpolated ``value`` comes from, if one."""
+
+    def roots(value: Any, seen: frozenset[str]) -> set[str]:
+        found: set[str] = set()
+        for expression in _INTERPOLATION.findall(value) if isinstance(value, str) else ():
+            key = re.split(r"[.\[]", expression.lstrip("."), maxsplit=1)[0]
+            if ":" not in expression and key in raw and key not in seen:
+                found |= roots(raw[key], seen | {key}) or {key}
+        return found
+
+    found = roots(value, frozenset())
+    scalars = {key for key in found if not isinstance(raw[key], (Mapping, list))}
+    chosen = scalars if len(scalars) == 1 else found
+    return next(iter(chosen)) if len(chosen) == 1 else None
+
+
 def _interpolation_message(error: Exception) -> str:
     """OmegaConf's message on one line: the key, then what went wrong (a resolver's own words if it raised)."""
     message = (getattr(error, "msg", None) or str(error)).strip().splitlines()[0]  # then full_key/object_type lines
@@ -209,6 +253,45 @@ def _check_value(key: str, value: Any, annotation: Any) -> None:
         raise ConfigError(f"model spec: {key}={value!r} must be {type_name(annotation)} ({SPEC_KEYS[key][2]}).")
 
 
+def _at(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _yaml_problem(error: Exception) -> str:
+    """PyYAML's error as ``", line L, column C: is not valid YAML: <problem> (<context> at line L', column C')."``."""
+    mark, context, context_mark = (getattr(error, name, None) for name in ("problem_mark", "context", "context_mark"))
+    problem = getattr(error, "problem", None) or str(error)
+    where = f", {_at(mark)}" if mark is not None else ""
+    started = f" ({context} at {_at(context_mark)})" if context and context_mark is not None else ""
+    return f"{where}: is not valid YAML: {' '.join(problem.split())}{started}."
+
+
+def read_spec_file(path: str | Path) -> DictConfig:
+    """A spec file's YAML as an (unresolved) OmegaConf node; a missing or unparsable file is a one-line ConfigError.
+
+    Example:
+        >>> read_spec_file("broken.yaml")  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        convzoo.registry.ConfigError: model spec file 'broken.yaml', line 4, column 5: is not valid YAML: expected ',' or '}' ...
+    """
+    import yaml
+
+    from omegaconf.errors import OmegaConfBaseException
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"model spec file {str(path)!r} does not exist.")
+    try:
+        return OmegaConf.load(path)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"model spec file {str(path)!r}{_yaml_problem(error)} Fix the YAML there (an unclosed "
+                          f"bracket or quote and a tab in the indentation are the usual causes).") from None
+    except (OmegaConfBaseException, UnicodeDecodeError) as error:
+        raise ConfigError(f"model spec file {str(path)!r} cannot be read as a config: "
+                          f"{' '.join(str(error).split())}") from None
+
+
 def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, Any]:
     """A spec (YAML path, OmegaConf node or dict) resolved to a plain dict with defaults filled in.
 
@@ -216,10 +299,7 @@ def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, An
     network stores as ``spec`` and what a checkpoint carries.
     """
     if isinstance(spec, (str, Path)):
-        path = Path(spec)
-        if not path.is_file():
-            raise ConfigError(f"model spec file {str(path)!r} does not exist.")
-        spec = OmegaConf.load(path)
+        spec = read_spec_file(spec)
     if not isinstance(spec, (Mapping, DictConfig)):
         raise ConfigError(f"a model spec must be a mapping with a 'layers' list, got {type(spec).__name__}.")
     node = spec if isinstance(spec, DictConfig) else OmegaConf.create(dict(spec))
@@ -227,6 +307,11 @@ def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, An
     try:
         resolved = OmegaConf.to_container(node, resolve=True)
     except Exception as error:  # OmegaConf's interpolation errors name the key; keep that, drop the traceback
+        raw = OmegaConf.to_container(node, resolve=False)
+        variable = str(getattr(error, "full_key", None) or "").rsplit(".", 1)[-1]
+        written = _written_source(raw, raw[variable]) if variable in raw else None
+        if written is not None:  # a variable computed from what the user set: name that first
+            raise ConfigError(f"{written}={raw[written]!r} is used by {_interpolation_message(error)}") from None
         raise ConfigError(f"model spec: {_interpolation_message(error)}") from None
     if "defaults" in resolved:
         raise ConfigError(
@@ -418,7 +503,7 @@ def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
         where = f"layers[{index}]" + (f" {name!r}" if explicit[index] is not None else "") + f" ({block})"
         repeat = entry.get("repeat", 1)
         if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
-            raise ConfigError(f"{where}: repeat must be a positive integer, got {repeat!r}.")
+            raise about(ConfigError(f"{where}: repeat must be a positive integer, got {repeat!r}."), "repeat", index)
         if "repeat" in entry:  # only stacks scale with depth, never a stem or a head
             repeat = math.ceil(repeat * spec["depth_multiplier"])
         first = entry.get("first") or {}

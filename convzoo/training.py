@@ -11,7 +11,11 @@ Example (what ``python train.py model=convmixer_tiny data=synthetic trainer.max_
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -65,6 +69,34 @@ def fit_model_to_data(model: DictConfig, datamodule: TensorDataModule) -> DictCo
     return model
 
 
+class _DropProductTips(logging.Filter):
+    """Lightning advertises its cloud products ("💡 Tip: ... try installing litlogger") on every run,
+    unconditionally; nothing in a run can act on it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip:")
+
+
+@contextlib.contextmanager
+def _quiet_console() -> Iterator[None]:
+    """Hide, while a run trains, the console messages that tell its user nothing they can act on.
+
+    Each is matched narrowly (logger or category, and message); every other warning and log line prints.
+    """
+    tips = _DropProductTips()
+    lightning_log = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    lightning_log.addFilter(tips)
+    try:
+        with warnings.catch_warnings():
+            # Lightning's own pytree helper (lightning/pytorch/utilities/_pytree.py) still builds torch's
+            # deprecated LeafSpec
+            warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+                                    category=FutureWarning)
+            yield
+    finally:
+        lightning_log.removeFilter(tips)
+
+
 def _test_checkpoint(trainer: L.Trainer) -> str | None:
     callback = trainer.checkpoint_callback
     if trainer.fast_dev_run or callback is None or not getattr(callback, "best_model_path", ""):
@@ -86,6 +118,7 @@ def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
     return last
 
 
+@_quiet_console()
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``).
 
@@ -149,8 +182,10 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str,
     check_monitors(callbacks, METRICS)
     loggers = [instantiate(c, f"logger.{name}") for name, c in (cfg.get("logger") or {}).items() if c is not None]
     check_accelerator(cfg.trainer.get("accelerator", "auto"))
+    # without a validation split there is nothing to validate: an empty loader would only make Lightning warn
+    no_validation = {"limit_val_batches": 0} if data["sizes"]["val"] == 0 else {}
     trainer: L.Trainer = instantiate(cfg.trainer, "trainer", callbacks=[*callbacks.values(), records],
-                                     logger=loggers or False)
+                                     logger=loggers or False, **no_validation)
     if checkpoint is not None and trainer.is_global_zero:
         continue_csv_log(trainer.loggers, checkpoint)
     del checkpoint  # Lightning loads it again itself; do not hold two copies

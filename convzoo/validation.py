@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -264,7 +265,9 @@ def check_config(cfg: DictConfig) -> None:
         try:
             build_model(cfg.model)
         except ConfigError as error:
-            raise ConfigError(f"model.{error}" if str(error).startswith("layers") else f"model: {error}") from None
+            # "layers[0] ..." and "dim=0 is used by layers[0] ..." name a key of the model config
+            named = re.match(r"layers\[|\w+=", str(error))
+            raise ConfigError(f"model.{error}" if named else f"model: {error}") from None
 
 
 def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:

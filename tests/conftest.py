@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import convzoo.blocks  # noqa: F401 -- fill the registries before any test saves them: a module first
+import convzoo.weight_init  # noqa: F401 -- imported inside a test would otherwise register for that test only
 from convzoo import registry
 
 

@@ -16,6 +16,8 @@ import pytest
 import torch
 from test_data import write_fake_cifar
 
+from convzoo import build_model
+from convzoo.__main__ import main as convzoo_main
 from convzoo.config import compose
 from convzoo.data import CorruptDataError, DataNotFoundError
 from convzoo.errors import CheckpointError, ConfigError, NonFiniteLossError, exit_code
@@ -57,9 +59,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _with_base(overrides: list[str]) -> list[str]:
-    """BASE, then ``overrides``; a case that picks another data config drops BASE's synthetic-data keys."""
-    other_data = any(o.startswith("data=") for o in overrides)
-    return [*(o for o in BASE if not (other_data and o.startswith("data"))), *overrides]
+    """BASE, then ``overrides``; a case that picks another config of a group (``data=cifar10``,
+    ``model=resnet_cifar``) drops BASE's keys of that group."""
+    picked = {o.split("=", 1)[0] for o in overrides if "=" in o and "." not in o.split("=", 1)[0]}
+    return [*(o for o in BASE if o.split("=", 1)[0].split(".")[0] not in picked), *overrides]
 
 
 def _cases(*cases):
@@ -116,6 +119,23 @@ API_CASES = _cases(
      ["rand_augment.magnitude=99", "0 to 30"]),
     ("negative-epochs", ["trainer.max_epochs=-5"], ConfigError, ["trainer", "max_epochs", "-1"]),
     ("zero-devices", ["trainer.devices=0"], ConfigError, ["trainer", "devices=0"]),
+    # -- values the type allows but no layer can use: refused by the spec check, named by the key written ----
+    ("kernel-size-zero", ["model.kernel_size=0"], ConfigError,
+     ["model.kernel_size=0 is used by layers[1] 'mixer'", "kernel_size=0 is out of range; it must be >= 1"]),
+    ("patch-size-negative", ["model.patch_size=-2"], ConfigError,
+     ["model.patch_size=-2 is used by layers[0] 'stem'", "patch_size=-2 is out of range; it must be >= 1"]),
+    ("dim-zero", ["model.dim=0"], ConfigError, ["model.dim=0 is used by layers[0] 'stem'", "out_channels=0 is out of range"]),
+    ("depth-zero", ["model.depth=0"], ConfigError, ["model.depth=0 is used by layers[1] 'mixer'", "repeat must be a positive"]),
+    ("dropout-above-one-in-a-layer", ["+model.layers.2.dropout=2"], ConfigError,
+     ["model.layers[2] 'head' (block 'classifier')", "dropout=2 is out of range; it must be from 0 to 1"]),
+    ("patch-larger-than-images", ["model.patch_size=40"], ConfigError,
+     ["model.patch_size=40 is used by layers[0] 'stem'", "patch_size=40 is larger than the 32x32 input: it must be from 1 to 32"]),
+    # -- errors name the key the user wrote, then the layer ---------------------------------------------------
+    ("dim-not-a-number", ["model.dim=abc"], ConfigError,
+     ["model.dim='abc' is used by layers[0] 'stem' (block 'patch_embed')", "out_channels='abc'", "must be int"]),
+    ("kernel-size-not-a-number", ["model.kernel_size=[3]"], ConfigError, ["model.kernel_size=[3] is used by layers[1]", "int"]),
+    ("depth-off-the-formula", ["model=resnet_cifar", "model.depth=21"], ConfigError,
+     ["model.depth=21 is used by model.blocks_per_stage", "(21 - 2) / 6", "not a whole number"]),
     # -- data: missing, truncated, corrupt --------------------------------------------------------------------
     ("data-missing", ["data=cifar10", "data.root={tmp}/nowhere"], DataNotFoundError,
      ["CIFAR-10 not found", "nowhere", "data.download=true"]),
@@ -165,7 +185,8 @@ def test_bad_input_through_the_python_api(overrides, error, words, files, tmp_pa
 CLI_CASES = _cases(
     ("unknown-model-config", ["model=convmixr"], 2, ["model=convmixr", "Did you mean 'convmixer'", "Available:"]),
     ("typo-in-a-key", ["trainer.max_epoch=3"], 2, ["trainer.max_epoch=3", "Did you mean 'max_epochs'"]),
-    ("wrong-type-in-a-spec", ["model.dim=abc"], 2, ["out_channels='abc'", "int"]),
+    ("wrong-type-in-a-spec", ["model.dim=abc"], 2, ["model.dim='abc' is used by", "out_channels='abc'", "int"]),
+    ("kernel-size-zero", ["model.kernel_size=0"], 2, ["model.kernel_size=0 is used by", ">= 1"]),
     ("data-missing", ["data=cifar10", "data.root={tmp}/nowhere"], 2, ["nowhere", "data.download=true"]),
     ("classes-fewer-than-labels", ["model.num_classes=5"], 2, ["model.num_classes=5", "model.num_classes=10"]),
     ("channels-differ", ["model.in_channels=1"], 2, ["model.in_channels=1", "model.in_channels=3"]),
@@ -205,3 +226,118 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
         train(compose([*BASE, f"paths.output_dir={tmp_path}"]))
     assert exit_code(info.value) is None
 
+
+
+# (id, the spec file's text, words the one line must hold): files a user wrote, read by build_model and the CLI
+SPEC_FILE_CASES = _cases(
+    ("unclosed-brace", "num_classes: 10\nlayers:\n  - {block: conv, out_channels: 8\n  - {block: head}\n",
+     ["line 4, column 5", "is not valid YAML", "expected ',' or '}'", "flow mapping at line 3, column 5"]),
+    ("unclosed-bracket", "layers: [1\n", ["line 2, column 1", "expected ',' or ']'"]),
+    ("tab-indentation", "layers:\n\t- block: conv\n", ["line 2, column 1", "'\\t'"]),
+    ("unclosed-quote", 'layers: "conv\n', ["line 2, column 1", "quoted scalar"]),
+    ("duplicate-key", "layers: []\nlayers: []\n", ["line 2, column 1", "duplicate key"]),
+    ("not-text", b"\xff\xfe\x00garbage", ["cannot be read as a config", "utf-8"]),
+)
+
+
+@pytest.mark.parametrize("text, words", SPEC_FILE_CASES)
+def test_a_spec_file_with_a_yaml_error_is_one_config_error(text, words, tmp_path, capsys):
+    path = tmp_path / "spec.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ConfigError) as info:
+        build_model(path)
+    message = str(info.value)
+    assert message.startswith(f"model spec file '{path}'") and all(word in message for word in words), message
+    assert convzoo_main(["summary", str(path)]) == 2
+    printed = capsys.readouterr().err.strip().splitlines()
+    assert len(printed) == 1 and printed[0] == f"error: {message}"
+
+
+def _export_program(path: Path, extra_files: dict[str, str] | None = None) -> None:
+    net = build_model({"layers": [{"block": "classifier", "num_classes": 2}]})
+    torch.export.save(torch.export.export(net, (torch.randn(2, 3, 32, 32),)), path, extra_files=extra_files)
+
+
+def _write_foreign(name: str, path: Path) -> None:
+    """A file convzoo did not write (or one damaged since), of the kind ``name`` says."""
+    if name == "text":
+        path.write_text("not a model\n")
+    elif name == "no-record":
+        _export_program(path)
+    elif name == "broken-record":
+        _export_program(path, {"convzoo.json": "{not json"})
+    elif name == "partial-record":
+        _export_program(path, {"convzoo.json": '{"name": "x"}'})
+    elif name == "truncated":
+        whole = path.with_name(f"whole{path.suffix}")
+        _export_program(whole)
+        path.write_bytes(whole.read_bytes()[:3000])
+    elif name == "state-dict":
+        torch.save({"weight": torch.zeros(2)}, path)
+    elif name == "plain-onnx":
+        net = build_model({"layers": [{"block": "classifier", "num_classes": 2}]})
+        torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(path), dynamo=False)
+
+
+# (id, the file, what is in it, words the one line must hold): artifacts from elsewhere, read by predict
+FOREIGN_FILE_CASES = _cases(
+    ("pt2-text", "model.pt2", "text", ["model.pt2", "is not a .pt2 artifact", "export it again"]),
+    ("pt2-truncated", "model.pt2", "truncated", ["model.pt2", "not a zip archive: truncated"]),
+    ("pt2-without-record", "model.pt2", "no-record", ["model.pt2", "carries no convzoo.json"]),
+    ("pt2-broken-record", "model.pt2", "broken-record", ["model.pt2", "JSONDecodeError"]),
+    ("pt2-partial-record", "model.pt2", "partial-record", ["model.pt2", "in_channels, input_size", "missing"]),
+    ("pt-text", "model.pt", "text", ["model.pt", "is not a .pt artifact"]),
+    ("pt-state-dict", "model.pt", "state-dict", ["model.pt", "cannot be read as a .pt artifact"]),
+    ("onnx-text", "model.onnx", "text", ["model.onnx", "cannot be read as a .onnx artifact", "DecodeError"]),
+    ("onnx-without-record", "model.onnx", "plain-onnx", ["model.onnx", "carries no convzoo.json"]),
+    ("unknown-suffix", "model.bin", "text", ["model.bin", "cannot tell the format", ".onnx, .pt2, .pt"]),
+)
+
+
+@pytest.mark.parametrize("filename, content, words", FOREIGN_FILE_CASES)
+def test_an_artifact_convzoo_did_not_write_is_one_line_naming_it(filename, content, words, tmp_path, capsys):
+    from PIL import Image
+
+    from convzoo.export import read_metadata
+    from convzoo.predict import load_predictor
+
+    path = tmp_path / filename
+    _write_foreign(content, path)
+    Image.new("RGB", (32, 32)).save(tmp_path / "cat.png")
+    with pytest.raises(ConfigError) as info:
+        load_predictor(path)
+    assert all(word in str(info.value) for word in words), str(info.value)
+    if path.suffix != ".bin":
+        with pytest.raises(ConfigError):
+            read_metadata(path)
+    assert convzoo_main(["predict", str(path), str(tmp_path / "cat.png")]) == 2
+    printed = capsys.readouterr().err.strip().splitlines()
+    assert len(printed) == 1 and printed[0].startswith("error: ") and all(word in printed[0] for word in words), printed
+
+
+@pytest.mark.parametrize("content, words", [
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", ["cannot identify image file"]),
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 40, ["is not an image Pillow can read"]),
+    ("truncated", ["image file is truncated"]),
+    ("bomb", ["decompression bomb"]),
+])
+def test_an_image_that_cannot_be_read_is_one_line_naming_it(content, words, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from convzoo.deploy import deploy_info
+    from convzoo.predict import load_image
+
+    path = tmp_path / "photo.png"
+    if content in ("truncated", "bomb"):
+        Image.effect_noise((64, 64), 50).convert("RGB").save(path)
+        if content == "truncated":
+            path.write_bytes(path.read_bytes()[:2000])
+        else:
+            monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64x64 is over twice the limit: refused
+    else:
+        path.write_bytes(content)
+    info = deploy_info(build_model({"layers": [{"block": "classifier", "num_classes": 2}]}))
+    with pytest.raises(ConfigError) as info_error:
+        load_image(path, info)
+    message = str(info_error.value)
+    assert "photo.png" in message and all(word in message for word in words) and "\n" not in message.strip(), message

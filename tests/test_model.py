@@ -136,3 +136,19 @@ def test_bad_specs_fail_before_any_real_tensor(monkeypatch):
     with pytest.raises(ConfigError, match=r"layers\[2\]"):
         build_model(tiny_spec({"block": "test_probe"}, {"block": "test_probe"}, {"block": "conv", "groups": 2}))
     assert devices == ["meta", "meta"]
+
+
+def test_an_error_names_the_key_an_interpolation_chain_starts_from():
+    spec = {"num_classes": 10, "depth": 1, "width": 0, "copies": "${calc:'${.depth} - 1'}", "widths": [8, 16],
+            "block_defaults": {"kernel_size": "${..width}"},
+            "layers": [{"block": "conv_norm_act", "out_channels": "${...widths[1]}", "repeat": "${...copies}"},
+                       {"block": "classifier"}]}
+    with pytest.raises(ConfigError) as info:  # repeat comes from copies, which comes from depth
+        build_model(spec)
+    assert str(info.value).startswith("depth=1 is used by layers[0] (conv_norm_act): repeat must be a positive integer")
+    spec["depth"] = 2  # now block_defaults' kernel_size, from width
+    with pytest.raises(ConfigError, match=r"^width=0 is used by layers\[0\] \(block 'conv_norm_act'\): .*kernel_size=0"):
+        build_model(spec)
+    spec["width"], spec["widths"] = 3, [8, 0]  # a table read by index: named by the table
+    with pytest.raises(ConfigError, match=r"^widths=\[8, 0\] is used by layers\[0\]"):
+        build_model(spec)

@@ -4,6 +4,7 @@ import pytest
 from torch import nn
 
 from convzoo import BLOCKS, ConfigError, Registry, build_block, register_block
+from convzoo.registry import ACTIVATIONS, ARGUMENT_RANGES, NORMS, POOLS, fits_annotation
 
 
 def test_register_get_build_and_aliases():
@@ -115,3 +116,51 @@ def test_entry_point_blocks_load_on_first_use(tmp_path, monkeypatch):
 def test_each_test_starts_from_a_clean_registry(run):
     assert "test_left_behind" not in BLOCKS  # the second run would find the first run's entry without the fixture
     register_block("test_left_behind")(nn.Identity)
+
+
+def _out_of_range_values(accepted):
+    """A value just below ``accepted`` and, where it has a top, one above it."""
+    below = accepted.low if accepted.low_open else accepted.low - 1
+    return [below] + ([accepted.high + 1] if accepted.high is not None else [])
+
+
+RANGED = [
+    pytest.param(table, name, argument, id=f"{table.kind}-{name}-{argument}")
+    for table in (BLOCKS, NORMS, POOLS, ACTIVATIONS)
+    for name in table.names()
+    for argument in table.signature(name).parameters
+    if argument in ARGUMENT_RANGES
+]
+
+
+def test_every_ranged_argument_of_a_builtin_is_covered():
+    covered = {argument for _, _, argument in (p.values for p in RANGED)}
+    assert covered == set(ARGUMENT_RANGES), set(ARGUMENT_RANGES) - covered  # no rule for an argument nothing takes
+
+
+@pytest.mark.parametrize("table, name, argument", RANGED)
+def test_a_value_the_type_allows_but_no_layer_can_use_is_refused_by_its_name(table, name, argument):
+    accepted = ARGUMENT_RANGES[argument]
+    for value in _out_of_range_values(accepted):
+        wants_int = fits_annotation(1, table.annotation(name, argument)) and not fits_annotation(0.5, table.annotation(name, argument))
+        value = int(value) if wants_int else float(value)
+        params = table.signature(name).parameters
+        required = {p: 8 for p, param in params.items() if param.default is param.empty and p != argument}
+        with pytest.raises(ConfigError, match=rf"{argument}={value!r} is out of range; it must be {accepted}") as info:
+            table.check_arguments(name, {**required, argument: value})
+        assert info.value.argument == argument
+
+
+@pytest.mark.parametrize("layer, words", [
+    ({"block": "pool", "pool_size": 64}, "pool_size=64 is larger than the 32x32 input: it must be from 1 to 32"),
+    ({"block": "pool", "pool": "avg", "pool_size": 40, "padding": 2},
+     "pool_size=40 is larger than the 32x32 input padded by 2: it must be from 1 to 36"),
+    ({"block": "conv", "out_channels": 8, "kernel_size": 41, "padding": 4},
+     "kernel_size=41 is larger than the 32x32 input padded by 4: it must be from 1 to 40"),
+])
+def test_a_window_larger_than_its_input_is_refused_with_the_accepted_range(layer, words):
+    from convzoo import build_model
+
+    with pytest.raises(ConfigError, match="layers\\[0\\]") as info:
+        build_model({"num_classes": 10, "input_size": 32, "layers": [layer, {"block": "classifier"}]})
+    assert words in str(info.value)

@@ -1,6 +1,7 @@
 """Training end to end: configs compose, runs train/resume/test, DDP, the run directory's records."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -212,3 +213,21 @@ def test_cpu_fast_presets_are_airbench94_cut_short(tmp_path):
     with open_dict(cfg):
         cfg.paths.output_dir = str(tmp_path)
     assert 0.0 <= train(cfg)["test/acc"] <= 1.0
+
+
+def test_a_preset_run_prints_no_warning_lines(tmp_path):
+    # cpu_fast on synthetic data, cut to 12 steps of 32 (its logging interval, so that informative warning stays quiet)
+    result = run_train_py(tmp_path, "experiment=cpu_fast", "data=synthetic", "data.num_train=384", "data.num_test=64",
+                          "data.batch_size=32", "data.eval_batch_size=64", "model.width_multiplier=0.25",
+                          "trainer.max_epochs=1")
+    lines = (result.stdout + result.stderr).replace("\r", "\n").splitlines()
+    # Lightning's warnings print as "<file>.py:<line>: <message>", Python's as "...Warning: ..."; adverts as "Tip:"
+    noisy = [line for line in lines if re.search(r"\.py:\d+: |Warning\b|Tip:", line)]
+    assert not noisy, "\n".join(noisy)
+    assert "test/acc" in result.stdout
+
+
+def test_a_run_with_a_validation_split_still_validates(tmp_path):
+    metrics = train(run_config(tmp_path, "data.num_train=96", "data.val_size=32", "data.num_test=32",
+                               "data.batch_size=32", "model.dim=16", "model.depth=1", "trainer.max_epochs=1"))
+    assert "val/acc_best" in metrics

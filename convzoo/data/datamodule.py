@@ -416,7 +416,7 @@ class SyntheticDataModule(TensorDataModule):
         self,
         num_train: int = 512,
         num_test: int = 256,
-        val_size: int = 128,
+        val_size: float | int = 128,
         num_classes: int = 10,
         **kwargs: Any,
     ):

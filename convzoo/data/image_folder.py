@@ -215,6 +215,9 @@ def holdout_count(size: float | int, n: int, key: str) -> int:
         >>> holdout_count(0.1, 45, "data.val_size"), holdout_count(5, 45, "data.val_size")
         (4, 5)
     """
+    if isinstance(size, float) and not (0 < size < 1 or size.is_integer()):
+        raise ConfigError(f"{key}={size} is neither a fraction in (0, 1) nor a count of images; "
+                          f"give e.g. {key}=0.1 or {key}={max(1, round(0.1 * n))}.")
     count = round(size * n) if isinstance(size, float) and 0 < size < 1 else int(size)
     if not 0 <= count < n:
         raise ConfigError(f"{key}={size} must be in [0, {n}) for {n} training images, or a fraction in (0, 1).")
