@@ -12,7 +12,7 @@ from datetime import date
 import torch
 import torch.nn.functional as F
 
-from convzoo.allocator import keep_freed_memory
+from convzoo.training.allocator import keep_freed_memory
 
 
 def machine() -> dict:

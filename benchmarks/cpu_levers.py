@@ -9,7 +9,7 @@ the same window, and repeat them.
     python benchmarks/cpu_levers.py                                   # the default sweep
     python benchmarks/cpu_levers.py --settings "batch=500" "batch=1024" "batch=1024 env=OMP_NUM_THREADS=1"
 A setting is space-separated key=value pairs: width, batch, compile (none | default |
-max-autotune-no-cudagraphs), keep_freed (1: call ``convzoo.allocator.keep_freed_memory()`` first, as
+max-autotune-no-cudagraphs), keep_freed (1: call ``convzoo.training.allocator.keep_freed_memory()`` first, as
 ``train()`` does by default; 0: glibc's defaults), env (NAME=VALUE, repeatable). Appends to benchmarks/results/cpu_levers.jsonl.
 """
 
@@ -58,7 +58,7 @@ def worker(options: dict, steps: int, warmup: int) -> dict:
     sys.path.insert(0, str(REPO))
     sys.path.insert(0, str(REPO / "benchmarks"))
     from convzoo import build_model
-    from convzoo.allocator import keep_freed_memory
+    from convzoo.training.allocator import keep_freed_memory
     from convzoo.config import compose
 
     if options["keep_freed"]:

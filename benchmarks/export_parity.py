@@ -7,7 +7,7 @@ would hide normalisation from the check and shrink some outputs to ~1e-5), then 
 ``python -m convzoo export ... --format F`` does: export, load the artifact back and compare it with
 the eager network on a random batch of 3 (onnxruntime for ONNX). It reports the max absolute
 difference and the output scale (max |eager output|); the command's pass mark is
-``1e-5 + 1e-4 * scale`` (see ``convzoo.export``).
+``1e-5 + 1e-4 * scale`` (see ``convzoo.deploy.export``).
 
 Usage:
     python benchmarks/export_parity.py              # ~2 minutes on 2 cores
@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 
 from convzoo.config import compose, config_dir  # noqa: E402
 from convzoo.deploy import deploy_info  # noqa: E402
-from convzoo.export import EXPORT_FORMATS, PARITY_ATOL, PARITY_RTOL, check_parity, export_model  # noqa: E402
-from convzoo.model import build_model  # noqa: E402
+from convzoo.deploy.export import EXPORT_FORMATS, PARITY_ATOL, PARITY_RTOL, check_parity, export_model  # noqa: E402
+from convzoo.network.build import build_model  # noqa: E402
 from convzoo.weight_init import apply_data_init  # noqa: E402
 
 

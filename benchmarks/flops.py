@@ -204,8 +204,8 @@ def run_profile(args: argparse.Namespace) -> dict:
 def measure_network(name: str, args: argparse.Namespace, peak_conv: float) -> dict:
     """Summary FLOPs, the op-mix ceiling and the sustained training FLOP/s of one network."""
     from convzoo.config import compose
-    from convzoo.model import build_model
-    from convzoo.summary import summary
+    from convzoo.network.build import build_model
+    from convzoo.network.summary import summary
 
     base = NETWORKS[name]
     overrides = [f"experiment={base[1]}"] if base[0] == "--experiment" else [f"model={base[1]}"]

@@ -2,7 +2,7 @@
 
 1. ``chain``: the spec as a chain (``residual: true`` layers), built as convzoo 0.1 built it: an
    ``nn.Sequential`` whose ``forward`` is torch's own;
-2. ``graph executor``: the very same modules (same weights) run by :class:`convzoo.model.GraphNet`'s
+2. ``graph executor``: the very same modules (same weights) run by :class:`convzoo.network.build.GraphNet`'s
    planned ``forward`` (a dict of live tensors, dropped after their last reader);
 3. ``graph spec``: the same network written as a graph: each skip an explicit ``add`` layer
    reading two named layers.
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import in_turns, machine, medians  # noqa: E402
-from convzoo.model import ConvNet, GraphNet, build_model  # noqa: E402
+from convzoo.network.build import ConvNet, GraphNet, build_model  # noqa: E402
 
 
 def chain_spec(width: int, blocks: int) -> dict:

@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from convzoo.divergence import NonFiniteLossGuard  # noqa: E402
+from convzoo.training.divergence import NonFiniteLossGuard  # noqa: E402
 
 
 class _Strategy:

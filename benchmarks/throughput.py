@@ -100,7 +100,7 @@ def network_and_data(cfg):
     import torch
     from hydra.utils import instantiate
 
-    from convzoo.model import build_model
+    from convzoo.network.build import build_model
     from convzoo.weight_init import apply_data_init
 
     torch.manual_seed(cfg.seed)
@@ -143,8 +143,8 @@ def hand_loop(cfg, model, datamodule, steps: int, device: str = "cpu", synchroni
     from hydra.utils import instantiate
 
     from benchmarks.common import synchronize
-    from convzoo.allocator import keep_freed_memory
-    from convzoo.classifier import make_optimizer
+    from convzoo.training.allocator import keep_freed_memory
+    from convzoo.training.module import make_optimizer
 
     device = torch.device(device)
     if cfg.get("keep_freed_memory"):

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from convzoo.data import CIFAR10DataModule  # noqa: E402
-from convzoo.classifier import TTA_MODES, flip_translate_views, load_model  # noqa: E402
+from convzoo.training.module import TTA_MODES, flip_translate_views, load_model  # noqa: E402
 
 
 def main() -> None:

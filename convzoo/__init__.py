@@ -11,15 +11,16 @@ Example:
     torch.Size([1, 10])
 """
 
-__version__ = "0.2.0"
-
-from convzoo.model import ConvNet, build_block, build_model
+from convzoo import _moved
+from convzoo._version import __version__
+from convzoo.network.build import ConvNet, build_block, build_model
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
-from convzoo.summary import ModelSummary, summary
-from convzoo.zoo import create_model, list_models
-from convzoo.weights import WeightTransfer, load_weights
+from convzoo.network.summary import ModelSummary, summary
+from convzoo.network.zoo import create_model, list_models
+from convzoo.network.weights import WeightTransfer, load_weights
 
 register_block = BLOCKS.register
+_moved.install()
 
 __all__ = [
     "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "ModelSummary", "Registry",

@@ -7,7 +7,7 @@ import argparse
 import inspect
 import sys
 
-from convzoo.deploy_cli import add_commands as add_deploy_commands
+from convzoo.cli.deploy import add_commands as add_deploy_commands
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, POOLS, Registry
 
 
@@ -34,7 +34,7 @@ def _describe(registry: Registry, skip: tuple[str, ...]) -> list[str]:
 def list_registries() -> str:
     """Everything that can be named in a config, with its arguments."""
     import convzoo.weight_init  # noqa: F401  (registers the init schemes)
-    import convzoo.model  # noqa: F401  (registers the built-in blocks)
+    import convzoo.network.build  # noqa: F401  (registers the built-in blocks)
 
     sections = [
         ("blocks (model.layers[].block; in_channels is inferred)", BLOCKS, ("in_channels",)),
@@ -51,7 +51,7 @@ def list_registries() -> str:
 
 def list_zoo() -> str:
     """Every model config with its parameters and FLOPs (computed, at the config's input size)."""
-    from convzoo.zoo import model_table
+    from convzoo.network.zoo import model_table
 
     rows = model_table()
     width = max(len(r["model"]) for r in rows)
@@ -65,8 +65,8 @@ def summary_text(arguments: list[str]) -> str:
     """Summarise a model: a spec file (``path.yaml [key=value ...]``) or the training config's model
     composed with Hydra overrides (``model=convmixer model.dim=512``)."""
     from convzoo.config import model_config
-    from convzoo.model import build_model
-    from convzoo.summary import summary
+    from convzoo.network.build import build_model
+    from convzoo.network.summary import summary
 
     spec, _ = model_config(arguments)
     model = build_model(spec)
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             print(list_zoo() if args.what == "models" else list_registries())
         elif args.command == "compare":
-            from convzoo.compare import compare
+            from convzoo.runs.compare import compare
 
             print(compare(args.runs, args.output)[0])
         else:

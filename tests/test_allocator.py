@@ -9,7 +9,7 @@ import pytest
 # Ten rounds of allocating, filling and freeing a 64 MB tensor; prints the minor page faults.
 ROUNDS = """
 import resource, sys, torch
-from convzoo.allocator import keep_freed_memory
+from convzoo.training.allocator import keep_freed_memory
 if sys.argv[1] == "tuned":
     assert keep_freed_memory()
 torch.ones(16_000_000)  # the first round always faults its pages in

@@ -221,7 +221,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
     def broken(*args, **kwargs):
         raise KeyError("a bug, not a config error")
 
-    monkeypatch.setattr("convzoo.training.check_data_fits_model", broken)
+    monkeypatch.setattr("convzoo.training.run.check_data_fits_model", broken)
     with pytest.raises(KeyError) as info:
         train(compose([*BASE, f"paths.output_dir={tmp_path}"]))
     assert exit_code(info.value) is None
@@ -298,8 +298,8 @@ FOREIGN_FILE_CASES = _cases(
 def test_an_artifact_convzoo_did_not_write_is_one_line_naming_it(filename, content, words, tmp_path, capsys):
     from PIL import Image
 
-    from convzoo.export import read_metadata
-    from convzoo.predict import load_predictor
+    from convzoo.deploy.export import read_metadata
+    from convzoo.deploy.predict import load_predictor
 
     path = tmp_path / filename
     _write_foreign(content, path)
@@ -325,7 +325,7 @@ def test_an_image_that_cannot_be_read_is_one_line_naming_it(content, words, tmp_
     from PIL import Image
 
     from convzoo.deploy import deploy_info
-    from convzoo.predict import load_image
+    from convzoo.deploy.predict import load_image
 
     path = tmp_path / "photo.png"
     if content in ("truncated", "bomb"):

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from convzoo.callbacks import FreezeParameters, Lookahead, ProgressiveResizing, ThroughputProgressBar
+from convzoo.training.callbacks import FreezeParameters, Lookahead, ProgressiveResizing, ThroughputProgressBar
 from convzoo.data import SyntheticDataModule
-from convzoo.classifier import ImageClassifier
-from convzoo.plots import plot_curves
+from convzoo.training.module import ImageClassifier
+from convzoo.runs.plots import plot_curves
 from convzoo.registry import ConfigError
 
 
@@ -135,7 +135,7 @@ def _write_log(path, groups=1):
 
 
 def test_curves_figure_draws_lr_test_mark_integer_epochs_and_title(tmp_path):
-    from convzoo.plots import curves_figure
+    from convzoo.runs.plots import curves_figure
 
     figure = curves_figure(_write_log(tmp_path / "metrics.csv", groups=2), title="airbench on CIFAR10\nSGD",
                            test_score=0.61, steps_per_epoch=10)
@@ -152,7 +152,7 @@ def test_curves_figure_draws_lr_test_mark_integer_epochs_and_title(tmp_path):
 
 
 def test_curves_figure_marks_the_final_weights_test_score_when_nothing_is_monitored(tmp_path):
-    from convzoo.plots import curves_figure
+    from convzoo.runs.plots import curves_figure
 
     # the presets test the final weights (no validation): the star goes at the last epoch
     figure = curves_figure(_write_log(tmp_path / "metrics.csv"), test_score=0.9105, monitor=None, steps_per_epoch=10)
@@ -162,7 +162,7 @@ def test_curves_figure_marks_the_final_weights_test_score_when_nothing_is_monito
 
 
 def test_curves_figure_keeps_one_decaying_rate_linear(tmp_path):
-    from convzoo.plots import curves_figure
+    from convzoo.runs.plots import curves_figure
 
     figure = curves_figure(_write_log(tmp_path / "metrics.csv"))
     assert figure.axes[2].get_yscale() == "linear" and figure.axes[2].get_xlabel() == "step"

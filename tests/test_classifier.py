@@ -7,10 +7,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from convzoo import classifier
 from convzoo.blocks.whitening import WhiteningConv
-from convzoo.classifier import ImageClassifier, flip_translate_views, make_optimizer
-from convzoo.model import build_model
+from convzoo.training.module import ImageClassifier, flip_translate_views, make_optimizer
+from convzoo.network.build import build_model
 from convzoo.registry import ConfigError
-from convzoo.schedules import one_cycle, piecewise_linear, warmup_cosine
+from convzoo.training.schedules import one_cycle, piecewise_linear, warmup_cosine
 
 SPEC = {"in_channels": 3, "num_classes": 10, "layers": [
     {"block": "conv_norm_act", "out_channels": 8, "norm": {"norm": "batchnorm", "learn_scale": False}},

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from convzoo.__main__ import main
-from convzoo.plots import runs_figure
+from convzoo.runs.plots import runs_figure
 from convzoo.runs import find_runs
 
 COMMON = ["data=synthetic", "model=airbench"]

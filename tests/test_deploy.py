@@ -8,7 +8,7 @@ import torch
 from convzoo import ConfigError, build_model
 from convzoo.data import CIFAR10_CLASSES, CIFAR10_MEAN
 from convzoo.deploy import DeployInfo, deploy_info, load_checkpoint
-from convzoo.classifier import load_model
+from convzoo.training.module import load_model
 
 DATA = Path(__file__).resolve().parent / "data"
 SPEC = {"layers": [{"block": "conv_norm_act", "out_channels": 4}, {"block": "classifier"}]}

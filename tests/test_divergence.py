@@ -6,7 +6,7 @@ from faults import PoisonWeights
 from torch.overrides import TorchFunctionMode
 
 from convzoo.config import compose
-from convzoo.divergence import NonFiniteLossGuard
+from convzoo.training.divergence import NonFiniteLossGuard
 from convzoo.errors import NonFiniteLossError
 from convzoo.training import train
 

@@ -11,7 +11,7 @@ from convzoo import ConfigError, build_model
 from convzoo.__main__ import main
 from convzoo.config import compose, config_dir
 from convzoo.deploy import deploy_info, load_checkpoint
-from convzoo.export import (
+from convzoo.deploy.export import (
     CHECK_BATCH,
     EXAMPLE_BATCH,
     EXPORT_FORMATS,
@@ -157,7 +157,7 @@ def test_cli_exit_status_on_a_mismatch(trained_checkpoint, tmp_path, monkeypatch
             net.layers.head.fc.weight.mul_(1.01)  # the artifact no longer matches the network
         return written
 
-    monkeypatch.setattr("convzoo.export.export_model", corrupting_export)
+    monkeypatch.setattr("convzoo.deploy.export.export_model", corrupting_export)
     assert main(["export", str(trained_checkpoint), "--format", "export", "--out", str(tmp_path / "m.pt2")]) == 1
     captured = capsys.readouterr()
     assert "MISMATCH" in captured.out and "do not ship" in captured.err

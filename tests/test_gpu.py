@@ -17,12 +17,12 @@ from test_resume import record, train_py
 
 from convzoo import build_model, create_model
 from convzoo.__main__ import main
-from convzoo.classifier import load_model
+from convzoo.training.module import load_model
 from convzoo.config import compose
 from convzoo.data import InMemoryLoader
 from convzoo.deploy import deploy_info, load_checkpoint
-from convzoo.export import EXPORT_FORMATS, check_parity, export_model
-from convzoo.model import GraphNet
+from convzoo.deploy.export import EXPORT_FORMATS, check_parity, export_model
+from convzoo.network.build import GraphNet
 from convzoo.training import train
 
 pytestmark = [

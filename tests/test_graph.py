@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convzoo import ConfigError, build_model, register_block, summary
-from convzoo.model import ConvNet, GraphNet
+from convzoo.network.build import ConvNet, GraphNet
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "model"
@@ -129,7 +129,7 @@ def test_a_chain_stays_a_sequential_network_with_the_same_names():
 
 
 def test_checkpoint_of_convzoo_0_1_loads_with_identical_outputs():
-    from convzoo.classifier import load_model
+    from convzoo.training.module import load_model
 
     data = Path(__file__).resolve().parent / "data"
     net = load_model(data / "legacy-v0.1.0.ckpt")
@@ -267,7 +267,7 @@ def test_graph_networks_compile_and_export():
 
 
 def test_an_image_classifier_needs_logits():
-    from convzoo.classifier import ImageClassifier
+    from convzoo.training.module import ImageClassifier
 
     with pytest.raises(ConfigError, match=r"model 'fpn' returns p2 \(64 channels, reduction 2\), .*end the spec with a classifier"):
         ImageClassifier(str(EXAMPLES / "fpn.yaml"))
@@ -286,7 +286,7 @@ def test_a_graph_trains_inits_and_checkpoints_like_a_chain(tmp_path):
     from omegaconf import OmegaConf, open_dict
 
     from convzoo.config import compose
-    from convzoo.classifier import load_model
+    from convzoo.training.module import load_model
     from convzoo.training import train
 
     cfg = compose(["data=synthetic", "init=kaiming_normal", "trainer.max_epochs=1", "data.num_train=256", "data.val_size=64"])

@@ -13,8 +13,8 @@ from convzoo.__main__ import main
 from convzoo.config import compose
 from convzoo.data import CIFAR10_CLASSES, load_cifar10, normalize
 from convzoo.deploy import deploy_info, load_checkpoint
-from convzoo.export import export_model
-from convzoo.predict import find_images, load_image, load_predictor, predict_files
+from convzoo.deploy.export import export_model
+from convzoo.deploy.predict import find_images, load_image, load_predictor, predict_files
 from convzoo.training import train
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from convzoo import build_model, summary
 from convzoo.data import SyntheticDataModule
 from convzoo.weight_init import apply_init
-from convzoo.records import RunRecords
+from convzoo.training.records import RunRecords
 from convzoo.runs import format_count
 
 SPEC = {"in_channels": 3, "num_classes": 2, "input_size": 8,
@@ -97,7 +97,7 @@ def _loader():
 
 def test_records_plot_titled_curves_and_mark_the_monitored_test_score(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr("convzoo.records.plot_curves", lambda csv, output, **kwargs: calls.append((output, kwargs)))
+    monkeypatch.setattr("convzoo.training.records.plot_curves", lambda csv, output, **kwargs: calls.append((output, kwargs)))
     config = {"model": {"name": "tiny"}, "data": {"batch_size": 8},
               "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.1}, "trainer": {"max_epochs": 2}}
     records = RunRecords(tmp_path, config=config)

@@ -85,7 +85,7 @@ def test_a_killed_run_resumes_bit_identically(kill, checkpoint_step, mid_epoch, 
 
 SAVER = """
 import sys, torch
-from convzoo.resume import AtomicCheckpointIO
+from convzoo.training.resume import AtomicCheckpointIO
 io, payload = AtomicCheckpointIO(), torch.arange(4_000_000, dtype=torch.float32)  # 16 MB
 for i in range(10_000):
     io.save_checkpoint({"i": i, "payload": payload}, sys.argv[1])

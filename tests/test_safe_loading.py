@@ -23,11 +23,11 @@ from omegaconf import open_dict
 
 from convzoo import ConfigError, build_model, load_weights
 from convzoo.__main__ import main
-from convzoo.classifier import ImageClassifier, load_model
+from convzoo.training.module import ImageClassifier, load_model
 from convzoo.config import compose
 from convzoo.deploy import load_checkpoint
 from convzoo.errors import one_line
-from convzoo.export import EXPORT_FORMATS
+from convzoo.deploy.export import EXPORT_FORMATS
 from convzoo.spec import upgrade_legacy_spec
 from convzoo.training import train
 
@@ -141,9 +141,9 @@ def test_a_pickle_that_runs_code_is_refused_in_one_line(entry, make, marker, tmp
 
 def test_lightnings_own_load_is_weights_only_too(marker, tmp_path, monkeypatch):
     """Past convzoo's check of ``ckpt_path``, Lightning reads the file again: it is asked for weights only."""
-    import convzoo.training
+    import convzoo.training.run
 
-    monkeypatch.setattr(convzoo.training, "check_checkpoint", lambda path, module: None)
+    monkeypatch.setattr(convzoo.training.run, "check_checkpoint", lambda path, module: None)
     with pytest.raises(Exception, match="Weights only load failed"):
         _run([*RUN, f"ckpt_path={hostile_checkpoint(marker, tmp_path)}"], tmp_path / "run")
     assert not marker.exists()
@@ -261,11 +261,11 @@ def test_imports_the_caller_made_already_are_fine(importing_checkpoint, marker):
 REPO = DATA.parent.parent
 #: Every call that reads a model file, by file and callee; each is an entry point tested above.
 KNOWN_READS = {
-    ("convzoo/weights.py", "torch.load"),  # read_checkpoint_file: every checkpoint and state dict
-    ("convzoo/classifier.py", "super().load_from_checkpoint"),  # after read_checkpoint_file, weights_only passed on
-    ("convzoo/classifier.py", "ImageClassifier.load_from_checkpoint"),  # load_model
-    ("convzoo/export.py", "torch.export.load"),  # inside _weights_only_loads
-    ("convzoo/export.py", "torch.jit.load"),
+    ("convzoo/network/weights.py", "torch.load"),  # read_checkpoint_file: every checkpoint and state dict
+    ("convzoo/training/module.py", "super().load_from_checkpoint"),  # after read_checkpoint_file, weights_only passed on
+    ("convzoo/training/module.py", "ImageClassifier.load_from_checkpoint"),  # load_model
+    ("convzoo/deploy/export.py", "torch.export.load"),  # inside _weights_only_loads
+    ("convzoo/deploy/export.py", "torch.jit.load"),
 }
 
 
@@ -293,6 +293,6 @@ def test_every_place_that_reads_a_model_file_is_known():
             if "ckpt_path" in keywords and "weights_only" not in keywords:  # Trainer.fit/test/...: Lightning loads it
                 unguarded.append(f"{name}:{node.lineno} {callee}")
     assert reads == KNOWN_READS, (
-        "a place that reads model files was added or moved: read them with convzoo.weights.read_checkpoint_file "
+        "a place that reads model files was added or moved: read them with convzoo.network.weights.read_checkpoint_file "
         f"(weights-only), add its entry point to ENTRY_POINTS above, then to KNOWN_READS: {reads ^ KNOWN_READS}")
     assert not unguarded, f"pass weights_only=True where Lightning loads a checkpoint: {unguarded}"

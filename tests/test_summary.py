@@ -3,7 +3,7 @@ from torch import nn
 
 from convzoo import build_model, create_model
 from convzoo.config import config_dir
-from convzoo.summary import summary
+from convzoo.network.summary import summary
 
 
 def test_summary_rows_match_the_model():

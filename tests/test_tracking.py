@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from convzoo.tracking import expand_records
+from convzoo.training.tracking import expand_records
 
 
 def test_expand_records_keeps_plain_lists_whole() -> None:

@@ -14,9 +14,9 @@ from omegaconf import open_dict
 
 from convzoo import create_model
 from convzoo.config import compose, config_dir
-from convzoo.classifier import ImageClassifier, load_model
+from convzoo.training.module import ImageClassifier, load_model
 from convzoo.training import train
-from convzoo.validation import check_config
+from convzoo.training.validation import check_config
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the fast loop is python -m pytest -m "not slow"
 

@@ -1,6 +1,6 @@
 """Each training option changes what a run does: a test here fails if the option is silently ignored.
 
-``module.*`` through :class:`~convzoo.classifier.ImageClassifier` built as a run builds it; ``data.augment.*``
+``module.*`` through :class:`~convzoo.training.module.ImageClassifier` built as a run builds it; ``data.augment.*``
 through the data module a run instantiates; ``callbacks.*``: lookahead's and EMA's options here, the others
 in ``test_callbacks.py`` (lookahead's sync_every_epoch, freezing, progressive resizing), ``test_resume.py``
 (step checkpoints, the random state) and ``test_divergence.py`` (the divergence guard).
@@ -15,7 +15,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from convzoo.classifier import ImageClassifier
+from convzoo.training.module import ImageClassifier
 from convzoo.config import compose
 from convzoo.training import train
 
@@ -118,7 +118,7 @@ def test_each_lookahead_option_changes_the_weights_a_fit_ends_with(option, value
     import lightning as L
     from test_callbacks import TinyRegression, _loader
 
-    from convzoo.callbacks import Lookahead
+    from convzoo.training.callbacks import Lookahead
 
     def final_weight(value) -> torch.Tensor:
         torch.manual_seed(0)

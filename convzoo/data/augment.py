@@ -315,7 +315,7 @@ class BatchAugment(nn.Module):
             (see :func:`rand_augment`), ``None`` to skip it.
         padding_mode: ``"reflect"`` (airbench) or ``"zeros"`` (classic torchvision RandomCrop).
         size: output side length (``None``: the input's). A plain attribute, so
-            :class:`~convzoo.callbacks.ProgressiveResizing` can change it between epochs.
+            :class:`~convzoo.training.callbacks.ProgressiveResizing` can change it between epochs.
         mean, std, channels_last, dtype: passed to :func:`normalize`.
 
     Example:

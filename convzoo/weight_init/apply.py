@@ -164,7 +164,7 @@ def apply_init(
 
 def _load_pretrained(model: nn.Module, checkpoint: str | os.PathLike, record: InitRecord, where: str) -> None:
     """Overwrite the matching tensors with the checkpoint's and say so in ``record``."""
-    from convzoo.weights import load_weights
+    from convzoo.network.weights import load_weights
 
     try:
         transfer = load_weights(model, checkpoint)

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from convzoo.runs import Run, distinguishing_overrides, epoch_curves, step_curves
+from convzoo.runs.read import Run, distinguishing_overrides, epoch_curves, step_curves
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

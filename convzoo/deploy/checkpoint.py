@@ -25,12 +25,12 @@ from typing import Any
 
 import torch
 
-from convzoo import __version__
+from convzoo._version import __version__
 from convzoo.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from convzoo.model import ConvNet, build_model, check_imports_allowed
+from convzoo.network.build import ConvNet, build_model, check_imports_allowed
 from convzoo.registry import ConfigError
 from convzoo.spec import upgrade_legacy_spec
-from convzoo.weights import load_weights, read_checkpoint_file
+from convzoo.network.weights import load_weights, read_checkpoint_file
 
 __all__ = ["DeployInfo", "deploy_info", "load_checkpoint"]
 
@@ -137,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     """The trained network of a convzoo checkpoint (eval mode) and what it needs to be fed.
 
     Needs no Lightning: the spec is rebuilt and every tensor loaded with
-    :func:`convzoo.weights.load_weights` (strict: a checkpoint that does not fit is an error).
+    :func:`convzoo.network.weights.load_weights` (strict: a checkpoint that does not fit is an error).
     Safe for a file from anywhere: it is read as data (``weights_only=True``, so it cannot run code),
     and modules its spec names in ``imports:`` are imported only with ``allow_imports=True`` or if
     imported already. ``weights_only=False`` runs whatever the file pickles: for a file you trust.

@@ -8,7 +8,7 @@ CIFAR-10 test image saved as PNG gets exactly the prediction its tensor gets.
 
 Example::
 
-    from convzoo.predict import load_predictor, predict_files
+    from convzoo.deploy.predict import load_predictor, predict_files
     predictor = load_predictor("outputs/2026-11-22/12-00-00/checkpoints/best.ckpt")  # or a .onnx / .pt2 / .pt
     for path, top in predict_files(predictor, ["cat.png", "photos/"], topk=3):
         print(path, top)            # [("cat", 0.91), ("dog", 0.05), ("deer", 0.01)]
@@ -27,9 +27,9 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from convzoo.data import normalize
-from convzoo.deploy import DeployInfo, load_checkpoint
+from convzoo.deploy.checkpoint import DeployInfo, load_checkpoint
 from convzoo.registry import ConfigError
-from convzoo.weights import load_failure
+from convzoo.network.weights import load_failure
 
 __all__ = ["Predictor", "find_images", "load_image", "load_predictor", "predict_files", "predict_images"]
 
@@ -59,7 +59,7 @@ def load_predictor(path: str | os.PathLike, allow_imports: bool = False) -> Pred
             with torch.no_grad():
                 return net(x)
     else:
-        from convzoo.export import MissingExtraError, format_of, load_exported, read_metadata
+        from convzoo.deploy.export import MissingExtraError, format_of, load_exported, read_metadata
 
         if not path.is_file():
             raise ConfigError(f"{str(path)!r} does not exist; pass a checkpoint (.ckpt) or an exported model.")

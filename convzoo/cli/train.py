@@ -34,7 +34,7 @@ def _print_lightning_messages_once() -> None:
 def run(cfg: DictConfig) -> float | None:
     """Train with a composed config; what the user can fix is reported in one line (see :mod:`convzoo.errors`)."""
     from convzoo.errors import exit_code, report
-    from convzoo.training import train
+    from convzoo.training.run import train
 
     _print_lightning_messages_once()
     try:
@@ -62,7 +62,7 @@ def check_command_line(argv: list[str]) -> list[str]:
 
     from convzoo.config import compose, resume_overrides
     from convzoo.errors import ConfigError, report
-    from convzoo.validation import check_config
+    from convzoo.training.validation import check_config
 
     try:
         cfg = compose([o for o in resume_overrides(overrides) if not o.lstrip("+~").startswith("hydra")])

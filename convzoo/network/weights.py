@@ -35,7 +35,7 @@ from convzoo.registry import ConfigError
 
 __all__ = ["WeightSource", "WeightTransfer", "load_failure", "load_weights", "read_checkpoint_file", "read_state_dict"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("convzoo.weights")  # the name it has always logged under
 
 #: What :func:`load_weights` reads: a checkpoint file (convzoo/Lightning ``.ckpt`` or a saved state
 #: dict), a loaded checkpoint or state dict, or a module.
@@ -193,7 +193,7 @@ def load_weights(net: nn.Module, source: WeightSource, strict: bool = False) -> 
     LightningModule's ``model.``), found by matching; tensors outside it are the wrapper's own and
     are left out of the report. With ``strict=True`` anything missing,
     unexpected or of another shape is an error and nothing is copied; otherwise those tensors keep
-    their values. The report is also logged (``convzoo.weights``, INFO).
+    their values. The report is also logged (``convzoo.network.weights``, INFO).
 
     Args:
         net: the network to fill, in place.

@@ -1,5 +1,5 @@
 """Training callbacks: images/s in the progress bar, lookahead, freezing parameters after some
-epochs, and progressive resizing (a run's records, curves included: :mod:`convzoo.records`)."""
+epochs, and progressive resizing (a run's records, curves included: :mod:`convzoo.training.records`)."""
 
 from __future__ import annotations
 

@@ -48,13 +48,13 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from convzoo.errors import RunDirectoryError, report
-from convzoo.runs import RECORD_FILES
+from convzoo.runs.read import RECORD_FILES
 
 __all__ = ["LOCK_FILE", "RECORDS", "RunDirectoryGuard", "claim_run_directory", "records_in", "refusal",
            "refuse_to_replace_a_record"]
 
 #: What a run writes into its directory, beside Hydra's own ``.hydra/`` and ``train.log``: the checkpoint
-#: callbacks' folder, the loggers' folders (``configs/logger/``) and :class:`convzoo.records.RunRecords`' files.
+#: callbacks' folder, the loggers' folders (``configs/logger/``) and :class:`convzoo.training.records.RunRecords`' files.
 RECORDS = ("checkpoints", "csv", "tensorboard", *RECORD_FILES)
 #: The file a running run holds its lock on (kept afterwards: deleting a lock file races with a new locker).
 LOCK_FILE = ".lock"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from convzoo.model import ConvNet, build_model
+from convzoo.network.build import ConvNet, build_model
 from convzoo.registry import ConfigError, suggest
 
 __all__ = ["create_model", "list_models", "model_table"]
@@ -48,7 +48,7 @@ def create_model(name: str, outputs: Sequence[str] | str | None = None, **overri
 
     ``create_model("resnet_cifar", depth=56, num_classes=100)`` is what
     ``model=resnet_cifar model.depth=56 model.num_classes=100`` gives ``train.py``; ``outputs``
-    returns intermediate layers (see :func:`~convzoo.model.build_model`).
+    returns intermediate layers (see :func:`~convzoo.network.build.build_model`).
     """
     return build_model(zoo_spec(name, **overrides), outputs=outputs)
 
@@ -69,7 +69,7 @@ def model_table() -> list[dict[str, Any]]:
     """Every zoo model at its default size: parameters and FLOPs, measured on the meta device (no memory)."""
     import torch
 
-    from convzoo.summary import summary
+    from convzoo.network.summary import summary
 
     rows = []
     for name in list_models():

@@ -3,7 +3,7 @@
 ==========================  ===========================================================================
 record                      when, and what
 ==========================  ===========================================================================
-``summary.txt``, ``.csv``   training starts: the per-layer table (:func:`convzoo.summary.summary`)
+``summary.txt``, ``.csv``   training starts: the per-layer table (:func:`convzoo.network.summary.summary`)
 ``init.csv``                training starts: ``pl_module.init_record``, one line per parameter
 ``data.json``               training starts: ``trainer.datamodule.describe()`` (classes, statistics, sizes)
 hyperparameters             training starts: the config, parameter counts, layers, init and data, to every logger
@@ -32,9 +32,9 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from convzoo.plots import plot_curves, marked_test_metric
-from convzoo.runs import run_title
-from convzoo.summary import ModelSummary, summary
+from convzoo.runs.plots import plot_curves, marked_test_metric
+from convzoo.runs.read import run_title
+from convzoo.network.summary import ModelSummary, summary
 
 __all__ = ["RunRecords"]
 

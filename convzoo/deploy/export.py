@@ -2,7 +2,7 @@
 
 Every exporter is torch's own: ``torch.onnx.export(dynamo=True)`` (the ``torch.export``-based
 exporter; the legacy TorchScript-based one cannot express the asymmetric padding of even-kernel
-"same" convs), ``torch.export.export`` and ``torch.jit.trace`` (a :class:`~convzoo.model.GraphNet`'s
+"same" convs), ``torch.export.export`` and ``torch.jit.trace`` (a :class:`~convzoo.network.build.GraphNet`'s
 dict-based ``forward`` cannot be scripted; tracing records the fixed plan it runs). The batch
 dimension is dynamic in all three. The artifact carries :class:`~convzoo.deploy.DeployInfo`
 (input size, mean/std, class names): as ONNX metadata properties, one JSON value per key, or as
@@ -53,9 +53,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from convzoo.deploy import DeployInfo
+from convzoo.deploy.checkpoint import DeployInfo
 from convzoo.errors import ConfigError, one_line
-from convzoo.model import ConvNet
+from convzoo.network.build import ConvNet
 
 __all__ = [
     "EXPORT_FORMATS", "PARITY_ATOL", "PARITY_RTOL", "ExportError", "MissingExtraError", "Parity",

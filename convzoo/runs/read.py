@@ -36,7 +36,7 @@ __all__ = [
 ]
 
 METRICS_CSV = Path("csv") / "metrics.csv"
-#: The files :class:`convzoo.records.RunRecords` writes into a run directory, beside the checkpoints and loggers' folders.
+#: The files :class:`convzoo.training.records.RunRecords` writes into a run directory, beside the checkpoints and loggers' folders.
 RECORD_FILES = ("metrics.json", "curves.png", "summary.txt", "summary.csv", "init.csv", "data.json")
 HPARAMS_YAML = Path("csv") / "hparams.yaml"
 
@@ -108,7 +108,7 @@ def run_title(config: Mapping[str, Any], params: Mapping[str, Any] | None = None
         >>> config = {"model": {"name": "airbench", "width_multiplier": 0.5},
         ...           "data": {"_target_": "convzoo.data.CIFAR10DataModule", "batch_size": 500},
         ...           "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.73, "weight_decay": 0.0013},
-        ...           "scheduler": {"_target_": "convzoo.schedules.piecewise_linear"},
+        ...           "scheduler": {"_target_": "convzoo.training.schedules.piecewise_linear"},
         ...           "trainer": {"max_epochs": 5, "precision": "bf16-mixed"}, "module": {"label_smoothing": 0.2}}
         >>> print(run_title(config, {"total": 1234567}))
         airbench x0.5 on CIFAR10, 1.23M parameters

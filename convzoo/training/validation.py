@@ -237,13 +237,13 @@ def check_config(cfg: DictConfig) -> None:
 
     Raises the first problem found as a :class:`ConfigError` naming the key. Checks the top-level
     switches, every ``_target_`` group against its target's signature, ``module.*`` against
-    :class:`~convzoo.classifier.ImageClassifier`, the init config, and the model spec (assembled on
+    :class:`~convzoo.training.module.ImageClassifier`, the init config, and the model spec (assembled on
     the ``meta`` device, so it costs no memory).
     """
     import torch
 
-    from convzoo.classifier import ImageClassifier
-    from convzoo.model import build_model
+    from convzoo.training.module import ImageClassifier
+    from convzoo.network.build import build_model
 
     _check_top_level(cfg)
     for group in ("data", "optimizer", "scheduler", "trainer"):

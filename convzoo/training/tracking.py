@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.loggers import MLFlowLogger as _LightningMLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from convzoo.runs import RECORD_FILES
+from convzoo.runs.read import RECORD_FILES
 
 __all__ = ["RUN_FILES", "MLFlowLogger", "expand_records", "log_run_files"]
 

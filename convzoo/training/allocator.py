@@ -18,7 +18,7 @@ Measured (README, "CPU levers"): training steps of the full-width airbench netwo
 
 Example (``train()`` does this when ``keep_freed_memory=true``, the default)::
 
-    from convzoo.allocator import keep_freed_memory
+    from convzoo.training.allocator import keep_freed_memory
     keep_freed_memory()   # True: tuned; False where the C library is not glibc (nothing done)
 """
 

@@ -28,10 +28,10 @@ import lightning as L
 import torch
 
 from convzoo.errors import CheckpointError, ConfigError
-from convzoo.classifier import ImageClassifier, make_optimizer
-from convzoo.model import build_model
+from convzoo.training.module import ImageClassifier, make_optimizer
+from convzoo.network.build import build_model
 from convzoo.registry import suggest
-from convzoo.weights import read_checkpoint_file
+from convzoo.network.weights import read_checkpoint_file
 
 __all__ = [
     "check_accelerator", "check_checkpoint", "check_data_fits_model", "check_monitors", "check_optimizer",
@@ -144,7 +144,7 @@ def check_checkpoint(path: str | Path, module: ImageClassifier, key: str = "ckpt
                               f"pass a .ckpt written by train.py.")
     if "loops" not in checkpoint or "optimizer_states" not in checkpoint:
         raise CheckpointError(f"{key}={path} holds weights only (saved with save_weights_only), so training cannot "
-                              f"resume from it; load the weights with convzoo.classifier.load_model instead.")
+                              f"resume from it; load the weights with convzoo.training.module.load_model instead.")
     ours = {k: v for k, v in module.state_dict().items() if k.startswith("model.")}
     theirs = {k: v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     problems = [f"{k} is missing" for k in ours if k not in theirs]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 __all__ = ["add_commands", "run_export", "run_predict"]
 
-_FORMATS = ("onnx", "export", "torchscript")  # convzoo.export.EXPORT_FORMATS, without importing torch for --help
+_FORMATS = ("onnx", "export", "torchscript")  # convzoo.deploy.export.EXPORT_FORMATS, without importing torch for --help
 
 
 _ALLOW_IMPORTS_HELP = ("import the modules a checkpoint's spec names in imports: (their blocks); importing runs their "
@@ -61,11 +61,11 @@ def run_export(args: argparse.Namespace) -> int:
     from hydra.utils import instantiate
 
     from convzoo.config import model_config
-    from convzoo.deploy import deploy_info, load_checkpoint
-    from convzoo.export import EXPORT_FORMATS, ExportError, MissingExtraError, check_parity, export_model
-    from convzoo.model import build_model
+    from convzoo.deploy.checkpoint import deploy_info, load_checkpoint
+    from convzoo.deploy.export import EXPORT_FORMATS, ExportError, MissingExtraError, check_parity, export_model
+    from convzoo.network.build import build_model
     from convzoo.registry import ConfigError
-    from convzoo.run_directory import refuse_to_replace_a_record
+    from convzoo.training.run_directory import refuse_to_replace_a_record
 
     source, suffix = args.source, EXPORT_FORMATS[args.format]
     first = Path(source[0])
@@ -104,14 +104,14 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"  {parity}")
     if not parity.ok:
         print(f"error: the {args.format} artifact does not reproduce the network within the fp32 tolerance "
-              f"(see convzoo.export); do not ship {path}.", file=sys.stderr)
+              f"(see convzoo.deploy.export); do not ship {path}.", file=sys.stderr)
         return 1
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from convzoo.export import MissingExtraError
-    from convzoo.predict import load_predictor, predict_files
+    from convzoo.deploy.export import MissingExtraError
+    from convzoo.deploy.predict import load_predictor, predict_files
 
     try:
         predictor = load_predictor(args.model, allow_imports=args.allow_imports)

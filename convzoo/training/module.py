@@ -2,7 +2,7 @@
 
 Example (inference in another project, from a training run's checkpoint)::
 
-    from convzoo.classifier import load_model
+    from convzoo.training.module import load_model
     net = load_model("outputs/2026-11-22/12-00-00/checkpoints/best.ckpt")  # eval-mode ConvNet
     probabilities = net(images).softmax(-1)   # images normalised with the run's mean/std
 
@@ -30,13 +30,13 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from convzoo import __version__
+from convzoo._version import __version__
 from convzoo.layers import NORM_TYPES
-from convzoo.model import ConvNet, build_model, check_imports_allowed
+from convzoo.network.build import ConvNet, build_model, check_imports_allowed
 from convzoo.registry import ConfigError, suggest
 from convzoo.spec import upgrade_legacy_spec
 from convzoo.weight_init import InitRecord, apply_data_init, apply_init_config
-from convzoo.weights import read_checkpoint_file
+from convzoo.network.weights import read_checkpoint_file
 
 __all__ = ["ImageClassifier", "METRICS", "load_model", "make_optimizer"]
 
@@ -84,7 +84,7 @@ class ImageClassifier(L.LightningModule):
     """Cross-entropy training of a network built from a model spec, with top-1 accuracy.
 
     Args:
-        model: the model spec (see :mod:`convzoo.model`); stored in the checkpoint, so
+        model: the model spec (see :mod:`convzoo.network.build`); stored in the checkpoint, so
             ``ImageClassifier.load_from_checkpoint(path)`` rebuilds the network alone.
         optimizer: ``optimizer(param_groups) -> Optimizer`` (a Hydra ``_partial_``).
         scheduler: ``scheduler(optimizer, total_steps) -> LRScheduler``, stepped every batch.
@@ -180,7 +180,7 @@ class ImageClassifier(L.LightningModule):
         """Lightning's loader, safe for a file from anywhere: the checkpoint is read as data
         (``weights_only=True``: tensors and plain containers, so it cannot run code), and modules its spec
         names in ``imports:`` are imported only with ``allow_imports=True`` or if imported already
-        (:func:`~convzoo.model.check_imports_allowed`). A file that is missing, not a convzoo checkpoint,
+        (:func:`~convzoo.network.build.check_imports_allowed`). A file that is missing, not a convzoo checkpoint,
         or pickles anything else is refused in one line naming it.
 
         ``weights_only=False`` is for a checkpoint you trust that holds other objects (written by your

@@ -1,0 +1,67 @@
+"""Where each module that moved into a package (0.3: packages by concern) used to live.
+
+An old path still imports, for one release: ``import convzoo.classifier`` gives the very module
+:mod:`convzoo.training.module` (one object under two names, so ``isinstance`` checks, pickles,
+``monkeypatch`` and the Hydra ``_target_`` paths in saved runs' ``.hydra/config.yaml`` all keep
+working). One line per old path; :func:`install` is called by ``convzoo/__init__.py``.
+
+Example:
+    >>> import convzoo.classifier, convzoo.training.module
+    >>> convzoo.classifier is convzoo.training.module
+    True
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import sys
+from types import ModuleType
+
+__all__ = ["MOVED", "install"]
+
+#: old module path -> the module that holds its code now
+MOVED = {
+    "convzoo.model": "convzoo.network.build",
+    "convzoo.summary": "convzoo.network.summary",
+    "convzoo.zoo": "convzoo.network.zoo",
+    "convzoo.weights": "convzoo.network.weights",
+    "convzoo.classifier": "convzoo.training.module",
+    "convzoo.validation": "convzoo.training.validation",
+    "convzoo.preflight": "convzoo.training.preflight",
+    "convzoo.callbacks": "convzoo.training.callbacks",
+    "convzoo.divergence": "convzoo.training.divergence",
+    "convzoo.schedules": "convzoo.training.schedules",
+    "convzoo.resume": "convzoo.training.resume",
+    "convzoo.records": "convzoo.training.records",
+    "convzoo.tracking": "convzoo.training.tracking",
+    "convzoo.allocator": "convzoo.training.allocator",
+    "convzoo.run_directory": "convzoo.training.run_directory",
+    "convzoo.plots": "convzoo.runs.plots",
+    "convzoo.compare": "convzoo.runs.compare",
+    "convzoo.export": "convzoo.deploy.export",
+    "convzoo.predict": "convzoo.deploy.predict",
+    "convzoo.deploy_cli": "convzoo.cli.deploy",
+}
+
+
+class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Answers an old path with the new module: after ``exec_module`` the import system returns what
+    ``sys.modules`` holds under the name, so the placeholder it created is dropped."""
+
+    def find_spec(self, fullname: str, path: object = None,
+                  target: object = None) -> importlib.machinery.ModuleSpec | None:
+        return importlib.machinery.ModuleSpec(fullname, self) if fullname in MOVED else None
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> None:
+        return None
+
+    def exec_module(self, module: ModuleType) -> None:
+        sys.modules[module.__name__] = importlib.import_module(MOVED[module.__name__])
+
+
+def install() -> None:
+    """Let the old paths import (idempotent)."""
+    if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _MovedModules())  # before any finder that might hold a stale copy of an old file

@@ -1,0 +1,13 @@
+"""Training: ``train(cfg)`` runs one configured fit and test (:mod:`convzoo.training.run`), with the
+LightningModule, the config checks, callbacks, schedules, resuming and the run's records.
+
+Example::
+
+    from convzoo.config import compose
+    from convzoo.training import train
+    metrics = train(compose(["model=resnet_cifar", "trainer.max_epochs=1"]))
+"""
+
+from convzoo.training.run import fit_model_to_data, train
+
+__all__ = ["fit_model_to_data", "train"]
