@@ -37,7 +37,7 @@ MOVED = {
     "convzoo.records": "convzoo.training.records",
     "convzoo.tracking": "convzoo.training.tracking",
     "convzoo.allocator": "convzoo.training.allocator",
-    "convzoo.run_directory": "convzoo.training.run_directory",
+    "convzoo.run_directory": "convzoo.runs.directory",
     "convzoo.plots": "convzoo.runs.plots",
     "convzoo.compare": "convzoo.runs.compare",
     "convzoo.export": "convzoo.deploy.export",

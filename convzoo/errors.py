@@ -30,7 +30,7 @@ class CheckpointError(ConfigError):
 
 
 class RunDirectoryError(ConfigError):
-    """The run directory holds another run's records, or another process trains there (:mod:`convzoo.training.run_directory`)."""
+    """The run directory holds another run's records, or another process trains there (:mod:`convzoo.runs.directory`)."""
 
 
 class NonFiniteLossError(RuntimeError):

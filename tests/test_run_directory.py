@@ -1,4 +1,4 @@
-"""A run never destroys another run's results: refusal, overwrite=true, and the lock (convzoo.training.run_directory).
+"""A run never destroys another run's results: refusal, overwrite=true, and the lock (convzoo.runs.directory).
 
 The fast tests drive :func:`claim_run_directory` on planted records; the slow ones start real
 ``train.py`` runs, sweeps and an Optuna search on tiny synthetic data.
@@ -18,7 +18,7 @@ import pytest
 
 from convzoo.config import compose, resume_overrides
 from convzoo.errors import ConfigError, RunDirectoryError, exit_code
-from convzoo.training.run_directory import LOCK_FILE, claim_run_directory, records_in, refuse_to_replace_a_record
+from convzoo.runs.directory import LOCK_FILE, claim_run_directory, records_in, refuse_to_replace_a_record
 from convzoo.training.validation import check_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,7 +110,7 @@ def test_a_second_process_is_refused_while_the_first_holds_the_lock(tmp_path):
 
 def test_the_lock_dies_with_a_killed_process(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time\n"
-                               "from convzoo.training.run_directory import claim_run_directory\n"
+                               "from convzoo.runs.directory import claim_run_directory\n"
                                "with claim_run_directory(sys.argv[1]):\n"
                                "    print('held', flush=True); time.sleep(600)\n", str(tmp_path)],
                               stdout=subprocess.PIPE, text=True, cwd=REPO)
@@ -243,7 +243,7 @@ def test_a_file_system_without_locks_still_refuses_records(tmp_path, monkeypatch
     def no_locks(*args):
         raise OSError(37, "No locks available")
 
-    monkeypatch.setattr("convzoo.training.run_directory.fcntl.flock", no_locks)
+    monkeypatch.setattr("convzoo.runs.directory.fcntl.flock", no_locks)
     before = plant_run(tmp_path)
     with pytest.raises(RunDirectoryError, match="already holds a run's records"):
         with claim_run_directory(tmp_path):

@@ -65,7 +65,7 @@ def run_export(args: argparse.Namespace) -> int:
     from convzoo.deploy.export import EXPORT_FORMATS, ExportError, MissingExtraError, check_parity, export_model
     from convzoo.network.build import build_model
     from convzoo.registry import ConfigError
-    from convzoo.training.run_directory import refuse_to_replace_a_record
+    from convzoo.runs.directory import refuse_to_replace_a_record
 
     source, suffix = args.source, EXPORT_FORMATS[args.format]
     first = Path(source[0])

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from convzoo.runs.plots import runs_figure, save_figure
-from convzoo.training.run_directory import refuse_to_replace_a_record
+from convzoo.runs.directory import refuse_to_replace_a_record
 from convzoo.runs.read import Run, distinguishing_overrides, find_runs, format_count
 
 __all__ = ["compare", "runs_table"]
@@ -75,7 +75,7 @@ def compare(paths: Sequence[str | Path], output: str | Path | None = None) -> tu
 
     Returns the printed text (shared overrides, then the table) and the PNG's path. An existing PNG
     there is replaced; a run's record or checkpoint never is
-    (:func:`~convzoo.training.run_directory.refuse_to_replace_a_record`).
+    (:func:`~convzoo.runs.directory.refuse_to_replace_a_record`).
     """
     runs = sorted(find_runs(paths), key=_sort_key)
     png = refuse_to_replace_a_record(output or _default_output(paths, runs), "-o")

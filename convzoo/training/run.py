@@ -30,7 +30,7 @@ from convzoo.training.module import METRICS, ImageClassifier
 from convzoo.training.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
 from convzoo.training.resume import continue_csv_log
 from convzoo.training.records import RunRecords
-from convzoo.training.run_directory import claim_run_directory
+from convzoo.runs.directory import claim_run_directory
 from convzoo.training.tracking import log_run_files
 from convzoo.training.validation import check_config, instantiate
 
@@ -126,7 +126,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     :mod:`convzoo.training.preflight`): a mistake in the config raises a :class:`~convzoo.errors.ConfigError`
     naming the key and the fix; a diverging run raises :class:`~convzoo.errors.NonFiniteLossError`.
     A directory that holds another run's records is refused (``overwrite=true`` deletes them first),
-    as is one another process is training in (see :mod:`convzoo.training.run_directory`).
+    as is one another process is training in (see :mod:`convzoo.runs.directory`).
     """
     run_start = time.perf_counter()
     check_config(cfg)
@@ -148,7 +148,7 @@ def _directory_key(run_dir: Path) -> str:
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str, float]:
-    """``train()``'s work, in a run directory it holds (see :mod:`convzoo.training.run_directory`)."""
+    """``train()``'s work, in a run directory it holds (see :mod:`convzoo.runs.directory`)."""
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
