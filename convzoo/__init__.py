@@ -12,9 +12,10 @@ Example:
 """
 
 from convzoo import _moved
-from convzoo._version import __version__
+from convzoo._version import __version__  # noqa: F401
 from convzoo.network.build import ConvNet, build_block, build_model
-from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
+from convzoo.errors import ConfigError
+from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, Registry
 from convzoo.network.summary import ModelSummary, summary
 from convzoo.network.zoo import create_model, list_models
 from convzoo.network.weights import WeightTransfer, load_weights

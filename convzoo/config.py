@@ -1,6 +1,6 @@
 """Composing the repo's Hydra configs outside ``train.py`` (CLI helpers, tests, notebooks).
 
-:func:`compose` answers a bad override with one :class:`~convzoo.registry.ConfigError` line (the
+:func:`compose` answers a bad override with one :class:`~convzoo.errors.ConfigError` line (the
 closest valid names included) instead of Hydra's multi-line report, and understands
 ``resume=<run_dir>``: the run's own recorded overrides come first, so a resumed run is the same
 run (see :func:`resume_overrides`).
@@ -25,7 +25,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from convzoo.registry import ConfigError, suggest
+from convzoo.errors import ConfigError, one_line, suggest
 
 __all__ = ["config_dir", "compose", "model_config", "resume_overrides", "RESUME_KEY"]
 
@@ -115,7 +115,7 @@ def _unknown_key(full_key: str, overrides: Sequence[str], config_name: str) -> C
     """``trainer.max_epoch=3`` -> ``trainer has no key 'max_epoch'. Did you mean 'max_epochs'? ...``."""
     from hydra.utils import get_object
 
-    from convzoo.training.validation import target_signature
+    from convzoo.arguments import target_signature
 
     dotted = re.sub(r"\[(\d+)\]", r".\1", full_key)
     override = next((o for o in overrides if _key(o) == dotted), dotted)
@@ -153,7 +153,7 @@ def _composition_error(error: Exception, overrides: Sequence[str], config_name: 
     cause = error.__cause__
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
         return _unknown_key(cause.full_key, overrides, config_name)
-    return ConfigError(" ".join(str(error).split()))
+    return ConfigError(one_line(error))
 
 
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:

@@ -1,28 +1,67 @@
 """The error policy: what a user can fix is reported in one line; everything else keeps its traceback.
 
-* :class:`ConfigError` (and its subclasses :class:`CheckpointError`, :class:`RunDirectoryError`,
-  ``convzoo.data.DataNotFoundError`` and ``convzoo.data.CorruptDataError``): something the user
-  wrote -- a config value, a command-line override, a spec key, a file path -- is wrong. The
-  message names the key, the bad value, what is accepted and the fix. ``train.py`` and
-  ``python -m convzoo`` print it as one line and exit 2.
+Every error class convzoo raises lives here, with the exit code each gets from ``train.py``,
+``convzoo-train`` and ``python -m convzoo``:
+
+* :class:`ConfigError` (and its kinds :class:`CheckpointError`, :class:`RunDirectoryError`,
+  :class:`DataNotFoundError`, :class:`CorruptDataError`): something the user wrote -- a config
+  value, a command-line override, a spec key, a file path -- is wrong. The message names the key
+  the user wrote first, then the layer, the bad value, what is accepted and the fix. Exit code 2.
+* :class:`MissingExtraError`: an optional dependency is not installed; the message names the extra
+  to install. Exit code 2.
 * :class:`NonFiniteLossError`: the training loss became NaN or infinite. The message names the
-  epoch, step and learning rate and what to try; the entry points exit 3.
+  epoch, step and learning rate and what to try. Exit code 3.
+* :class:`ExportError`: an exporter could not turn a network into an artifact. Exit code 1.
 * Any other exception is a bug (ours, or in a user's own block) and is raised with its traceback.
 
 Example:
     >>> error = ConfigError("data: batch_size=0 must be at least 1.\\nSet data.batch_size=128.")
     >>> one_line(error), exit_code(error), exit_code(KeyError("bug"))
     ('data: batch_size=0 must be at least 1. Set data.batch_size=128.', 2, None)
+    >>> suggest("max_epoch", ["max_epochs", "min_epochs"])
+    " Did you mean 'max_epochs' or 'min_epochs'?"
 """
 
 from __future__ import annotations
 
+import difflib
 import sys
+from collections.abc import Iterable
 
-from convzoo.registry import ConfigError, about
+__all__ = ["ConfigError", "CheckpointError", "CorruptDataError", "DataNotFoundError", "ExportError",
+           "MissingExtraError", "NonFiniteLossError", "RunDirectoryError", "about", "closest", "exit_code",
+           "one_line", "report", "suggest"]
 
-__all__ = ["ConfigError", "CheckpointError", "NonFiniteLossError", "RunDirectoryError", "about", "exit_code",
-           "one_line", "report"]
+
+class ConfigError(ValueError):
+    """A config names something that does not exist or passes arguments that do not fit.
+
+    An error about one argument of one spec layer says which (:func:`about`), so that the spec can
+    name the key the user wrote when an interpolation brought the value there.
+    """
+
+    argument: str | None = None  #: the block argument the error is about
+    layer: int | None = None     #: the index of the spec layer it is about
+
+
+def about(error: ConfigError, argument: str | None = None, layer: int | None = None) -> ConfigError:
+    """``error``, marked as being about ``argument`` (of the spec layer ``layer``); returns it, for ``raise``."""
+    if argument is not None:
+        error.argument = argument
+    if layer is not None:
+        error.layer = layer
+    return error
+
+
+def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Up to ``n`` candidates that look like ``name`` (did-you-mean suggestions)."""
+    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
+
+
+def suggest(name: str, candidates: Iterable[str]) -> str:
+    """Human-readable 'did you mean' fragment, empty when nothing is close."""
+    near = closest(name, candidates)
+    return f" Did you mean {' or '.join(repr(c) for c in near)}?" if near else ""
 
 
 class CheckpointError(ConfigError):
@@ -33,11 +72,30 @@ class RunDirectoryError(ConfigError):
     """The run directory holds another run's records, or another process trains there (:mod:`convzoo.runs.directory`)."""
 
 
+class DataNotFoundError(ConfigError, FileNotFoundError):
+    """The dataset files are not where the config says, or cannot be read (the message names the path and the fixes)."""
+
+
+class CorruptDataError(ConfigError):
+    """A dataset file exists but cannot be read as what it should be (truncated, wrong content)."""
+
+
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+
+class ExportError(RuntimeError):
+    """An exporter could not turn the network into an artifact (the cause is chained)."""
+
+
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite, so the run stopped (the message says where and what to try)."""
 
 
-_EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = ((ConfigError, 2), (NonFiniteLossError, 3))
+#: The exit code of each error the user can act on, first match wins; anything else is a bug.
+_EXIT_CODES: tuple[tuple[type[BaseException], int], ...] = (
+    (ConfigError, 2), (MissingExtraError, 2), (NonFiniteLossError, 3), (ExportError, 1),
+)
 
 
 def exit_code(error: BaseException) -> int | None:
@@ -45,7 +103,7 @@ def exit_code(error: BaseException) -> int | None:
     return next((code for kind, code in _EXIT_CODES if isinstance(error, kind)), None)
 
 
-def one_line(error: BaseException) -> str:
+def one_line(error: BaseException | str) -> str:
     """The error's message with its line breaks and runs of spaces folded into single spaces."""
     return " ".join(str(error).split())
 

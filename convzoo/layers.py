@@ -29,7 +29,8 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from convzoo.registry import ACTIVATIONS, NORMS, POOLS, ConfigError
+from convzoo.errors import ConfigError
+from convzoo.registry import ACTIVATIONS, NORMS, POOLS
 
 __all__ = [
     "LayerSpec",

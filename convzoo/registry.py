@@ -15,172 +15,19 @@ Example:
 
 from __future__ import annotations
 
-import collections.abc
-import difflib
 import inspect
-import types
-import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
+
+from convzoo.arguments import ARGUMENT_RANGES, Range, fits_annotation, out_of_range, type_hints, type_name  # noqa: F401
+from convzoo.errors import ConfigError, about, closest, suggest  # also importable from here, their home until 0.3
 
 __all__ = [
     "ConfigError", "Registry", "Resolved", "about", "closest", "suggest", "type_name", "fits_annotation",
     "ARGUMENT_RANGES", "Range", "out_of_range", "BLOCKS", "NORMS", "ACTIVATIONS", "POOLS", "INITS",
 ]
-
-
-class ConfigError(ValueError):
-    """A config names something that does not exist or passes arguments that do not fit.
-
-    An error about one argument of one spec layer says which (:func:`about`), so that the spec can
-    name the key the user wrote when an interpolation brought the value there.
-    """
-
-    argument: str | None = None  #: the block argument the error is about
-    layer: int | None = None     #: the index of the spec layer it is about
-
-
-def about(error: ConfigError, argument: str | None = None, layer: int | None = None) -> ConfigError:
-    """``error``, marked as being about ``argument`` (of the spec layer ``layer``); returns it, for ``raise``."""
-    if argument is not None:
-        error.argument = argument
-    if layer is not None:
-        error.layer = layer
-    return error
-
-
-def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Up to ``n`` candidates that look like ``name`` (did-you-mean suggestions)."""
-    return difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.5)
-
-
-def suggest(name: str, candidates: Iterable[str]) -> str:
-    """Human-readable 'did you mean' fragment, empty when nothing is close."""
-    near = closest(name, candidates)
-    return f" Did you mean {' or '.join(repr(c) for c in near)}?" if near else ""
-
-
-_SEQUENCES = (list, tuple, collections.abc.Sequence)
-_MAPPINGS = (dict, collections.abc.Mapping)
-
-
-def fits_annotation(value: Any, annotation: Any) -> bool:
-    """Whether a config ``value`` (plain YAML types) fits a type annotation.
-
-    Understands the annotations blocks use: ``int``, ``float`` (ints fit), ``bool`` (ints do not),
-    ``str``, ``None``, unions/``Optional``, ``list``/``tuple``/``Sequence`` of an item type,
-    ``dict``/``Mapping``, ``Literal`` and classes; anything else fits (it is not ours to judge).
-
-    Example:
-        >>> fits_annotation(3, int | None), fits_annotation("abc", int), fits_annotation(True, int)
-        (True, False, False)
-        >>> fits_annotation([16, 32], list[int]), fits_annotation(2, float)
-        (True, True)
-    """
-    if annotation is Any or annotation is inspect.Parameter.empty:
-        return True
-    if annotation is None or annotation is type(None):
-        return value is None
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(fits_annotation(value, arm) for arm in args)
-    if origin is typing.Literal:
-        return value in args
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if origin in _SEQUENCES or annotation in _SEQUENCES:
-        if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            return False
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            return len(value) == len(args) and all(fits_annotation(v, a) for v, a in zip(value, args))
-        return not args or all(fits_annotation(v, args[0]) for v in value)
-    if origin in _MAPPINGS or annotation in _MAPPINGS:
-        return isinstance(value, Mapping)
-    if isinstance(annotation, type):
-        return isinstance(value, annotation)
-    return True
-
-
-@dataclass(frozen=True)
-class Range:
-    """The numbers an argument accepts: ``low`` (excluded when ``low_open``) up to ``high`` (``None``: no limit).
-
-    Example:
-        >>> 0 in Range(1), 0.5 in Range(0, 1), str(Range(0, low_open=True)), str(Range(0, 1))
-        (False, True, '> 0', 'from 0 to 1')
-    """
-
-    low: float
-    high: float | None = None
-    low_open: bool = False
-
-    def __contains__(self, value: float) -> bool:
-        above = value > self.low if self.low_open else value >= self.low
-        return above and (self.high is None or value <= self.high)
-
-    def __str__(self) -> str:
-        if self.high is not None:
-            return f"from {self.low} to {self.high}"
-        return f"{'>' if self.low_open else '>='} {self.low}"
-
-
-#: What an argument of each name accepts, in every block, norm, pool or activation that takes it:
-#: one table instead of a check in each block, so a new block gets them by naming its arguments
-#: as the others do. Values the type allows but no layer can use (a kernel of 0, a stride of -1)
-#: are refused here, before anything is built. Sequences (``kernel_size: [3, 5]``) are checked
-#: item by item; ``None`` and strings (``padding: same``) are left to the annotation.
-ARGUMENT_RANGES: dict[str, Range] = {
-    **dict.fromkeys(("kernel_size", "stride", "dilation", "patch_size", "pool_size", "groups", "out_channels",
-                     "num_classes", "growth_rate", "expansion", "mlp_ratio", "reduction", "se_reduction",
-                     "rd_channels", "num_groups"), Range(1)),
-    **dict.fromkeys(("padding", "bottleneck", "layer_scale"), Range(0)),
-    **dict.fromkeys(("dropout", "drop_path", "momentum"), Range(0, 1)),
-    **dict.fromkeys(("eps", "scale_factor", "compression"), Range(0, low_open=True)),
-}
-
-
-def out_of_range(name: str, value: Any) -> Range | None:
-    """The range ``value`` of an argument called ``name`` misses (``None``: it fits, or nothing is known).
-
-    Example:
-        >>> out_of_range("kernel_size", 0), out_of_range("kernel_size", [3, 3]), out_of_range("padding", "same")
-        (Range(low=1, high=None, low_open=False), None, None)
-    """
-    accepted = ARGUMENT_RANGES.get(name)
-    values = value if isinstance(value, (list, tuple)) else [value]
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    return accepted if accepted is not None and any(v not in accepted for v in numbers) else None
-
-
-def type_name(annotation: Any) -> str:
-    """How an annotation reads in an error message: ``int``, ``int | None``, ``list[int]``, ``mapping``."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if annotation is None or annotation is type(None):
-        return "None"
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(type_name(arm) for arm in args)
-    if origin is typing.Literal:
-        return " | ".join(repr(arg) for arg in args)
-    if origin in _SEQUENCES or annotation in _SEQUENCES:
-        return f"list[{', '.join(type_name(a) for a in args if a is not Ellipsis)}]" if args else "list"
-    if origin in _MAPPINGS or annotation in _MAPPINGS:
-        return "mapping"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-def _type_hints(builder: Callable) -> dict[str, Any]:
-    """The builder's evaluated annotations; empty when they cannot be evaluated (then nothing is checked)."""
-    target = builder.__init__ if isinstance(builder, type) else builder
-    try:
-        return typing.get_type_hints(target)
-    except Exception:  # an annotation naming something not importable here: skip the type checks
-        return {}
 
 
 def _prefix(where: str) -> str:
@@ -320,7 +167,7 @@ class Registry:
                 f"{prefix} is missing required argument(s) {', '.join(missing)}. "
                 f"It accepts: {', '.join(accepted)}."
             )
-        hints = _type_hints(builder)
+        hints = type_hints(builder)
         for key, value in kwargs.items():
             if key in hints and not fits_annotation(value, hints[key]):
                 raise about(ConfigError(
@@ -334,7 +181,7 @@ class Registry:
 
     def annotation(self, name: str, argument: str) -> Any:
         """The evaluated type annotation of one of the builder's arguments (``Any`` when unannotated)."""
-        return _type_hints(self.get(name)).get(argument, Any)
+        return type_hints(self.get(name)).get(argument, Any)
 
     def split(self, spec: str | Mapping[str, Any], where: str = "") -> tuple[str, dict[str, Any]]:
         """``"name"`` or ``{key: name, **kwargs}`` -> ``(name, kwargs)``; anything else is a ConfigError."""
@@ -369,7 +216,7 @@ class Registry:
             >>> ACTIVATIONS.resolve("gelu_", where="model.act")  # doctest: +ELLIPSIS
             Traceback (most recent call last):
             ...
-            convzoo.registry.ConfigError: model.act: Unknown activation 'gelu_'. Did you mean 'gelu'...
+            convzoo.errors.ConfigError: model.act: Unknown activation 'gelu_'. Did you mean 'gelu'...
         """
         try:
             name, kwargs = self.split(spec)

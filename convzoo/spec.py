@@ -63,7 +63,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from convzoo.registry import BLOCKS, ConfigError, about, fits_annotation, suggest, type_name
+from convzoo.arguments import fits_annotation, type_name
+from convzoo.errors import ConfigError, about, one_line, suggest
+from convzoo.registry import BLOCKS
 
 __all__ = [
     "INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "calc", "interpolation_sources", "load_spec", "lookup",
@@ -263,7 +265,7 @@ def _yaml_problem(error: Exception) -> str:
     problem = getattr(error, "problem", None) or str(error)
     where = f", {_at(mark)}" if mark is not None else ""
     started = f" ({context} at {_at(context_mark)})" if context and context_mark is not None else ""
-    return f"{where}: is not valid YAML: {' '.join(problem.split())}{started}."
+    return f"{where}: is not valid YAML: {one_line(problem)}{started}."
 
 
 def read_spec_file(path: str | Path) -> DictConfig:
@@ -273,7 +275,7 @@ def read_spec_file(path: str | Path) -> DictConfig:
         >>> read_spec_file("broken.yaml")  # doctest: +SKIP
         Traceback (most recent call last):
         ...
-        convzoo.registry.ConfigError: model spec file 'broken.yaml', line 4, column 5: is not valid YAML: expected ',' or '}' ...
+        convzoo.errors.ConfigError: model spec file 'broken.yaml', line 4, column 5: is not valid YAML: expected ',' or '}' ...
     """
     import yaml
 
@@ -289,7 +291,7 @@ def read_spec_file(path: str | Path) -> DictConfig:
                           f"bracket or quote and a tab in the indentation are the usual causes).") from None
     except (OmegaConfBaseException, UnicodeDecodeError) as error:
         raise ConfigError(f"model spec file {str(path)!r} cannot be read as a config: "
-                          f"{' '.join(str(error).split())}") from None
+                          f"{one_line(error)}") from None
 
 
 def load_spec(spec: Mapping[str, Any] | DictConfig | str | Path) -> dict[str, Any]:

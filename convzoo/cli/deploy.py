@@ -1,7 +1,8 @@
 """``python -m convzoo export`` and ``python -m convzoo predict`` (see README, "Export and deploy").
 
-Each command is a subparser whose ``run(args) -> exit status`` does the work: 0 done, 1 the export
-failed or its artifact does not match the network, 2 a usage problem (message on stderr).
+Each command is a subparser whose ``run(args) -> exit status`` does the work: 0 done, 1 the artifact
+does not match the network. What it raises, ``python -m convzoo`` reports in one line with the exit
+code :mod:`convzoo.errors` gives it (2 a usage problem or a missing extra, 1 a failed export).
 """
 
 from __future__ import annotations
@@ -62,9 +63,9 @@ def run_export(args: argparse.Namespace) -> int:
 
     from convzoo.config import model_config
     from convzoo.deploy.checkpoint import deploy_info, load_checkpoint
-    from convzoo.deploy.export import EXPORT_FORMATS, ExportError, MissingExtraError, check_parity, export_model
+    from convzoo.deploy.export import EXPORT_FORMATS, check_parity, export_model
     from convzoo.network.build import build_model
-    from convzoo.registry import ConfigError
+    from convzoo.errors import ConfigError
     from convzoo.runs.directory import refuse_to_replace_a_record
 
     source, suffix = args.source, EXPORT_FORMATS[args.format]
@@ -90,15 +91,8 @@ def run_export(args: argparse.Namespace) -> int:
     if args.format == "torchscript":
         _note("torch deprecates TorchScript in favour of torch.export; prefer --format export unless your runtime "
               "only loads TorchScript.")
-    try:
-        path = export_model(net, out, args.format, info)
-        parity = check_parity(net, path, args.format)
-    except MissingExtraError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except ExportError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    path = export_model(net, out, args.format, info)  # its errors are reported by their exit codes (convzoo.errors)
+    parity = check_parity(net, path, args.format)
     print(f"exported {info.name} ({' '.join(source)}) to {path} ({args.format}, {path.stat().st_size / 1e6:.2f} MB)")
     print(f"  {info.describe()}")
     print(f"  {parity}")
@@ -110,14 +104,9 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from convzoo.deploy.export import MissingExtraError
     from convzoo.deploy.predict import load_predictor, predict_files
 
-    try:
-        predictor = load_predictor(args.model, allow_imports=args.allow_imports)
-    except MissingExtraError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    predictor = load_predictor(args.model, allow_imports=args.allow_imports)
     if predictor.info.assumed:
         _note(f"the run behind {args.model} did not record {', '.join(predictor.info.assumed)}: "
               f"CIFAR-10's statistics and class names are used (class_<i> for another number of classes).")

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convzoo.registry import ConfigError, suggest
+from convzoo.errors import ConfigError, suggest
 
 __all__ = [
     "CIFAR10_MEAN",

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from convzoo.registry import ConfigError
+from convzoo.errors import CorruptDataError, DataNotFoundError
 
 __all__ = [
     "CIFAR10",
@@ -47,14 +47,6 @@ CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
 ROW_WIDTH = 3 * 32 * 32
-
-
-class DataNotFoundError(ConfigError, FileNotFoundError):
-    """The dataset files are not where the config says, or cannot be read (the message names the path and the fixes)."""
-
-
-class CorruptDataError(ConfigError):
-    """A dataset file exists but cannot be read as what it should be (truncated, wrong content)."""
 
 
 @dataclass(frozen=True)
@@ -240,7 +232,7 @@ def find_cifar(root: str | Path, fmt: CifarFormat, download: bool = False) -> Pa
         >>> find_cifar("/nonexistent", CIFAR100)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        convzoo.data.cifar10.DataNotFoundError: CIFAR-100 not found: looked in /nonexistent/cifar-100-python ...
+        convzoo.errors.DataNotFoundError: CIFAR-100 not found: looked in /nonexistent/cifar-100-python ...
     """
     folder = _candidate_folder(fmt, root)
     missing = _missing_files(fmt, folder)
@@ -266,7 +258,7 @@ def find_cifar10(root: str | Path, download: bool = False) -> Path:
         >>> find_cifar10("/nonexistent")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        convzoo.data.cifar10.DataNotFoundError: CIFAR-10 not found: looked in /nonexistent/cifar-10-batches-py ...
+        convzoo.errors.DataNotFoundError: CIFAR-10 not found: looked in /nonexistent/cifar-10-batches-py ...
     """
     return find_cifar(root, CIFAR10, download)
 

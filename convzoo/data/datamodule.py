@@ -28,7 +28,7 @@ from convzoo.data.augment import CIFAR10_MEAN, CIFAR10_STD, AlternatingFlip, Bat
 from convzoo.data.cifar10 import CIFAR10, CIFAR10_CLASSES, CIFAR100, ImageData, find_cifar, load_cifar
 from convzoo.data.image_folder import RESIZE_MODES, holdout_count, load_image_folder, parse_image_size
 from convzoo.data.loader import InMemoryLoader
-from convzoo.registry import ConfigError, suggest
+from convzoo.errors import ConfigError, suggest
 
 __all__ = [
     "CIFAR100DataModule",

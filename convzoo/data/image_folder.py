@@ -34,7 +34,7 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from convzoo.data.cifar10 import CorruptDataError, DataNotFoundError, ImageData
-from convzoo.registry import ConfigError
+from convzoo.errors import ConfigError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -105,7 +105,7 @@ def scan_image_folder(root: str | Path) -> tuple[tuple[str, ...], dict[str, list
         >>> scan_image_folder("/nonexistent")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        convzoo.data.cifar10.DataNotFoundError: image folder not found: /nonexistent does not exist. Fix: ...
+        convzoo.errors.DataNotFoundError: image folder not found: /nonexistent does not exist. Fix: ...
     """
     root = Path(root).expanduser().absolute()
     if not root.is_dir():

@@ -54,7 +54,7 @@ import torch
 from torch import Tensor
 
 from convzoo.deploy.checkpoint import DeployInfo
-from convzoo.errors import ConfigError, one_line
+from convzoo.errors import ConfigError, ExportError, MissingExtraError, one_line
 from convzoo.network.build import ConvNet
 
 __all__ = [
@@ -75,14 +75,6 @@ METADATA_FILE = "convzoo.json"
 #: ONNX files are protobufs, limited to 2 GB; bigger models keep their weights in a side file.
 _ONNX_INLINE_LIMIT = 1.8e9
 _ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
-
-
-class ExportError(RuntimeError):
-    """An exporter could not turn the network into an artifact (the cause is chained)."""
-
-
-class MissingExtraError(ImportError):
-    """An optional dependency is not installed; the message names the extra to install."""
 
 
 def require_onnx() -> None:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from convzoo.data import normalize
 from convzoo.deploy.checkpoint import DeployInfo, load_checkpoint
-from convzoo.registry import ConfigError
+from convzoo.errors import ConfigError
 from convzoo.network.weights import load_failure
 
 __all__ = ["Predictor", "find_images", "load_image", "load_predictor", "predict_files", "predict_images"]

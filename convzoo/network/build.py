@@ -32,7 +32,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from convzoo.blocks import Residual  # importing the package also registers the built-in blocks
-from convzoo.registry import BLOCKS, ConfigError, about, fits_annotation
+from convzoo.arguments import fits_annotation
+from convzoo.errors import ConfigError, about
+from convzoo.registry import BLOCKS
 from convzoo.spec import (INPUT, LAYER_KEYS, SPEC_KEYS, Layer, interpolation_sources, load_spec, parse_layers,
                           read_spec_file)
 
@@ -185,7 +187,7 @@ def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: b
         >>> check_imports_allowed({"imports": ["math"]}, "checkpoint 'a.ckpt'", allow_imports=False)  # imported already
         >>> check_imports_allowed({"imports": ["my_blocks"]}, "checkpoint 'a.ckpt'", allow_imports=False)
         Traceback (most recent call last):
-        convzoo.registry.ConfigError: checkpoint 'a.ckpt': its model spec imports my_blocks (imports:), and importing a module runs its code. If you trust it, import it yourself first or pass allow_imports=True (--allow-imports on the command line).
+        convzoo.errors.ConfigError: checkpoint 'a.ckpt': its model spec imports my_blocks (imports:), and importing a module runs its code. If you trust it, import it yourself first or pass allow_imports=True (--allow-imports on the command line).
     """
     modules = spec.get("imports") or []
     modules = [modules] if isinstance(modules, str) else [str(m) for m in modules]

@@ -31,7 +31,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from convzoo.registry import ConfigError
+from convzoo.errors import ConfigError, one_line
 
 __all__ = ["WeightSource", "WeightTransfer", "load_failure", "load_weights", "read_checkpoint_file", "read_state_dict"]
 
@@ -95,7 +95,7 @@ def read_checkpoint_file(path: str | os.PathLike, described: str, fix: str,
     Example:
         >>> read_checkpoint_file("nowhere.ckpt", "ckpt_path=nowhere.ckpt", "Give a run's last.ckpt.")
         Traceback (most recent call last):
-        convzoo.registry.ConfigError: ckpt_path=nowhere.ckpt does not exist. Give a run's last.ckpt.
+        convzoo.errors.ConfigError: ckpt_path=nowhere.ckpt does not exist. Give a run's last.ckpt.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -131,7 +131,7 @@ def load_failure(described: str, failure: Exception, fix: str, trusted: str = ""
         return (f"{described} pickles {refused.group(1)}, which is not a tensor or a plain value: loading it could run "
                 f"code, so it is refused (convzoo loads files with weights_only=True). {fix}"
                 + (f" {trusted}" if trusted else ""))
-    reason = "".join(c for c in _TERMINAL_STYLE.sub("", " ".join(str(failure).split())) if c.isprintable())[:160]
+    reason = "".join(c for c in _TERMINAL_STYLE.sub("", one_line(failure)) if c.isprintable())[:160]
     return f"{described} is not a readable {kind} ({type(failure).__name__}: {reason}): truncated, or another kind of file. {fix}"
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from convzoo.network.build import ConvNet, build_model
-from convzoo.registry import ConfigError, suggest
+from convzoo.errors import ConfigError, suggest
 
 __all__ = ["create_model", "list_models", "model_table"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from convzoo.registry import ConfigError
+from convzoo.errors import ConfigError
 
 __all__ = [
     "RECORD_FILES",

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, TQDMProgressBar
 
-from convzoo.registry import ConfigError, suggest
+from convzoo.errors import ConfigError, suggest
 
 __all__ = ["ThroughputProgressBar", "Lookahead", "FreezeParameters", "ProgressiveResizing"]
 

@@ -4,7 +4,7 @@ A config can be valid key by key and still not fit together: a 5-class head on 1
 (``IndexError: Target 6 is out of bounds`` at step 1), a 1-channel network on RGB images, a
 checkpoint of another model (a wall of missing keys once the trainer loads it), a GPU that is not
 there. :func:`train <convzoo.training.train>` runs these checks after building the data, module and
-callbacks and before the trainer starts; each raises a :class:`~convzoo.registry.ConfigError`
+callbacks and before the trainer starts; each raises a :class:`~convzoo.errors.ConfigError`
 naming the key and the fix.
 
 Example:
@@ -15,7 +15,7 @@ Example:
     ...                                                             {"block": "classifier"}]})
     Traceback (most recent call last):
     ...
-    convzoo.registry.ConfigError: model.num_classes=5 but the data's labels go up to 9 (10 classes); set model.num_classes=10.
+    convzoo.errors.ConfigError: model.num_classes=5 but the data's labels go up to 9 (10 classes); set model.num_classes=10.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from typing import Any
 import lightning as L
 import torch
 
-from convzoo.errors import CheckpointError, ConfigError
+from convzoo.errors import CheckpointError, ConfigError, one_line, suggest
 from convzoo.training.module import ImageClassifier, make_optimizer
 from convzoo.network.build import build_model
-from convzoo.registry import suggest
 from convzoo.network.weights import read_checkpoint_file
 
 __all__ = [
@@ -73,7 +72,7 @@ def check_optimizer(module: ImageClassifier, total_steps: int) -> None:
     try:
         optimizer = make_optimizer(module.optimizer_factory, module.model, module.hparams.norm_bias_lr_scale)
     except ValueError as error:  # torch's own range checks: "Invalid learning rate: -1.0", ...
-        raise ConfigError(f"optimizer: {' '.join(str(error).split())}; fix the optimizer.* value it names "
+        raise ConfigError(f"optimizer: {one_line(error)}; fix the optimizer.* value it names "
                           f"(e.g. optimizer.lr=0.001).") from None
     if module.scheduler_factory is not None:
         try:
@@ -81,7 +80,7 @@ def check_optimizer(module: ImageClassifier, total_steps: int) -> None:
         except ConfigError:  # ours already name the key and the fix
             raise
         except ValueError as error:
-            raise ConfigError(f"scheduler: {' '.join(str(error).split())}; fix the scheduler.* value it names.") from None
+            raise ConfigError(f"scheduler: {one_line(error)}; fix the scheduler.* value it names.") from None
 
 
 def check_accelerator(accelerator: str) -> None:

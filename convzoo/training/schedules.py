@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler, MultiStepLR, OneCycleLR
 
-from convzoo.registry import ConfigError
+from convzoo.errors import ConfigError
 
 __all__ = ["piecewise_linear", "warmup_cosine", "one_cycle", "step_decay", "constant"]
 

@@ -5,7 +5,7 @@ logger) is checked against the signature of what it builds -- the same rule the 
 applies to model specs (:func:`convzoo.registry.fits_annotation`) -- so ``trainer.max_epochs=abc``,
 ``optimizer.lr=abc`` or ``trainer.precision=bf16_mixed`` fail here, naming the key, instead of as
 ``'<' not supported between 'str' and 'int'`` somewhere inside Lightning or torch. Ranges are
-checked where the values are used (each class raises :class:`~convzoo.registry.ConfigError`);
+checked where the values are used (each class raises :class:`~convzoo.errors.ConfigError`);
 :func:`instantiate` prefixes those messages with the config key.
 
 Example:
@@ -14,7 +14,7 @@ Example:
     >>> check_target(node, "optimizer")
     Traceback (most recent call last):
     ...
-    convzoo.registry.ConfigError: optimizer.lr='abc' has the wrong type (str); it must be float | Tensor.
+    convzoo.errors.ConfigError: optimizer.lr='abc' has the wrong type (str); it must be float | Tensor.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from convzoo.registry import ConfigError, _type_hints, fits_annotation, suggest, type_name
+from convzoo.arguments import fits_annotation, mismatch, target_signature
+from convzoo.errors import ConfigError, one_line, suggest
 
 __all__ = ["check_arguments", "check_config", "check_target", "instantiate", "mismatch", "target_signature"]
 
@@ -79,53 +80,6 @@ def _has_target(value: Any) -> bool:
     return False
 
 
-def target_signature(target: Callable) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
-    """``(parameters, type hints, takes **kwargs)``, following ``**kwargs`` up a class's bases.
-
-    ``CIFAR10DataModule(root, download, **kwargs)`` hands ``kwargs`` to ``TensorDataModule``, so the
-    arguments it accepts are both classes' together. Only the target's own parameters can be
-    required: a subclass may fill its bases' required ones itself.
-    """
-    owners = [klass for klass in target.__mro__ if "__init__" in vars(klass)] if isinstance(target, type) else [target]
-    params: dict[str, inspect.Parameter] = {}
-    hints: dict[str, Any] = {}
-    for owner in owners:
-        function = owner.__init__ if isinstance(owner, type) else owner
-        try:
-            signature = inspect.signature(function)
-        except (TypeError, ValueError):  # a builtin without a signature: nothing to check against
-            return params, hints, True
-        for name, param in signature.parameters.items():
-            if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                params.setdefault(name, param if owner is owners[0] else param.replace(default=None))
-        for name, hint in _type_hints(owner).items():
-            hints.setdefault(name, hint)
-        if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()) or owner is object:
-            return params, hints, False
-    return params, hints, True
-
-
-def _choices(hint: Any) -> list[Any]:
-    """The values a ``Literal`` (or a union holding ``Literal``\\ s) allows."""
-    if typing.get_origin(hint) is Literal:
-        return list(typing.get_args(hint))
-    return [c for arm in typing.get_args(hint) for c in _choices(arm)] if typing.get_args(hint) else []
-
-
-def mismatch(key: str, value: Any, hint: Any) -> str:
-    """Why ``key=value`` does not fit ``hint``: a choice not on the list (with the closest), or a wrong type.
-
-    Example:
-        >>> mismatch("trainer.precision", "bf16_mixed", Literal["32-true", "bf16-mixed"] | None)
-        "trainer.precision='bf16_mixed' is not one of '32-true', 'bf16-mixed', None. Did you mean 'bf16-mixed'?"
-    """
-    choices = _choices(hint)
-    if choices and any(isinstance(value, type(c)) for c in choices if c is not None):
-        named = suggest(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
-        return f"{key}={value!r} is not one of {type_name(hint).replace(' | ', ', ')}.{named}"
-    return f"{key}={value!r} has the wrong type ({type(value).__name__}); it must be {type_name(hint)}."
-
-
 def check_arguments(target: Callable, arguments: Mapping[str, Any], key: str,
                     supplied: Iterable[str] = (), partial: bool = False) -> None:
     """Raise a :class:`ConfigError` naming ``key.<argument>`` when ``arguments`` do not fit ``target``.
@@ -163,7 +117,7 @@ def _resolved(node: DictConfig, name: str, key: str) -> Any:
         return _plain(node[name])
     except OmegaConfBaseException as error:
         where = f"{key}.{name}" if key else name
-        raise ConfigError(f"{where}: {' '.join(str(error).split())}") from None
+        raise ConfigError(f"{where}: {one_line(error)}") from None
 
 
 def _resolved_items(node: DictConfig, key: str) -> dict[str, Any]:
@@ -177,7 +131,7 @@ def check_target(node: DictConfig, key: str, supplied: Iterable[str] = ()) -> No
         target = get_object(target_name)
     except Exception as error:  # ImportError, AttributeError, ...: the name is wrong either way
         raise ConfigError(
-            f"{key}._target_={target_name!r} cannot be imported ({' '.join(str(error).split())}); "
+            f"{key}._target_={target_name!r} cannot be imported ({one_line(error)}); "
             f"give the full dotted path of a class or function, e.g. lightning.pytorch.callbacks.ModelCheckpoint."
         ) from None
     supplied = (*supplied, *_SUPPLIED.get(key, ()))
@@ -287,5 +241,5 @@ def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
         if isinstance(cause, ConfigError):  # keeps its type; named by its key unless it names itself
             raise type(cause)(str(cause) if str(cause).startswith(key) else f"{key}: {cause}") from None
         if isinstance(cause, (ValueError, MisconfigurationException)):
-            raise ConfigError(f"{key}: {' '.join(str(cause).split())} (fix the {key}.* value it names).") from None
+            raise ConfigError(f"{key}: {one_line(cause)} (fix the {key}.* value it names).") from None
         raise

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.layers import NORM_TYPES
-from convzoo.registry import INITS, ConfigError
+from convzoo.errors import ConfigError
+from convzoo.registry import INITS
 from convzoo.weight_init.record import PRETRAINED, InitRecord, tensor_stats
 from convzoo.weight_init.schemes import PYTORCH_DEFAULT, InitSpec, SchemeSpec, resolve_init
 

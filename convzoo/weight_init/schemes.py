@@ -46,7 +46,8 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from convzoo.registry import INITS, ConfigError, suggest
+from convzoo.errors import ConfigError, suggest
+from convzoo.registry import INITS
 
 __all__ = ["Initializer", "SchemeSpec", "InitSpec", "resolve_init", "PYTORCH_DEFAULT"]
 
@@ -317,7 +318,7 @@ def resolve_init(spec: SchemeSpec | InitSpec, where: str = "init", also_accepted
         >>> resolve_init("kaimng_normal", where="init.conv")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        convzoo.registry.ConfigError: init.conv: Unknown init scheme 'kaimng_normal'. Did you mean 'kaiming_normal'...
+        convzoo.errors.ConfigError: init.conv: Unknown init scheme 'kaimng_normal'. Did you mean 'kaiming_normal'...
     """
     if isinstance(spec, InitSpec):
         return spec

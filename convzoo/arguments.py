@@ -1,0 +1,192 @@
+"""What a builder accepts, read from its signature: the one place that knows how a config value
+(plain YAML types) fits a Python annotation, the numbers each argument name accepts, and how a
+mismatch reads. The block registry (:meth:`convzoo.registry.Registry.check_arguments`) and the
+training-config checks (:func:`convzoo.training.validation.check_arguments`) both judge arguments with it.
+
+Example:
+    >>> fits_annotation([16, 32], list[int]), type_name(int | None), out_of_range("kernel_size", 0)
+    (True, 'int | None', Range(low=1, high=None, low_open=False))
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from convzoo.errors import suggest
+
+__all__ = ["ARGUMENT_RANGES", "Range", "fits_annotation", "mismatch", "out_of_range", "target_signature",
+           "type_hints", "type_name"]
+
+
+_SEQUENCES = (list, tuple, collections.abc.Sequence)
+_MAPPINGS = (dict, collections.abc.Mapping)
+
+
+def fits_annotation(value: Any, annotation: Any) -> bool:
+    """Whether a config ``value`` (plain YAML types) fits a type annotation.
+
+    Understands the annotations blocks use: ``int``, ``float`` (ints fit), ``bool`` (ints do not),
+    ``str``, ``None``, unions/``Optional``, ``list``/``tuple``/``Sequence`` of an item type,
+    ``dict``/``Mapping``, ``Literal`` and classes; anything else fits (it is not ours to judge).
+
+    Example:
+        >>> fits_annotation(3, int | None), fits_annotation("abc", int), fits_annotation(True, int)
+        (True, False, False)
+        >>> fits_annotation([16, 32], list[int]), fits_annotation(2, float)
+        (True, True)
+    """
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return True
+    if annotation is None or annotation is type(None):
+        return value is None
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(fits_annotation(value, arm) for arm in args)
+    if origin is typing.Literal:
+        return value in args
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if origin in _SEQUENCES or annotation in _SEQUENCES:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(fits_annotation(v, a) for v, a in zip(value, args))
+        return not args or all(fits_annotation(v, args[0]) for v in value)
+    if origin in _MAPPINGS or annotation in _MAPPINGS:
+        return isinstance(value, Mapping)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers an argument accepts: ``low`` (excluded when ``low_open``) up to ``high`` (``None``: no limit).
+
+    Example:
+        >>> 0 in Range(1), 0.5 in Range(0, 1), str(Range(0, low_open=True)), str(Range(0, 1))
+        (False, True, '> 0', 'from 0 to 1')
+    """
+
+    low: float
+    high: float | None = None
+    low_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        return above and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        if self.high is not None:
+            return f"from {self.low} to {self.high}"
+        return f"{'>' if self.low_open else '>='} {self.low}"
+
+
+#: What an argument of each name accepts, in every block, norm, pool or activation that takes it:
+#: one table instead of a check in each block, so a new block gets them by naming its arguments
+#: as the others do. Values the type allows but no layer can use (a kernel of 0, a stride of -1)
+#: are refused here, before anything is built. Sequences (``kernel_size: [3, 5]``) are checked
+#: item by item; ``None`` and strings (``padding: same``) are left to the annotation.
+ARGUMENT_RANGES: dict[str, Range] = {
+    **dict.fromkeys(("kernel_size", "stride", "dilation", "patch_size", "pool_size", "groups", "out_channels",
+                     "num_classes", "growth_rate", "expansion", "mlp_ratio", "reduction", "se_reduction",
+                     "rd_channels", "num_groups"), Range(1)),
+    **dict.fromkeys(("padding", "bottleneck", "layer_scale"), Range(0)),
+    **dict.fromkeys(("dropout", "drop_path", "momentum"), Range(0, 1)),
+    **dict.fromkeys(("eps", "scale_factor", "compression"), Range(0, low_open=True)),
+}
+
+
+def out_of_range(name: str, value: Any) -> Range | None:
+    """The range ``value`` of an argument called ``name`` misses (``None``: it fits, or nothing is known).
+
+    Example:
+        >>> out_of_range("kernel_size", 0), out_of_range("kernel_size", [3, 3]), out_of_range("padding", "same")
+        (Range(low=1, high=None, low_open=False), None, None)
+    """
+    accepted = ARGUMENT_RANGES.get(name)
+    values = value if isinstance(value, (list, tuple)) else [value]
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return accepted if accepted is not None and any(v not in accepted for v in numbers) else None
+
+
+def type_name(annotation: Any) -> str:
+    """How an annotation reads in an error message: ``int``, ``int | None``, ``list[int]``, ``mapping``."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is None or annotation is type(None):
+        return "None"
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(arm) for arm in args)
+    if origin is typing.Literal:
+        return " | ".join(repr(arg) for arg in args)
+    if origin in _SEQUENCES or annotation in _SEQUENCES:
+        return f"list[{', '.join(type_name(a) for a in args if a is not Ellipsis)}]" if args else "list"
+    if origin in _MAPPINGS or annotation in _MAPPINGS:
+        return "mapping"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def type_hints(builder: Callable) -> dict[str, Any]:
+    """The builder's evaluated annotations; empty when they cannot be evaluated (then nothing is checked)."""
+    target = builder.__init__ if isinstance(builder, type) else builder
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # an annotation naming something not importable here: skip the type checks
+        return {}
+
+
+def target_signature(target: Callable) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
+    """``(parameters, type hints, takes **kwargs)``, following ``**kwargs`` up a class's bases.
+
+    ``CIFAR10DataModule(root, download, **kwargs)`` hands ``kwargs`` to ``TensorDataModule``, so the
+    arguments it accepts are both classes' together. Only the target's own parameters can be
+    required: a subclass may fill its bases' required ones itself.
+    """
+    owners = [klass for klass in target.__mro__ if "__init__" in vars(klass)] if isinstance(target, type) else [target]
+    params: dict[str, inspect.Parameter] = {}
+    hints: dict[str, Any] = {}
+    for owner in owners:
+        function = owner.__init__ if isinstance(owner, type) else owner
+        try:
+            signature = inspect.signature(function)
+        except (TypeError, ValueError):  # a builtin without a signature: nothing to check against
+            return params, hints, True
+        for name, param in signature.parameters.items():
+            if name != "self" and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                params.setdefault(name, param if owner is owners[0] else param.replace(default=None))
+        for name, hint in type_hints(owner).items():
+            hints.setdefault(name, hint)
+        if not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()) or owner is object:
+            return params, hints, False
+    return params, hints, True
+
+
+def _choices(hint: Any) -> list[Any]:
+    """The values a ``Literal`` (or a union holding ``Literal``\\ s) allows."""
+    if typing.get_origin(hint) is Literal:
+        return list(typing.get_args(hint))
+    return [c for arm in typing.get_args(hint) for c in _choices(arm)] if typing.get_args(hint) else []
+
+
+def mismatch(key: str, value: Any, hint: Any) -> str:
+    """Why ``key=value`` does not fit ``hint``: a choice not on the list (with the closest), or a wrong type.
+
+    Example:
+        >>> mismatch("trainer.precision", "bf16_mixed", Literal["32-true", "bf16-mixed"] | None)
+        "trainer.precision='bf16_mixed' is not one of '32-true', 'bf16-mixed', None. Did you mean 'bf16-mixed'?"
+    """
+    choices = _choices(hint)
+    if choices and any(isinstance(value, type(c)) for c in choices if c is not None):
+        named = suggest(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
+        return f"{key}={value!r} is not one of {type_name(hint).replace(' | ', ', ')}.{named}"
+    return f"{key}={value!r} has the wrong type ({type(value).__name__}); it must be {type_name(hint)}."
