@@ -23,6 +23,7 @@ __all__ = ["MOVED", "install"]
 
 #: old module path -> the module that holds its code now
 MOVED = {
+    "convzoo.spec": "convzoo.specs",
     "convzoo.model": "convzoo.network.build",
     "convzoo.summary": "convzoo.network.summary",
     "convzoo.zoo": "convzoo.network.zoo",

@@ -179,7 +179,7 @@ def model_config(arguments: Sequence[str]) -> tuple[DictConfig, DictConfig | Non
     from omegaconf import OmegaConf
 
     if arguments and arguments[0].endswith((".yaml", ".yml")):
-        from convzoo.spec import read_spec_file
+        from convzoo.specs.parse import read_spec_file
 
         return OmegaConf.merge(read_spec_file(arguments[0]), OmegaConf.from_dotlist(list(arguments[1:]))), None
     cfg = compose(arguments)

@@ -85,6 +85,6 @@ def test_a_saved_runs_old_target_resolves_to_the_same_object(old):
 
 
 def test_the_network_package_imports_neither_lightning_nor_hydra():
-    code = ("import sys, convzoo.network, convzoo.spec, convzoo.layers, convzoo.blocks, convzoo.weight_init; "
+    code = ("import sys, convzoo.network, convzoo.specs, convzoo.layers, convzoo.blocks, convzoo.weight_init; "
             "loaded = [m for m in ('lightning', 'hydra') if m in sys.modules]; assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -29,7 +29,7 @@ from convzoo._version import __version__
 from convzoo.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from convzoo.network.build import ConvNet, build_model, check_imports_allowed
 from convzoo.errors import ConfigError
-from convzoo.spec import upgrade_legacy_spec
+from convzoo.specs.parse import upgrade_legacy_spec
 from convzoo.network.weights import load_weights, read_checkpoint_file
 
 __all__ = ["DeployInfo", "deploy_info", "load_checkpoint"]

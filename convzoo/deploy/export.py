@@ -55,7 +55,7 @@ from torch import Tensor
 
 from convzoo.deploy.checkpoint import DeployInfo
 from convzoo.errors import ConfigError, ExportError, MissingExtraError, one_line
-from convzoo.network.build import ConvNet
+from convzoo.network.nets import ConvNet
 
 __all__ = [
     "EXPORT_FORMATS", "PARITY_ATOL", "PARITY_RTOL", "ExportError", "MissingExtraError", "Parity",

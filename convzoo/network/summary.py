@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from convzoo.network.build import Node
+from convzoo.network.nets import Node
 from convzoo.tables import Column, text_table, write_csv
 
 __all__ = ["ModelSummary", "summary", "summary_nodes"]

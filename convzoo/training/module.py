@@ -34,7 +34,7 @@ from convzoo._version import __version__
 from convzoo.layers import NORM_TYPES
 from convzoo.network.build import ConvNet, build_model, check_imports_allowed
 from convzoo.errors import ConfigError, suggest
-from convzoo.spec import upgrade_legacy_spec
+from convzoo.specs.parse import upgrade_legacy_spec
 from convzoo.weight_init import InitRecord, apply_data_init, apply_init_config
 from convzoo.network.weights import read_checkpoint_file
 
