@@ -13,7 +13,6 @@ The spec language (layers, ``from``, ``residual``, ``repeat``/``first``, ``outpu
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -48,17 +47,6 @@ def build_block(config: Mapping[str, Any], in_channels: int | Sequence[int]) -> 
     return BLOCKS.build({**config, "in_channels": in_channels})
 
 
-def _import_modules(modules: list[str]) -> None:
-    for module in modules:
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ConfigError(
-                f"imports: could not import {module!r} ({error}). Install the package that provides it "
-                f"or put it on PYTHONPATH."
-            ) from None
-
-
 def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: bool) -> None:
     """Refuse a spec that came from a file (a checkpoint) and names modules not imported yet in ``imports:``.
 
@@ -87,14 +75,6 @@ def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: b
 def _make(specs: Sequence[Mapping[str, Any]]) -> nn.Module:
     modules = [BLOCKS.get(s["block"])(**{k: v for k, v in s.items() if k != "block"}) for s in specs]
     return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
-
-
-def _label(block: str, shortcut: list[dict[str, Any]] | None) -> str:
-    if shortcut is None:
-        return block
-    if not shortcut:
-        return f"residual({block})"
-    return f"residual({block}, shortcut={'+'.join(s['block'] for s in shortcut)})"
 
 
 def _feature_info(spec: Mapping[str, Any], outputs: Sequence[str], shapes: Mapping[str, torch.Size]) -> FeatureInfo:
@@ -145,31 +125,24 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
     spec = load_spec(written)
     if outputs is not None:
         spec["outputs"] = [outputs] if isinstance(outputs, str) else list(outputs)
-    _import_modules(spec["imports"])
     try:
         layers = parse_layers(spec, prune=outputs is not None)
         if len(layers) < len(spec["layers"]):  # store what was built, names pinned, so the spec rebuilds this network
             spec["layers"] = [{**spec["layers"][layer.index], "name": layer.name} for layer in layers]
         with torch.device("meta"):
-            plans, shapes = measure(spec, layers)
+            settled, shapes = measure(spec, layers)
     except ConfigError as error:
         raise _named_by_the_key_written(error, written) from None
     modules: OrderedDict[str, nn.Module] = OrderedDict()
     nodes = []
     for layer in layers:
         copies = []
-        for index, copy in enumerate(plans[layer.name]):
-            module = BLOCKS.get(layer.block)(**copy.args)
-            if copy.shortcut is not None:
-                module = Residual(module, _make(copy.shortcut) if copy.shortcut else None)
+        for node in settled[layer.name]:
+            module = BLOCKS.get(layer.block)(**node.args)
+            if node.shortcut is not None:
+                module = Residual(module, _make(node.shortcut) if node.shortcut else None)
             copies.append(module)
-            repeated = layer.repeat > 1
-            nodes.append(Node(
-                path=f"layers.{layer.name}" + (f".{index}" if repeated else ""),
-                layer=layer.name,
-                block=_label(layer.block, copy.shortcut),
-                inputs=layer.inputs if index == 0 else (f"{layer.name}.{index - 1}",),
-            ))
+        nodes.extend(settled[layer.name])
         modules[layer.name] = nn.Sequential(*copies) if layer.repeat > 1 else copies[0]
     outputs = spec["outputs"] or [layers[-1].name]
     info = _feature_info(spec, outputs, shapes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -24,12 +24,20 @@ __all__ = ["ConvNet", "FeatureInfo", "GraphNet", "Node"]
 
 @dataclass(frozen=True)
 class Node:
-    """One block copy as the builder made it: where it lives, what it reads, what it is."""
+    """One block copy: where it lives, what it reads, what it is, and what it is built from.
+
+    The meta-device pass settles each copy into one record; the real build reads ``args`` and
+    ``shortcut`` from it, and the network keeps the records in ``nodes``.
+    """
 
     path: str                  #: submodule path in the network, e.g. ``layers.stage2.0``
     layer: str                 #: the spec layer's name
     block: str                 #: registry name, ``residual(...)`` when wrapped
     inputs: tuple[str, ...]    #: the layers (or earlier copies) it reads; ``input`` is the network input
+    #: the block's arguments, ``in_channels`` included, as settled on the meta device
+    args: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: ``None``: no residual; ``[]``: the identity; else the shortcut's block specs
+    shortcut: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
 
 
 class FeatureInfo(list):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,6 +18,7 @@ from torch import nn
 
 from convzoo.arguments import fits_annotation
 from convzoo.errors import ConfigError, about
+from convzoo.network.nets import Node
 from convzoo.registry import BLOCKS
 from convzoo.specs.resolve import INPUT, Layer
 
@@ -27,14 +27,6 @@ __all__ = ["measure"]
 
 #: The meta-device pass runs a batch of two, so batch norm in training mode accepts 1x1 maps.
 _CHECK_BATCH = 2
-
-
-@dataclass
-class _Copy:
-    """What the real build needs for one block copy, settled on the meta device."""
-
-    args: dict[str, Any]                        #: the block's arguments, in_channels included
-    shortcut: list[dict[str, Any]] | None       #: None: no residual; []: identity; else shortcut blocks
 
 
 def _shapes(xs: Sequence[torch.Tensor]) -> str:
@@ -180,10 +172,19 @@ def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tup
     return specs, skip + y
 
 
-def measure(spec: Mapping[str, Any], layers: Sequence[Layer]) -> tuple[dict[str, list[_Copy]], dict[str, torch.Size]]:
-    """Build and run every block copy on meta tensors; the settled arguments and each layer's output shape."""
+def _label(block: str, shortcut: list[dict[str, Any]] | None) -> str:
+    if shortcut is None:
+        return block
+    if not shortcut:
+        return f"residual({block})"
+    return f"residual({block}, shortcut={'+'.join(s['block'] for s in shortcut)})"
+
+
+def measure(spec: Mapping[str, Any], layers: Sequence[Layer]) -> tuple[dict[str, list[Node]], dict[str, torch.Size]]:
+    """Build and run every block copy on meta tensors: each layer's copies as Node records, arguments settled, and
+    each layer's output shape."""
     values = {INPUT: torch.empty(_CHECK_BATCH, spec["in_channels"], *spec["input_size"])}
-    plans: dict[str, list[_Copy]] = {}
+    settled: dict[str, list[Node]] = {}
     previous = INPUT
     for layer in layers:
         _check_arity(layer)
@@ -202,9 +203,12 @@ def measure(spec: Mapping[str, Any], layers: Sequence[Layer]) -> tuple[dict[str,
             shortcut = None
             if layer.shortcut is not None:
                 shortcut, y = _residual(where, layer, xs[0], y)
-            copies.append(_Copy(args, shortcut))
+            copies.append(Node(path=f"layers.{layer.name}" + (f".{copy}" if layer.repeat > 1 else ""), layer=layer.name,
+                               block=_label(layer.block, shortcut),
+                               inputs=layer.inputs if copy == 0 else (f"{layer.name}.{copy - 1}",),
+                               args=args, shortcut=shortcut))
             xs = [y]
-        plans[layer.name] = copies
+        settled[layer.name] = copies
         values[layer.name] = xs[0]
         previous = layer.name
-    return plans, {name: value.shape[1:] for name, value in values.items()}
+    return settled, {name: value.shape[1:] for name, value in values.items()}

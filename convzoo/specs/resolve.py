@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 from collections.abc import Mapping
@@ -155,14 +156,27 @@ def _inputs(where: str, own: str, source: Any, names: dict[str, int], named: dic
     return tuple(sources)
 
 
+def _import_modules(modules: list[str]) -> None:
+    for module in modules:
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ConfigError(
+                f"imports: could not import {module!r} ({error}). Install the package that provides it "
+                f"or put it on PYTHONPATH."
+            ) from None
+
+
 def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
     """The spec's layers as checked :class:`Layer` records, in order.
 
     Checks names (unique, referable), ``from`` references (earlier layers only, by name), outputs,
     repeats and residual specs, and applies ``width_multiplier``, ``depth_multiplier`` and the
     block defaults. Layers that no output depends on are an error, or dropped with ``prune=True``
-    (what ``build_model(spec, outputs=...)`` does to cut a backbone out of a classifier).
+    (what ``build_model(spec, outputs=...)`` does to cut a backbone out of a classifier). The spec's
+    ``imports:`` are imported first, so that their blocks can be named.
     """
+    _import_modules(spec.get("imports") or [])
     defaults = dict(spec.get("block_defaults") or {})
     if spec.get("num_classes") is not None:
         defaults.setdefault("num_classes", spec["num_classes"])
