@@ -1,0 +1,226 @@
+"""Depthwise convolutions that train at full speed on CPU.
+
+A depthwise conv (``groups == in_channels == out_channels``) is cheap in FLOPs, yet on CPU torch
+computes its weight gradient at a few GFLOP/s (oneDNN's bf16 kernel is 10-50x slower than the
+same conv's forward pass), so it dominates the training step of ConvMixer, MobileNet and the
+separable nets. :class:`DepthwiseConv2d` is an ``nn.Conv2d`` -- same arguments, same ``weight`` /
+``bias`` parameters and state-dict keys -- whose backward on CPU computes the weight gradient
+with a small C++ kernel (``convzoo/csrc/depthwise_weight_grad.cpp``: NHWC, fp32 accumulation,
+compiled on first use with the system's C++ compiler into torch's extension cache). The forward
+pass and the input gradient stay torch's own.
+
+The fast path is taken only when it can help and cannot change what is exported: a CPU input,
+gradients being recorded, a depthwise layer with zero padding, fp32 or bf16 (autocast included),
+and not while scripting, tracing, compiling or exporting. Everything else -- CUDA (cuDNN),
+inference, export -- is plain ``nn.Conv2d.forward``. :func:`fast_depthwise` turns it off for the
+process or a ``with`` block (``fast_depthwise: false`` in ``configs/train.yaml`` for a run).
+
+Example:
+    >>> import torch
+    >>> conv = DepthwiseConv2d(8, 8, kernel_size=5, padding=2, groups=8)
+    >>> x = torch.randn(2, 8, 10, 10, requires_grad=True)
+    >>> conv.takes_fast_path(x) == fast_depthwise_available(), conv.takes_fast_path(x.detach())
+    (True, False)
+    >>> conv(x).sum().backward()
+    >>> list(conv.state_dict()) == list(torch.nn.Conv2d(8, 8, 5, padding=2, groups=8).state_dict())
+    True
+    >>> with fast_depthwise(False):
+    ...     conv.takes_fast_path(x)
+    False
+"""
+
+# No "from __future__ import annotations": TorchScript resolves the (unused) methods' annotations at runtime.
+import ctypes
+import functools
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+__all__ = ["DepthwiseConv2d", "depthwise_conv2d", "fast_depthwise", "fast_depthwise_available", "fast_depthwise_enabled"]
+
+_SOURCE = Path(__file__).parent / "csrc" / "depthwise_weight_grad.cpp"
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+_enabled = True
+
+
+def fast_depthwise_enabled() -> bool:
+    """Whether depthwise convs may take the fast CPU training path (the process-wide switch)."""
+    return _enabled
+
+
+@contextmanager
+def fast_depthwise(enabled: bool = True) -> Iterator[None]:
+    """Turn the fast depthwise path on or off; as a context manager, only inside the ``with`` block.
+
+    Example:
+        >>> with fast_depthwise(False):
+        ...     fast_depthwise_enabled()
+        False
+        >>> fast_depthwise_enabled()
+        True
+    """
+    global _enabled
+    previous, _enabled = _enabled, bool(enabled)
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def set_fast_depthwise(enabled: bool) -> None:
+    """Set the process-wide switch (what ``train()`` does with the config's ``fast_depthwise``)."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+@functools.cache
+def _kernel() -> ctypes.CDLL | None:
+    """The compiled weight-gradient kernel, built on first use; ``None`` (with one warning) if it cannot be."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its "no CUDA runtime" notice
+    from torch.utils import cpp_extension
+
+    try:
+        path = cpp_extension.load(
+            name="convzoo_depthwise_weight_grad", sources=[str(_SOURCE)], is_python_module=False,
+            extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False,
+        )
+        library = ctypes.CDLL(path)
+    except Exception as error:  # no compiler, no ninja, a read-only cache: train on the plain path
+        warnings.warn(f"convzoo.depthwise: could not build the fast depthwise kernel ({' '.join(str(error).split())[:300]}); "
+                      f"depthwise convs use nn.Conv2d's backward. Install a C++ compiler and ninja to enable it.",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    for function in (library.depthwise_weight_grad_f32, library.depthwise_weight_grad_bf16):
+        function.restype = None
+        function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 15
+    return library
+
+
+def fast_depthwise_available() -> bool:
+    """Whether the kernel builds and loads here (compiles it on the first call, about a second)."""
+    return _kernel() is not None
+
+
+def _weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int],
+                 padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+    """fp32 ``[C, 1, kh, kw]`` weight gradient of a depthwise conv from its input and output gradient."""
+    library = _kernel()
+    x = x.contiguous(memory_format=torch.channels_last)
+    grad_out = grad_out.to(x.dtype).contiguous(memory_format=torch.channels_last)
+    n, c, h, w = x.shape
+    blocks = -(-c // 64)  # the kernel's channel blocks; split the batch so every thread has work
+    splits = max(1, min(n, -(-2 * torch.get_num_threads() // blocks)))
+    partial = torch.empty(splits, c, kernel_size[0] * kernel_size[1])
+    function = library.depthwise_weight_grad_bf16 if x.dtype == torch.bfloat16 else library.depthwise_weight_grad_f32
+    function(x.data_ptr(), grad_out.data_ptr(), partial.data_ptr(), splits, n, h, w, c, *grad_out.shape[2:],
+             *kernel_size, *stride, *padding, *dilation)
+    return partial.sum(0).view(c, 1, *kernel_size)
+
+
+class _DepthwiseConv2dFunction(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias, groups=C)`` in ``dtype``; gradients come back in the inputs' dtypes."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, dtype):  # noqa: D102 (autograd API)
+        xc, wc = x.to(dtype), weight.to(dtype)
+        ctx.save_for_backward(xc, wc)
+        ctx.conv = (stride, padding, dilation)
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        with torch.autocast("cpu", enabled=False):
+            return F.conv2d(xc, wc, None if bias is None else bias.to(dtype), stride, padding, dilation, x.shape[1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):  # noqa: D102
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.conv
+        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.ops.aten.convolution_backward(
+                grad_out.to(x.dtype), x, weight, None, stride, padding, dilation, False, [0, 0], x.shape[1],
+                [True, False, False])[0].to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            grad_weight = _weight_grad(x, grad_out, tuple(weight.shape[2:]), stride, padding, dilation).to(weight_dtype)
+        if bias_dtype is not None and ctx.needs_input_grad[2]:
+            grad_bias = grad_out.sum((0, 2, 3), dtype=torch.float32).to(bias_dtype)
+        return grad_x, grad_weight, grad_bias, None, None, None, None
+
+
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+                     padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding, dilation, groups=channels)`` with the fast backward.
+
+    Computes in autocast's dtype when CPU autocast is on (as ``F.conv2d`` would), else in ``x``'s;
+    the caller checks that the fast path applies (:meth:`DepthwiseConv2d.takes_fast_path`).
+    """
+    dtype = _compute_dtype(x, weight)
+    return _DepthwiseConv2dFunction.apply(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), dtype)
+
+
+def _compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype | None:
+    """The dtype the conv computes in, as ``F.conv2d`` under the current autocast state; ``None`` if mixed."""
+    if torch.is_autocast_enabled("cpu") and x.dtype in _KERNEL_DTYPES and weight.dtype in _KERNEL_DTYPES:
+        return torch.get_autocast_dtype("cpu")
+    return x.dtype if x.dtype == weight.dtype else None
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` whose training on CPU is fast when it is depthwise (``groups == in == out channels``).
+
+    Same constructor, parameters, state-dict keys and forward result as ``nn.Conv2d``; only the
+    backward pass of a depthwise layer on CPU differs (see the module docstring). Any other conv
+    (dense, grouped, depth multiplier > 1) is exactly ``nn.Conv2d``.
+
+    Example:
+        >>> import torch
+        >>> conv = DepthwiseConv2d(16, 16, kernel_size=3, padding=1, groups=16)
+        >>> x = torch.randn(4, 16, 8, 8, requires_grad=True)
+        >>> torch.allclose(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1, groups=16))
+        True
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and self.takes_fast_path(input):
+            return self._fast_forward(input)
+        return self._conv_forward(input, self.weight, self.bias)
+
+    @torch.jit.unused
+    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return depthwise_conv2d(x, self.weight, self.bias, self.stride, self._numeric_padding(), self.dilation)
+
+    @torch.jit.unused
+    def takes_fast_path(self, x: torch.Tensor) -> bool:
+        """Whether ``self(x)`` would run the fast CPU backward (cheap: no tensor work).
+
+        True only for a depthwise layer with zero padding on a CPU input with gradients being
+        recorded, in fp32 or bf16 (autocast included), with the switch on, outside scripting,
+        tracing, ``torch.compile`` and export, and where the kernel builds.
+        """
+        if not (_enabled and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()):
+            return False
+        if not (x.requires_grad or self.weight.requires_grad) or self.weight.device.type != "cpu":
+            return False
+        if self.groups != self.in_channels or self.out_channels != self.in_channels or self.padding_mode != "zeros":
+            return False
+        if self._numeric_padding() is None or _compute_dtype(x, self.weight) not in _KERNEL_DTYPES:
+            return False
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return False
+        return fast_depthwise_available()
+
+    def _numeric_padding(self) -> tuple[int, int] | None:
+        """The padding as two ints; ``None`` for "same" with an even span (asymmetric, left to torch)."""
+        if not isinstance(self.padding, str):
+            return tuple(self.padding)
+        if self.padding == "valid":
+            return (0, 0)
+        spans = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+        return None if any(span % 2 for span in spans) else tuple(span // 2 for span in spans)
