@@ -43,7 +43,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-__all__ = ["DepthwiseConv2d", "depthwise_conv2d", "fast_depthwise", "fast_depthwise_available", "fast_depthwise_enabled"]
+__all__ = [
+    "DepthwiseConv2d", "depthwise_conv2d", "fast_depthwise", "fast_depthwise_available", "fast_depthwise_enabled",
+    "set_fast_depthwise",
+]
 
 _SOURCE = Path(__file__).parent / "csrc" / "depthwise_weight_grad.cpp"
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)

@@ -146,3 +146,22 @@ def test_scripting_tracing_and_export_take_the_plain_path():
     exported = torch.export.export(conv, (x.detach(),))
     assert any("conv2d" in str(node.target) for node in exported.graph.nodes)
     torch.testing.assert_close(exported.module()(x.detach()), conv(x).detach())
+
+
+def test_config_switch_is_validated(tmp_path):
+    from omegaconf import open_dict
+
+    from convzoo.config import compose
+    from convzoo.registry import ConfigError
+    from convzoo.validation import check_config
+
+    def checked(*overrides):
+        cfg = compose(["data=synthetic", *overrides])
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path)  # what train.py's Hydra run sets
+        check_config(cfg)
+        return cfg
+
+    assert checked().fast_depthwise is True and checked("fast_depthwise=false").fast_depthwise is False
+    with pytest.raises(ConfigError, match="fast_depthwise"):
+        checked("fast_depthwise=sometimes")
