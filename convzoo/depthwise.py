@@ -3,11 +3,12 @@
 A depthwise conv (``groups == in_channels == out_channels``) is cheap in FLOPs, yet on CPU torch
 computes its weight gradient at a few GFLOP/s (oneDNN's bf16 kernel is 10-50x slower than the
 same conv's forward pass), so it dominates the training step of ConvMixer, MobileNet and the
-separable nets. :class:`DepthwiseConv2d` is an ``nn.Conv2d`` -- same arguments, same ``weight`` /
-``bias`` parameters and state-dict keys -- whose backward on CPU computes the weight gradient
-with a small C++ kernel (``convzoo/csrc/depthwise_weight_grad.cpp``: NHWC, fp32 accumulation,
-compiled on first use with the system's C++ compiler into torch's extension cache). The forward
-pass and the input gradient stay torch's own.
+separable nets; at stride 2 its bf16 input gradient is as slow. :class:`DepthwiseConv2d` is an
+``nn.Conv2d`` -- same arguments, same ``weight`` / ``bias`` parameters and state-dict keys -- whose
+backward on CPU computes the weight gradient, and at stride > 1 the input gradient, with small
+C++ kernels (``convzoo/csrc/depthwise_backward.cpp``: NHWC, fp32 accumulation, compiled on first
+use with the system's C++ compiler into torch's extension cache). The forward pass and the
+stride-1 input gradient stay torch's own (measured no slower there).
 
 The fast path is taken only when it can help and cannot change what is exported: a CPU input,
 gradients being recorded, a depthwise layer with zero padding, fp32 or bf16 (autocast included),
@@ -48,7 +49,7 @@ __all__ = [
     "set_fast_depthwise",
 ]
 
-_SOURCE = Path(__file__).parent / "csrc" / "depthwise_weight_grad.cpp"
+_SOURCE = Path(__file__).parent / "csrc" / "depthwise_backward.cpp"
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 _enabled = True
 
@@ -91,7 +92,7 @@ def _kernel() -> ctypes.CDLL | None:
 
     try:
         path = cpp_extension.load(
-            name="convzoo_depthwise_weight_grad", sources=[str(_SOURCE)], is_python_module=False,
+            name="convzoo_depthwise_backward", sources=[str(_SOURCE)], is_python_module=False,
             extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False,
         )
         library = ctypes.CDLL(path)
@@ -103,6 +104,9 @@ def _kernel() -> ctypes.CDLL | None:
     for function in (library.depthwise_weight_grad_f32, library.depthwise_weight_grad_bf16):
         function.restype = None
         function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 15
+    for function in (library.depthwise_input_grad_f32, library.depthwise_input_grad_bf16):
+        function.restype = None
+        function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 14
     return library
 
 
@@ -127,6 +131,20 @@ def _weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: tuple[int
     return partial.sum(0).view(c, 1, *kernel_size)
 
 
+def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: tuple[int, int], stride: tuple[int, int],
+                padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+    """NHWC ``[N, C, H, W]`` input gradient of a depthwise conv, in ``grad_out``'s dtype (fp32 sums)."""
+    library = _kernel()
+    grad_out = grad_out.contiguous(memory_format=torch.channels_last)
+    n, c, ho, wo = grad_out.shape
+    taps_by_channel = weight.float().reshape(c, -1).t().contiguous()  # [kh * kw, C]
+    grad_x = torch.empty(n, c, *input_size, dtype=grad_out.dtype, memory_format=torch.channels_last)
+    function = library.depthwise_input_grad_bf16 if grad_out.dtype == torch.bfloat16 else library.depthwise_input_grad_f32
+    function(grad_out.data_ptr(), taps_by_channel.data_ptr(), grad_x.data_ptr(), n, *input_size, c, ho, wo,
+             *weight.shape[2:], *stride, *padding, *dilation)
+    return grad_x
+
+
 class _DepthwiseConv2dFunction(torch.autograd.Function):
     """``F.conv2d(x, weight, bias, groups=C)`` in ``dtype``; gradients come back in the inputs' dtypes."""
 
@@ -146,7 +164,9 @@ class _DepthwiseConv2dFunction(torch.autograd.Function):
         stride, padding, dilation = ctx.conv
         x_dtype, weight_dtype, bias_dtype = ctx.dtypes
         grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0] and max(stride) > 1:  # torch's strided kernel is the slow one
+            grad_x = _input_grad(grad_out.to(x.dtype), weight, tuple(x.shape[2:]), stride, padding, dilation).to(x_dtype)
+        elif ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(
                 grad_out.to(x.dtype), x, weight, None, stride, padding, dilation, False, [0, 0], x.shape[1],
                 [True, False, False])[0].to(x_dtype)
