@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
-from convzoo.depthwise import _weight_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
+from convzoo.depthwise import _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 FAMILIES = {"convmixer": 128, "mobilenetv2": 128, "separable": 256, "convnext_cifar": 128}  # flops.py's batches
@@ -87,7 +87,7 @@ def op_times(shape: dict, dtype: torch.dtype, channels_last: bool, rounds: int) 
         "forward": lambda: F.conv2d(x, weight, None, s, p, d, c),
         "input_grad": lambda: backward([True, False, False]),
         "weight_grad_torch": lambda: backward([False, True, False]),
-        "weight_grad_convzoo": lambda: _weight_grad(x, grad_out, (k, k), (s, s), (p, p), (d, d)),
+        "weight_grad_convzoo": lambda: _weight_and_bias_grad(x, grad_out, (k, k), (s, s), (p, p), (d, d)),
     }, rounds)
     times["gflop"] = 2 * n * c * grad_out.shape[2] * grad_out.shape[3] * k * k / 1e9  # one pass
     return times

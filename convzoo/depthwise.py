@@ -20,8 +20,11 @@ Example:
     >>> import torch
     >>> conv = DepthwiseConv2d(8, 8, kernel_size=5, padding=2, groups=8)
     >>> x = torch.randn(2, 8, 10, 10, requires_grad=True)
-    >>> conv.takes_fast_path(x) == fast_depthwise_available(), conv.takes_fast_path(x.detach())
-    (True, False)
+    >>> conv.takes_fast_path(x) == fast_depthwise_available()
+    True
+    >>> with torch.no_grad():  # inference: nn.Conv2d's path
+    ...     conv.takes_fast_path(x)
+    False
     >>> conv(x).sum().backward()
     >>> list(conv.state_dict()) == list(torch.nn.Conv2d(8, 8, 5, padding=2, groups=8).state_dict())
     True
@@ -115,20 +118,34 @@ def fast_depthwise_available() -> bool:
     return _kernel() is not None
 
 
-def _weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int],
-                 padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
-    """fp32 ``[C, 1, kh, kw]`` weight gradient of a depthwise conv from its input and output gradient."""
+def _weight_and_bias_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: tuple[int, int],
+                          stride: tuple[int, int], padding: tuple[int, int],
+                          dilation: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 weight ``[C, 1, kh, kw]`` and bias ``[C]`` gradients of a depthwise conv from its input and output gradient."""
     library = _kernel()
     x = x.contiguous(memory_format=torch.channels_last)
     grad_out = grad_out.to(x.dtype).contiguous(memory_format=torch.channels_last)
     n, c, h, w = x.shape
-    blocks = -(-c // 64)  # the kernel's channel blocks; split the batch so every thread has work
+    taps = kernel_size[0] * kernel_size[1]
+    blocks = -(-c // 16)  # the kernel's tasks are (batch split, 16 channels): enough for every thread
     splits = max(1, min(n, -(-2 * torch.get_num_threads() // blocks)))
-    partial = torch.empty(splits, c, kernel_size[0] * kernel_size[1])
+    partial = torch.empty(splits, c, taps + 1)
     function = library.depthwise_weight_grad_bf16 if x.dtype == torch.bfloat16 else library.depthwise_weight_grad_f32
     function(x.data_ptr(), grad_out.data_ptr(), partial.data_ptr(), splits, n, h, w, c, *grad_out.shape[2:],
              *kernel_size, *stride, *padding, *dilation)
-    return partial.sum(0).view(c, 1, *kernel_size)
+    total = partial.sum(0)
+    return total[:, :taps].reshape(c, 1, *kernel_size), total[:, taps]
+
+
+def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple[bool, bool]:
+    """Which gradients convzoo's kernels compute (input, weight): where torch's are measured slower.
+
+    ``benchmarks/depthwise.py --ops`` on the zoo's shapes (bf16, NHWC): torch's input gradient is
+    40-150x slower than its forward at stride 2 (ours: about the forward's time) and fine at
+    stride 1; its weight gradient is 8-20x slower than ours for 5x5 and 7x7 kernels, but 1.3-2x
+    faster than ours for 3x3 ones.
+    """
+    return max(stride) > 1, kernel_size[0] * kernel_size[1] > 9
 
 
 def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: tuple[int, int], stride: tuple[int, int],
@@ -163,18 +180,23 @@ class _DepthwiseConv2dFunction(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         stride, padding, dilation = ctx.conv
         x_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        grad_out = grad_out.to(x.dtype)
+        own_input, own_weight = _own_kernels(tuple(weight.shape[2:]), stride)
+        need_x, need_w = ctx.needs_input_grad[:2]
+        need_b = bias_dtype is not None and ctx.needs_input_grad[2]
         grad_x = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[0] and max(stride) > 1:  # torch's strided kernel is the slow one
-            grad_x = _input_grad(grad_out.to(x.dtype), weight, tuple(x.shape[2:]), stride, padding, dilation).to(x_dtype)
-        elif ctx.needs_input_grad[0]:
-            grad_x = torch.ops.aten.convolution_backward(
-                grad_out.to(x.dtype), x, weight, None, stride, padding, dilation, False, [0, 0], x.shape[1],
-                [True, False, False])[0].to(x_dtype)
-        if ctx.needs_input_grad[1]:
-            grad_weight = _weight_grad(x, grad_out, tuple(weight.shape[2:]), stride, padding, dilation).to(weight_dtype)
-        if bias_dtype is not None and ctx.needs_input_grad[2]:
-            grad_bias = grad_out.sum((0, 2, 3), dtype=torch.float32).to(bias_dtype)
-        return grad_x, grad_weight, grad_bias, None, None, None, None
+        torch_mask = [need_x and not own_input, need_w and not own_weight, need_b and not own_weight]
+        if any(torch_mask):
+            grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, [x.shape[1]] if torch_mask[2] else None, stride, padding, dilation, False,
+                [0, 0], x.shape[1], torch_mask)
+        if need_x and own_input:
+            grad_x = _input_grad(grad_out, weight, tuple(x.shape[2:]), stride, padding, dilation)
+        if (need_w or need_b) and own_weight:
+            grad_weight, grad_bias = _weight_and_bias_grad(x, grad_out, tuple(weight.shape[2:]), stride, padding, dilation)
+        cast = lambda grad, needed, dtype: grad.to(dtype) if needed else None  # noqa: E731
+        return (cast(grad_x, need_x, x_dtype), cast(grad_weight, need_w, weight_dtype),
+                cast(grad_bias, need_b, bias_dtype), None, None, None, None)
 
 
 def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
@@ -225,7 +247,9 @@ class DepthwiseConv2d(nn.Conv2d):
 
         True only for a depthwise layer with zero padding on a CPU input with gradients being
         recorded, in fp32 or bf16 (autocast included), with the switch on, outside scripting,
-        tracing, ``torch.compile`` and export, and where the kernel builds.
+        tracing, ``torch.compile`` and export, where the kernels build, and where one of them is
+        faster than torch's: a kernel larger than 3x3 (weight gradient) or a stride > 1 (input
+        gradient; see :func:`_own_kernels`).
         """
         if not (_enabled and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()):
             return False
@@ -235,6 +259,8 @@ class DepthwiseConv2d(nn.Conv2d):
             return False
         if self._numeric_padding() is None or _compute_dtype(x, self.weight) not in _KERNEL_DTYPES:
             return False
+        if not any(_own_kernels(self.kernel_size, self.stride)):
+            return False  # a 3x3 at stride 1: torch's backward is the faster one
         if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
             return False
         return fast_depthwise_available()

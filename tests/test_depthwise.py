@@ -55,7 +55,7 @@ def test_gradients_match_fp64_no_worse_than_conv2d(kernel, stride, dilation, hei
     conv = DepthwiseConv2d(channels, channels, kernel, stride, dilation * (kernel - 1) // 2, dilation, groups=channels)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(3, channels, height, width).contiguous(memory_format=memory_format)
-    assert conv.takes_fast_path(x.requires_grad_())
+    assert conv.takes_fast_path(x.requires_grad_()) == (kernel > 3 or stride > 1)  # 3x3 at stride 1: torch's
     grad_out = torch.randn_like(conv(x))
     refs = reference(conv, x, grad_out, dtype)
     fast = relative_errors(gradients(conv, x, grad_out, dtype), refs)
@@ -67,8 +67,9 @@ def test_gradients_match_fp64_no_worse_than_conv2d(kernel, stride, dilation, hei
         assert ours <= SLACK * torchs + floor, f"{name} gradient: relative error {ours:.2e}, nn.Conv2d's {torchs:.2e}"
 
 
-def test_gradients_come_back_in_the_parameter_and_input_dtypes():
-    conv = DepthwiseConv2d(8, 8, 3, padding=1, groups=8)
+@pytest.mark.parametrize("kernel,stride", [(5, 1), (3, 2)])
+def test_gradients_come_back_in_the_parameter_and_input_dtypes(kernel, stride):
+    conv = DepthwiseConv2d(8, 8, kernel, stride, padding=kernel // 2, groups=8)
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = conv(x)
@@ -89,7 +90,7 @@ def test_same_forward_and_state_dict_as_conv2d():
 
 
 def test_fast_path_only_where_it_applies():
-    conv = DepthwiseConv2d(8, 8, 3, padding=1, groups=8)
+    conv = DepthwiseConv2d(8, 8, 5, padding=2, groups=8)
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
     assert conv.takes_fast_path(x)
     assert conv.takes_fast_path(x.detach())  # the weight still needs its gradient
@@ -101,16 +102,18 @@ def test_fast_path_only_where_it_applies():
     assert not conv.takes_fast_path(x.double())  # no fp64 kernel
     with torch.autocast("cpu", dtype=torch.float16):
         assert not conv.takes_fast_path(x)  # no fp16 kernel
-    assert not DepthwiseConv2d(8, 16, 3, padding=1, groups=8).takes_fast_path(x)  # depth multiplier 2
-    assert not DepthwiseConv2d(8, 8, 3, padding=1, groups=4).takes_fast_path(x)  # grouped, not depthwise
-    assert not DepthwiseConv2d(8, 8, 3, padding=1, groups=8, padding_mode="reflect").takes_fast_path(x)
+    assert not DepthwiseConv2d(8, 8, 3, padding=1, groups=8).takes_fast_path(x)  # torch's 3x3 backward is faster
+    assert DepthwiseConv2d(8, 8, 3, stride=2, padding=1, groups=8).takes_fast_path(x)  # except at stride 2
+    assert not DepthwiseConv2d(8, 16, 5, padding=2, groups=8).takes_fast_path(x)  # depth multiplier 2
+    assert not DepthwiseConv2d(8, 8, 5, padding=2, groups=4).takes_fast_path(x)  # grouped, not depthwise
+    assert not DepthwiseConv2d(8, 8, 5, padding=2, groups=8, padding_mode="reflect").takes_fast_path(x)
     assert not DepthwiseConv2d(8, 8, 4, padding="same", groups=8).takes_fast_path(x)  # asymmetric padding
     assert DepthwiseConv2d(8, 8, 5, padding="same", groups=8).takes_fast_path(x)
     assert not conv.takes_fast_path(x.to("meta"))
 
 
 def test_switch_turns_it_off_and_restores():
-    conv = DepthwiseConv2d(8, 8, 3, padding=1, groups=8)
+    conv = DepthwiseConv2d(8, 8, 5, padding=2, groups=8)
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
     with fast_depthwise(False):
         assert not fast_depthwise_enabled() and not conv.takes_fast_path(x)
@@ -121,24 +124,29 @@ def test_switch_turns_it_off_and_restores():
 
 
 @pytest.mark.parametrize("name", ["convmixer_tiny", "mobilenetv2", "separable", "convnext_cifar"])
-def test_every_depthwise_conv_of_the_zoo_takes_it(name):
+def test_every_depthwise_conv_of_the_zoo_takes_it_where_it_helps(name):
     net = create_model(name, width_multiplier=0.25) if name != "convmixer_tiny" else create_model(name)
     depthwise = [m for m in net.modules() if isinstance(m, nn.Conv2d) and m.groups == m.in_channels > 1]
     assert depthwise and all(isinstance(m, DepthwiseConv2d) for m in depthwise)
-    seen = []
-    hooks = [m.register_forward_hook(lambda m, args, out: seen.append("DepthwiseConv2dFunction" in type(out.grad_fn).__name__))
-             for m in depthwise]
+    taken = {}
+
+    def record(layer: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        taken[layer] = "DepthwiseConv2dFunction" in type(out.grad_fn).__name__
+
+    hooks = [m.register_forward_hook(record) for m in depthwise]
     net.train()(torch.randn(2, 3, 32, 32))
     for hook in hooks:
         hook.remove()
-    assert seen == [True] * len(depthwise)
+    assert taken == {m: m.kernel_size[0] > 3 or m.stride[0] > 1 for m in depthwise}
+    assert any(taken.values())
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")
 def test_scripting_tracing_and_export_take_the_plain_path():
     torch.manual_seed(0)
-    conv = DepthwiseConv2d(8, 8, 3, padding=1, groups=8)
+    conv = DepthwiseConv2d(8, 8, 5, padding=2, groups=8)
     x = torch.randn(2, 8, 6, 6, requires_grad=True)
+    assert conv.takes_fast_path(x)
     scripted = torch.jit.script(conv)
     torch.testing.assert_close(scripted(x), conv(x))
     traced = torch.jit.trace(conv, x, check_trace=False)
