@@ -2,16 +2,18 @@
 
 1. ``--ops``: every distinct depthwise layer of the zoo's depthwise families (ConvMixer-256/8,
    MobileNetV2, separable, ConvNeXt-CIFAR) at its input shape and the family's benchmark batch:
-   forward, input-gradient and weight-gradient times, bf16 and fp32, NHWC and NCHW. The weight
-   gradient is timed both ways (torch's ``convolution_backward`` and convzoo's kernel); the
-   forward and the input gradient are torch's in both paths. Variants take turns, medians.
+   forward, input-gradient and weight-gradient times, bf16 and fp32, NHWC and NCHW. Both
+   gradients are timed both ways (torch's ``convolution_backward`` and convzoo's kernels; the fast
+   path uses each of convzoo's only where it wins, see ``convzoo.depthwise._own_kernels``); the
+   forward is torch's in both paths. Variants take turns, medians.
 2. ``--steps``: whole training steps (bf16 autocast, channels-last, SGD; ``benchmarks/common.py``)
    of each family with the fast path on and off, and timm's ConvMixer (same dim, depth, kernel,
    patch; needs ``pip install timm``, the ``bench`` extra) as the external peer, all in turns in one
    process; with the machine's bf16 conv peak (``flops.py``'s) measured in the same run.
 
 Usage:
-    python benchmarks/depthwise.py --ops --steps     # ~15 minutes on 2 busy cores
+    python benchmarks/depthwise.py --ops --steps     # ~7 minutes on 2 quiet cores
+    python benchmarks/depthwise.py --tables benchmarks/results/depthwise.json
 Writes benchmarks/results/depthwise.json and prints the README tables.
 """
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
-from convzoo.depthwise import _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
+from convzoo.depthwise import _input_grad, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 FAMILIES = {"convmixer": 128, "mobilenetv2": 128, "separable": 256, "convnext_cifar": 128}  # flops.py's batches
@@ -85,7 +87,8 @@ def op_times(shape: dict, dtype: torch.dtype, channels_last: bool, rounds: int) 
         grad_out, x, weight, None, [s, s], [p, p], [d, d], False, [0, 0], c, mask)
     times = time_in_turns({
         "forward": lambda: F.conv2d(x, weight, None, s, p, d, c),
-        "input_grad": lambda: backward([True, False, False]),
+        "input_grad_torch": lambda: backward([True, False, False]),
+        "input_grad_convzoo": lambda: _input_grad(grad_out, weight, (h, w), (s, s), (p, p), (d, d)),
         "weight_grad_torch": lambda: backward([False, True, False]),
         "weight_grad_convzoo": lambda: _weight_and_bias_grad(x, grad_out, (k, k), (s, s), (p, p), (d, d)),
     }, rounds)
@@ -93,9 +96,10 @@ def op_times(shape: dict, dtype: torch.dtype, channels_last: bool, rounds: int) 
     return times
 
 
-def ops(rounds: int) -> list[dict]:
+def ops(families: list[str], rounds: int) -> list[dict]:
     rows = []
-    for family, batch in FAMILIES.items():
+    for family in families:
+        batch = FAMILIES[family]
         for shape in depthwise_shapes(family, batch):
             for dtype in (torch.bfloat16, torch.float32):
                 for channels_last in (True, False):
@@ -103,9 +107,9 @@ def ops(rounds: int) -> list[dict]:
                     rows.append({"family": family, **shape, "dtype": str(dtype).removeprefix("torch."),
                                  "layout": "NHWC" if channels_last else "NCHW", "ms": times})
                     print(f"{family:14s} {str(shape['input']):20s} k{shape['kernel']} s{shape['stride']} "
-                          f"{rows[-1]['dtype']:8s} {rows[-1]['layout']}: fwd {times['forward']:7.2f}  input-grad "
-                          f"{times['input_grad']:7.2f}  weight-grad torch {times['weight_grad_torch']:7.2f} "
-                          f"convzoo {times['weight_grad_convzoo']:6.2f} ms", flush=True)
+                          f"{rows[-1]['dtype']:8s} {rows[-1]['layout']}: fwd {times['forward']:7.2f}  input-grad torch "
+                          f"{times['input_grad_torch']:7.2f} convzoo {times['input_grad_convzoo']:7.2f}  weight-grad "
+                          f"torch {times['weight_grad_torch']:7.2f} convzoo {times['weight_grad_convzoo']:6.2f} ms", flush=True)
     return rows
 
 
@@ -121,9 +125,9 @@ class FastDepthwise(nn.Module):
             return self.net(x)
 
 
-def steps(batch_size: int, steps_per_window: int, rounds: int) -> dict:
+def steps(families: list[str], batch_size: int, steps_per_window: int, rounds: int) -> dict:
     results = {}
-    for family, _ in FAMILIES.items():
+    for family in families:
         torch.manual_seed(0)
         variants = {"fast": FastDepthwise(create_model(family), True), "plain": FastDepthwise(create_model(family), False)}
         if family == "convmixer":
@@ -146,30 +150,69 @@ def steps(batch_size: int, steps_per_window: int, rounds: int) -> dict:
     return results
 
 
+def print_tables(report: dict) -> None:
+    """The README tables: per-layer times (bf16, NHWC: what training runs) and whole training steps."""
+    peak_conv = report["peak_gflop_per_s"]["conv3x3_256_fwd_bwd_bf16"]
+    print(f"\nMeasured {report['date']}, {report['machine']}, {report['settings']['threads']} threads, load "
+          f"{report['load_average_1min']:.2f} -> {report['load_average_1min_end']:.2f}; peak: bf16 GEMM 4096^3 "
+          f"{report['peak_gflop_per_s']['gemm_4096_bf16']:.0f} GFLOP/s, 3x3 conv fwd+bwd {peak_conv:.0f} GFLOP/s\n")
+    if "ops" in report:
+        print("| family | input (N, C, H, W) | k, stride | forward | input grad torch / convzoo | weight grad torch / convzoo |")
+        print("|---|---|---|---:|---:|---:|")
+        for row in report["ops"]:
+            if row["dtype"] != "bfloat16" or row["layout"] != "NHWC":
+                continue
+            ms = row["ms"]
+            print(f"| {row['family']} | {', '.join(map(str, row['input']))} | {row['kernel']}, {row['stride']} | "
+                  f"{ms['forward']:.2f} ms | {ms['input_grad_torch']:.2f} / {ms['input_grad_convzoo']:.2f} ms | "
+                  f"{ms['weight_grad_torch']:.2f} / {ms['weight_grad_convzoo']:.2f} ms |")
+    if "steps" in report:
+        print("\n| family (batch " + str(report["settings"]["batch_size"]) + ") | fast path | nn.Conv2d path | timm | "
+              "fast / plain | fast / timm | fast: training GFLOP/s, of conv peak |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for family, row in report["steps"].items():
+            median = row["median_images_per_s"]
+            timm = f"{median['timm']:,.0f}" if "timm" in median else "-"
+            versus_timm = f"{row['fast_over_timm']:.2f}x" if "fast_over_timm" in row else "-"
+            gflops = row["training_gflop_per_s"]["fast"]
+            print(f"| {family} | {median['fast']:,.0f} | {median['plain']:,.0f} | {timm} | {row['fast_over_plain']:.2f}x "
+                  f"| {versus_timm} | {gflops:,.0f}, {gflops / peak_conv:.0%} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", action="store_true", help="per-layer forward / input-grad / weight-grad times")
     parser.add_argument("--steps", action="store_true", help="whole training steps, fast path on vs off vs timm")
+    parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")
     parser.add_argument("--batch-size", type=int, default=128, help="for --steps")
     parser.add_argument("--steps-per-window", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 gives steadier figures on a machine others load")
     parser.add_argument("--output", default=str(RESULTS / "depthwise.json"))
+    parser.add_argument("--tables", metavar="JSON", help="only print the README tables of an earlier run's JSON")
     args = parser.parse_args()
+    if args.tables:
+        print_tables(json.loads(Path(args.tables).read_text()))
+        return
     if not (args.ops or args.steps):
         parser.error("choose --ops and/or --steps")
     if not fast_depthwise_available():
         raise SystemExit("the fast depthwise kernel does not build here (needs a C++ compiler and ninja)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    report = {**machine(), "settings": vars(args), "peak_gflop_per_s": peak(args.rounds)}
+    report = {**machine(), "settings": {**vars(args), "threads": torch.get_num_threads()}, "peak_gflop_per_s": peak(args.rounds)}
     print("peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflop_per_s"].items()), flush=True)
     if args.ops:
-        report["ops"] = ops(args.rounds)
+        report["ops"] = ops(args.families.split(","), args.rounds)
     if args.steps:
-        report["steps"] = steps(args.batch_size, args.steps_per_window, args.rounds)
+        report["steps"] = steps(args.families.split(","), args.batch_size, args.steps_per_window, args.rounds)
     report["load_average_1min_end"] = machine()["load_average_1min"]
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
+    print_tables(report)
     print(f"wrote {output}")
 
 
