@@ -36,7 +36,9 @@ Example:
 # No "from __future__ import annotations": TorchScript resolves the (unused) methods' annotations at runtime.
 import ctypes
 import functools
+import hashlib
 import logging
+import platform
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -87,6 +89,16 @@ def set_fast_depthwise(enabled: bool) -> None:
     _enabled = bool(enabled)
 
 
+def _cpu_tag() -> str:
+    """A short hash of this CPU's feature flags: the kernels are built with -march=native, so a
+    home directory shared by different machines must not hand one machine's build to another."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor() + platform.machine()
+    return hashlib.sha1(flags.encode()).hexdigest()[:10]
+
+
 @functools.cache
 def _kernel() -> ctypes.CDLL | None:
     """The compiled weight-gradient kernel, built on first use; ``None`` (with one warning) if it cannot be."""
@@ -95,7 +107,7 @@ def _kernel() -> ctypes.CDLL | None:
 
     try:
         path = cpp_extension.load(
-            name="convzoo_depthwise_backward", sources=[str(_SOURCE)], is_python_module=False,
+            name=f"convzoo_depthwise_backward_{_cpu_tag()}", sources=[str(_SOURCE)], is_python_module=False,
             extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False,
         )
         library = ctypes.CDLL(path)
