@@ -1,14 +1,14 @@
 """Depthwise convolutions that train at full speed on CPU.
 
 A depthwise conv (``groups == in_channels == out_channels``) is cheap in FLOPs, yet on CPU torch
-computes its weight gradient at a few GFLOP/s (oneDNN's bf16 kernel is 10-50x slower than the
-same conv's forward pass), so it dominates the training step of ConvMixer, MobileNet and the
-separable nets; at stride 2 its bf16 input gradient is as slow. :class:`DepthwiseConv2d` is an
-``nn.Conv2d`` -- same arguments, same ``weight`` / ``bias`` parameters and state-dict keys -- whose
-backward on CPU computes the weight gradient, and at stride > 1 the input gradient, with small
-C++ kernels (``convzoo/csrc/depthwise_backward.cpp``: NHWC, fp32 accumulation, compiled on first
-use with the system's C++ compiler into torch's extension cache). The forward pass and the
-stride-1 input gradient stay torch's own (measured no slower there).
+computes its weight gradient for 5x5 and 7x7 kernels in 10-20x the forward pass's time, and its
+bf16 input gradient at stride 2 in 40-150x (``benchmarks/depthwise.py``), so these dominate the
+training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. :class:`DepthwiseConv2d`
+is an ``nn.Conv2d`` -- same arguments, same ``weight`` / ``bias`` parameters and state-dict keys --
+whose backward on CPU computes those two gradients with small C++ kernels
+(``convzoo/csrc/depthwise_backward.cpp``: NHWC, fp32 sums, compiled on first use with the
+system's C++ compiler into torch's extension cache). The forward pass, the 3x3 weight gradient
+and the stride-1 input gradient stay torch's, which are the faster ones there.
 
 The fast path is taken only when it can help and cannot change what is exported: a CPU input,
 gradients being recorded, a depthwise layer with zero padding, fp32 or bf16 (autocast included),
