@@ -12,6 +12,9 @@
    process; with the machine's bf16 conv peak (``flops.py``'s) measured in the same run (at its
    start and end, the better of the two).
 
+3. ``--norm-act``: ConvMixer's GELU -> BatchNorm forward + backward, eager vs ``torch.compile``
+   (the elementwise share that remains once the depthwise convs are fast).
+
 Usage:
     python benchmarks/depthwise.py --ops --steps     # ~7 minutes on 2 quiet cores
     python benchmarks/depthwise.py --tables benchmarks/results/depthwise.json
@@ -184,10 +187,33 @@ def print_tables(report: dict) -> None:
                   f"| {versus_timm} | {gflops:,.0f}, {gflops / peak_conv:.0%} |")
 
 
+def compiled_norm_act(rounds: int) -> dict[str, float]:
+    """ConvMixer's GELU -> BatchNorm (256 ch, 16x16, batch 128, bf16 NHWC), forward + backward: eager vs torch.compile."""
+    torch.manual_seed(0)
+    eager = nn.Sequential(nn.GELU(), nn.BatchNorm2d(256)).train()
+    compiled = torch.compile(nn.Sequential(nn.GELU(), nn.BatchNorm2d(256)).train())
+    x = torch.randn(128, 256, 16, 16, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+
+    def step(module: nn.Module) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = module(x)
+        out.backward(torch.ones_like(out))
+
+    start = time.perf_counter()
+    step(compiled)
+    compile_s = time.perf_counter() - start
+    times = time_in_turns({"eager_ms": lambda: step(eager), "compiled_ms": lambda: step(compiled)}, rounds)
+    print(f"GELU -> BatchNorm fwd+bwd: eager {times['eager_ms']:.1f} ms, compiled {times['compiled_ms']:.1f} ms "
+          f"(compile {compile_s:.0f} s)", flush=True)
+    return {**times, "compile_s": compile_s}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", action="store_true", help="per-layer forward / input-grad / weight-grad times")
     parser.add_argument("--steps", action="store_true", help="whole training steps, fast path on vs off vs timm")
+    parser.add_argument("--norm-act", action="store_true", help="ConvMixer's GELU -> BN eager vs torch.compile")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")
     parser.add_argument("--batch-size", type=int, default=128, help="for --steps")
     parser.add_argument("--steps-per-window", type=int, default=2)
@@ -200,8 +226,8 @@ def main() -> None:
     if args.tables:
         print_tables(json.loads(Path(args.tables).read_text()))
         return
-    if not (args.ops or args.steps):
-        parser.error("choose --ops and/or --steps")
+    if not (args.ops or args.steps or args.norm_act):
+        parser.error("choose --ops, --steps and/or --norm-act")
     if not fast_depthwise_available():
         raise SystemExit("the fast depthwise kernel does not build here (needs a C++ compiler and ninja)")
     if args.threads:
@@ -211,6 +237,8 @@ def main() -> None:
     print("peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflop_per_s"].items()), flush=True)
     if args.ops:
         report["ops"] = ops(args.families.split(","), args.rounds)
+    if args.norm_act:
+        report["norm_act"] = compiled_norm_act(args.rounds)
     if args.steps:
         report["steps"] = steps(args.families.split(","), args.batch_size, args.steps_per_window, args.rounds)
     # the peak again at the end: a peak is the best the machine does, and others' load can hide it once
