@@ -1,8 +1,8 @@
 """Depthwise convolutions that train at full speed on CPU.
 
 A depthwise conv (``groups == in_channels == out_channels``) is cheap in FLOPs, yet on CPU torch
-computes its weight gradient for 5x5 and 7x7 kernels in 10-20x the forward pass's time, and its
-bf16 input gradient at stride 2 in 40-150x (``benchmarks/depthwise.py``), so these dominate the
+computes its weight gradient for 5x5 and 7x7 kernels in 17-44x the forward pass's time, and its
+bf16 input gradient at stride 2 in 55-165x (``benchmarks/depthwise.py``), so these dominate the
 training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. :class:`DepthwiseConv2d`
 is an ``nn.Conv2d`` -- same arguments, same ``weight`` / ``bias`` parameters and state-dict keys --
 whose backward on CPU computes those two gradients with small C++ kernels
@@ -152,10 +152,9 @@ def _weight_and_bias_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: 
 def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple[bool, bool]:
     """Which gradients convzoo's kernels compute (input, weight): where torch's are measured slower.
 
-    ``benchmarks/depthwise.py --ops`` on the zoo's shapes (bf16, NHWC): torch's input gradient is
-    40-150x slower than its forward at stride 2 (ours: about the forward's time) and fine at
-    stride 1; its weight gradient is 8-20x slower than ours for 5x5 and 7x7 kernels, but 1.3-2x
-    faster than ours for 3x3 ones.
+    ``benchmarks/depthwise.py --ops --threads 1`` on the zoo's shapes (bf16, NHWC): at stride 2
+    torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster; its weight
+    gradient is 8-17x slower than ours for 5x5 and 7x7 kernels, but 1.2-3.5x faster for 3x3 ones.
     """
     return max(stride) > 1, kernel_size[0] * kernel_size[1] > 9
 
