@@ -13,6 +13,7 @@ Example:
 
 __version__ = "0.2.0"
 
+from convzoo.depthwise import DepthwiseConv2d, fast_depthwise
 from convzoo.model import ConvNet, build_block, build_model
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, ConfigError, Registry
 from convzoo.summary import ModelSummary, summary
@@ -22,6 +23,7 @@ from convzoo.weights import WeightTransfer, load_weights
 register_block = BLOCKS.register
 
 __all__ = [
-    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "ModelSummary", "Registry",
-    "WeightTransfer", "build_block", "build_model", "create_model", "list_models", "load_weights", "register_block", "summary",
+    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "DepthwiseConv2d", "ModelSummary", "Registry",
+    "WeightTransfer", "build_block", "build_model", "create_model", "fast_depthwise", "list_models", "load_weights",
+    "register_block", "summary",
 ]
