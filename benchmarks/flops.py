@@ -19,6 +19,8 @@ Measured in one run, each network in its own process:
 
     CONVZOO_DATA=/path/to/cifar10 python benchmarks/flops.py                 # every network
     CONVZOO_DATA=/path/to/cifar10 python benchmarks/flops.py --networks cpu_fast --profile cpu_fast
+    CONVZOO_DATA=/path/to/cifar10 python benchmarks/flops.py --networks convmixer --profile convmixer \
+        --profile-overrides fast_depthwise=false     # the step without convzoo's depthwise kernels
 Writes benchmarks/results/flops.json and prints the README tables.
 """
 
@@ -71,8 +73,8 @@ NETWORKS = {
 TIMING = {"warmup": 2, "steps": 3, "windows": 3}  # throughput.py steps: short, the machine is shared
 
 CATEGORIES = [  # (category, substrings of the aten op name); the first match wins
-    ("conv backward", ("convolution_backward",)),
-    ("conv forward", ("convolution",)),
+    ("conv backward", ("convolution_backward", "DepthwiseConv2dFunctionBackward")),  # the latter: convzoo.depthwise
+    ("conv forward", ("convolution", "DepthwiseConv2dFunction")),
     ("linear", ("addmm", "aten::mm", "matmul", "linear")),
     ("batch norm", ("batch_norm",)),
     ("activations", ("gelu", "relu", "clamp_min", "threshold_backward", "silu", "hardswish")),
@@ -180,7 +182,7 @@ def run_profile(args: argparse.Namespace) -> dict:
     if "--batch-size" in base:
         overrides.append(f"data.batch_size={base[base.index('--batch-size') + 1]}")
     steps = 3 + args.profile_steps + 1
-    cfg = compose(overrides + [f"data.root={args.data}", f"++trainer.limit_train_batches={steps}",
+    cfg = compose(overrides + args.profile_overrides.split() + [f"data.root={args.data}", f"++trainer.limit_train_batches={steps}",
                                "++trainer.limit_val_batches=1", "trainer.max_epochs=1", "test=false"])
     with open_dict(cfg):
         cfg.paths.output_dir = tempfile.mkdtemp(prefix="convzoo-profile-")
@@ -196,7 +198,7 @@ def run_profile(args: argparse.Namespace) -> dict:
     in_ops = sum(by_category.values())
     by_category["outside ops (Python, Lightning, waits)"] = max(0.0, callback.wall - in_ops)
     ops.sort(key=lambda op: -op[1])
-    return {"network": args.profile, "steps": args.profile_steps, "batch_size": int(cfg.data.batch_size),
+    return {"network": args.profile, "overrides": args.profile_overrides, "steps": args.profile_steps, "batch_size": int(cfg.data.batch_size),
             "wall_s": callback.wall, "categories": dict(by_category),
             "top_ops": [{"op": k, "self_s": s, "calls": c} for k, s, c in ops[:15]]}
 
@@ -228,6 +230,7 @@ def main() -> None:
     parser.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated, from {', '.join(NETWORKS)}")
     parser.add_argument("--profile", default=None, help="also profile this network's training steps")
     parser.add_argument("--profile-steps", type=int, default=5)
+    parser.add_argument("--profile-overrides", default="", help='config overrides for the profiled run, e.g. "fast_depthwise=false"')
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats of each peak/layer measurement")
     parser.add_argument("--data", default=os.environ.get("CONVZOO_DATA", "data"), help="CIFAR-10 root")
     parser.add_argument("--output", default=str(REPO / "benchmarks" / "results" / "flops.json"))
@@ -252,7 +255,8 @@ def main() -> None:
               f"{row['op_mix_ceiling_gflop_per_s']:.0f}", flush=True)
     if args.profile:
         command = [sys.executable, __file__, "--worker", "profile", "--profile", args.profile,
-                   "--profile-steps", str(args.profile_steps), "--data", args.data]
+                   "--profile-steps", str(args.profile_steps), "--data", args.data,
+                   "--profile-overrides", args.profile_overrides]
         done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
         lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode != 0 or not lines:

@@ -13,17 +13,19 @@ Example:
 
 from convzoo import _moved
 from convzoo._version import __version__  # noqa: F401
-from convzoo.network.build import ConvNet, build_block, build_model
+from convzoo.depthwise import DepthwiseConv2d, fast_depthwise
 from convzoo.errors import ConfigError
-from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, Registry
+from convzoo.network.build import ConvNet, build_block, build_model
 from convzoo.network.summary import ModelSummary, summary
-from convzoo.network.zoo import create_model, list_models
 from convzoo.network.weights import WeightTransfer, load_weights
+from convzoo.network.zoo import create_model, list_models
+from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, Registry
 
 register_block = BLOCKS.register
 _moved.install()
 
 __all__ = [
-    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "ModelSummary", "Registry",
-    "WeightTransfer", "build_block", "build_model", "create_model", "list_models", "load_weights", "register_block", "summary",
+    "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "DepthwiseConv2d", "ModelSummary", "Registry",
+    "WeightTransfer", "build_block", "build_model", "create_model", "fast_depthwise", "list_models", "load_weights",
+    "register_block", "summary",
 ]

@@ -252,3 +252,22 @@ def test_a_gpu_trained_network_exports_with_parity(fmt, gpu_checkpoint, tmp_path
     assert next(on_gpu.parameters()).is_cuda  # exporting copied it; the network stays where it was
     out = tmp_path / f"cli{EXPORT_FORMATS[fmt]}"
     assert main(["export", str(gpu_checkpoint), "--format", fmt, "--out", str(out)]) == 0
+
+
+def test_depthwise_convs_leave_cuda_to_cudnn():
+    """The fast depthwise path is a CPU backward: on CUDA every depthwise conv is plain nn.Conv2d (cuDNN)."""
+    from convzoo import DepthwiseConv2d
+
+    net = create_model("convmixer_tiny").cuda().to(memory_format=torch.channels_last)
+    depthwise = [m for m in net.modules() if isinstance(m, DepthwiseConv2d) and m.groups == m.in_channels > 1]
+    assert depthwise, "convmixer_tiny has depthwise convs"
+    taken = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: taken.append(m.takes_fast_path(args[0]))) for m in depthwise]
+    x = torch.randn(8, 3, 32, 32, device="cuda").to(memory_format=torch.channels_last)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = net(x).float().logsumexp(1).mean()
+    loss.backward()
+    for hook in hooks:
+        hook.remove()
+    assert taken == [False] * len(depthwise)
+    assert all(m.weight.grad is not None and m.weight.grad.is_cuda for m in depthwise)

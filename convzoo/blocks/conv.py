@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from convzoo.depthwise import DepthwiseConv2d
 from convzoo.layers import LayerSpec, is_none, make_act, make_norm, make_pool, resolve_padding
 from convzoo.registry import BLOCKS, ConfigError
 
@@ -33,8 +34,11 @@ def _check_channels(in_channels: int, out_channels: int, groups: int) -> None:
 
 
 @BLOCKS.register("conv")
-class Conv(nn.Conv2d):
+class Conv(DepthwiseConv2d):
     """``nn.Conv2d`` whose padding defaults to "same" (``dilation * (kernel_size - 1) // 2``).
+
+    A depthwise one (``groups = in_channels = out_channels``) trains with the fast CPU backward of
+    :class:`~convzoo.depthwise.DepthwiseConv2d` unless that is switched off.
 
     Example:
         >>> import torch

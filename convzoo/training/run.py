@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.training.allocator import keep_freed_memory
+from convzoo.depthwise import set_fast_depthwise
 from convzoo.data import TensorDataModule
 from convzoo.errors import CheckpointError
 from convzoo.training.module import METRICS, ImageClassifier
@@ -154,6 +155,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str,
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
+    set_fast_depthwise(cfg.get("fast_depthwise", True))
     ckpt_path = _checkpoint_to_resume(cfg)
 
     datamodule: TensorDataModule = instantiate(cfg.data, "data", _convert_="all")

@@ -51,6 +51,7 @@ _TOP_LEVEL: dict[str, Any] = {
     "compile": bool,
     "float32_matmul_precision": Literal["highest", "high", "medium"] | None,
     "keep_freed_memory": bool,
+    "fast_depthwise": bool,
     "data_init_images": int,
     "optimized_metric": str,
 }

@@ -1,0 +1,256 @@
+"""Depthwise convs on this CPU: convzoo's fast path (convzoo.depthwise) against nn.Conv2d's, side by side.
+
+1. ``--ops``: every distinct depthwise layer of the zoo's depthwise families (ConvMixer-256/8,
+   MobileNetV2, separable, ConvNeXt-CIFAR) at its input shape and the family's benchmark batch:
+   forward, input-gradient and weight-gradient times, bf16 and fp32, NHWC and NCHW. Both
+   gradients are timed both ways (torch's ``convolution_backward`` and convzoo's kernels; the fast
+   path uses each of convzoo's only where it wins, see ``convzoo.depthwise._own_kernels``); the
+   forward is torch's in both paths. Variants take turns, medians.
+2. ``--steps``: whole training steps (bf16 autocast, channels-last, SGD; ``benchmarks/common.py``)
+   of each family with the fast path on and off, and timm's ConvMixer (same dim, depth, kernel,
+   patch; needs ``pip install timm``, the ``bench`` extra) as the external peer, all in turns in one
+   process; with the machine's bf16 conv peak (``flops.py``'s) measured in the same run (at its
+   start and end, the better of the two).
+
+3. ``--norm-act``: ConvMixer's GELU -> BatchNorm forward + backward, eager vs ``torch.compile``
+   (the elementwise share that remains once the depthwise convs are fast).
+
+Usage:
+    python benchmarks/depthwise.py --ops --steps     # ~7 minutes on 2 quiet cores
+    python benchmarks/depthwise.py --tables benchmarks/results/depthwise.json
+Writes benchmarks/results/depthwise.json and prints the README tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.common import in_turns, machine, medians  # noqa: E402
+from benchmarks.flops import peak  # noqa: E402
+from convzoo import create_model, summary  # noqa: E402
+from convzoo.depthwise import _input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+FAMILIES = {"convmixer": 128, "mobilenetv2": 128, "separable": 256, "convnext_cifar": 128}  # flops.py's batches
+
+
+def depthwise_shapes(name: str, batch: int) -> list[dict]:
+    """The distinct depthwise layers of a zoo network: input shape at ``batch``, kernel, stride, padding, dilation."""
+    net = create_model(name).eval()
+    shapes = []
+
+    def record(layer: nn.Conv2d, args: tuple, output: torch.Tensor) -> None:
+        shape = {"input": [batch, *args[0].shape[1:]], "kernel": layer.kernel_size[0], "stride": layer.stride[0],
+                 "padding": layer._numeric_padding()[0], "dilation": layer.dilation[0]}
+        if shape not in shapes:
+            shapes.append(shape)
+
+    hooks = [m.register_forward_hook(record) for m in net.modules()
+             if isinstance(m, nn.Conv2d) and m.groups == m.in_channels == m.out_channels > 1]
+    with torch.no_grad():
+        net(torch.zeros(1, 3, 32, 32))
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+def time_in_turns(functions: dict[str, callable], rounds: int) -> dict[str, float]:
+    """Median milliseconds of each function, called in turns (order reversed every round)."""
+    for function in functions.values():
+        function()  # warm-up: oneDNN primitive creation, the allocator
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for round_index in range(rounds):
+        order = list(functions.items())
+        for name, function in order if round_index % 2 == 0 else reversed(order):
+            start = time.perf_counter()
+            function()
+            times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def op_times(shape: dict, dtype: torch.dtype, channels_last: bool, rounds: int) -> dict[str, float]:
+    n, c, h, w = shape["input"]
+    k, s, p, d = shape["kernel"], shape["stride"], shape["padding"], shape["dilation"]
+    x = torch.randn(n, c, h, w, dtype=dtype)
+    x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    weight = torch.randn(c, 1, k, k, dtype=dtype)
+    grad_out = torch.randn_like(F.conv2d(x, weight, None, s, p, d, c))
+    backward = lambda mask: torch.ops.aten.convolution_backward(  # noqa: E731
+        grad_out, x, weight, None, [s, s], [p, p], [d, d], False, [0, 0], c, mask)
+    times = time_in_turns({
+        "forward": lambda: F.conv2d(x, weight, None, s, p, d, c),
+        "input_grad_torch": lambda: backward([True, False, False]),
+        "input_grad_convzoo": lambda: _input_grad(grad_out, weight, (h, w), (s, s), (p, p), (d, d)),
+        "weight_grad_torch": lambda: backward([False, True, False]),
+        "weight_grad_convzoo": lambda: _weight_and_bias_grad(x, grad_out, (k, k), (s, s), (p, p), (d, d)),
+    }, rounds)
+    times["gflop"] = 2 * n * c * grad_out.shape[2] * grad_out.shape[3] * k * k / 1e9  # one pass
+    return times
+
+
+def ops(families: list[str], rounds: int) -> list[dict]:
+    rows = []
+    for family in families:
+        batch = FAMILIES[family]
+        for shape in depthwise_shapes(family, batch):
+            for dtype in (torch.bfloat16, torch.float32):
+                for channels_last in (True, False):
+                    times = op_times(shape, dtype, channels_last, rounds)
+                    rows.append({"family": family, **shape, "dtype": str(dtype).removeprefix("torch."),
+                                 "layout": "NHWC" if channels_last else "NCHW", "ms": times})
+                    print(f"{family:14s} {str(shape['input']):20s} k{shape['kernel']} s{shape['stride']} "
+                          f"{rows[-1]['dtype']:8s} {rows[-1]['layout']}: fwd {times['forward']:7.2f}  input-grad torch "
+                          f"{times['input_grad_torch']:7.2f} convzoo {times['input_grad_convzoo']:7.2f}  weight-grad "
+                          f"torch {times['weight_grad_torch']:7.2f} convzoo {times['weight_grad_convzoo']:6.2f} ms", flush=True)
+    return rows
+
+
+class FastDepthwise(nn.Module):
+    """Runs ``net`` with the fast depthwise path switched on or off, so both variants live in one process."""
+
+    def __init__(self, net: nn.Module, enabled: bool):
+        super().__init__()
+        self.net, self.enabled = net, enabled
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with fast_depthwise(self.enabled):
+            return self.net(x)
+
+
+def steps(families: list[str], batch_size: int, steps_per_window: int, rounds: int) -> dict:
+    results = {}
+    for family in families:
+        torch.manual_seed(0)
+        variants = {"fast": FastDepthwise(create_model(family), True), "plain": FastDepthwise(create_model(family), False)}
+        if family == "convmixer":
+            from timm.models.convmixer import ConvMixer
+
+            variants["timm"] = ConvMixer(dim=256, depth=8, kernel_size=5, patch_size=2, num_classes=10)
+        before = machine()["load_average_1min"]
+        rates = in_turns(variants, batch_size, steps_per_window, rounds)
+        median = medians(rates)
+        flops = 3 * summary(create_model(family)).total_flops
+        results[family] = {"images_per_s": rates, "median_images_per_s": median,
+                           "fast_over_plain": median["fast"] / median["plain"],
+                           "training_gflop_per_s": {k: v * flops / 1e9 for k, v in median.items()},
+                           "load_average_1min": [before, machine()["load_average_1min"]]}
+        if "timm" in median:
+            results[family]["fast_over_timm"] = median["fast"] / median["timm"]
+        print(f"{family:14s} " + "  ".join(f"{k} {v:6.1f}" for k, v in median.items()) + " images/s  "
+              f"fast/plain {median['fast'] / median['plain']:.2f}"
+              + (f"  fast/timm {median['fast'] / median['timm']:.2f}" if "timm" in median else ""), flush=True)
+    return results
+
+
+def print_tables(report: dict) -> None:
+    """The README tables: per-layer times (bf16, NHWC: what training runs) and whole training steps."""
+    peak_conv = report["peak_gflop_per_s"]["conv3x3_256_fwd_bwd_bf16"]
+    print(f"\nMeasured {report['date']}, {report['machine']}, {report['settings']['threads']} threads, load "
+          f"{report['load_average_1min']:.2f} -> {report['load_average_1min_end']:.2f}; peak: bf16 GEMM 4096^3 "
+          f"{report['peak_gflop_per_s']['gemm_4096_bf16']:.0f} GFLOP/s, 3x3 conv fwd+bwd {peak_conv:.0f} GFLOP/s\n")
+    if "ops" in report:
+        print("| family | input (N, C, H, W) | k, stride | forward ms | input grad ms, torch / convzoo | "
+              "weight grad ms, torch / convzoo |")
+        print("|---|---|---|---:|---:|---:|")
+        for row in report["ops"]:
+            if row["dtype"] != "bfloat16" or row["layout"] != "NHWC":
+                continue
+            ms = row["ms"]
+            own = _own_kernels((row["kernel"], row["kernel"]), (row["stride"], row["stride"]))
+            pair = lambda torch_ms, ours_ms, ours: (f"{torch_ms:.2f} / **{ours_ms:.2f}**" if ours  # noqa: E731
+                                                    else f"**{torch_ms:.2f}** / {ours_ms:.2f}")
+            print(f"| {row['family']} | {', '.join(map(str, row['input']))} | {row['kernel']}, {row['stride']} | "
+                  f"{ms['forward']:.2f} | {pair(ms['input_grad_torch'], ms['input_grad_convzoo'], own[0])} | "
+                  f"{pair(ms['weight_grad_torch'], ms['weight_grad_convzoo'], own[1])} |")
+    if "steps" in report:
+        print("\n| family (batch " + str(report["settings"]["batch_size"]) + ") | fast path | nn.Conv2d path | timm | "
+              "fast / plain | fast / timm | fast: training GFLOP/s, of conv peak |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for family, row in report["steps"].items():
+            median = row["median_images_per_s"]
+            timm = f"{median['timm']:,.0f}" if "timm" in median else "-"
+            versus_timm = f"{row['fast_over_timm']:.2f}x" if "fast_over_timm" in row else "-"
+            gflops = row["training_gflop_per_s"]["fast"]
+            print(f"| {family} | {median['fast']:,.0f} | {median['plain']:,.0f} | {timm} | {row['fast_over_plain']:.2f}x "
+                  f"| {versus_timm} | {gflops:,.0f}, {gflops / peak_conv:.0%} |")
+
+
+def compiled_norm_act(rounds: int) -> dict[str, float]:
+    """ConvMixer's GELU -> BatchNorm (256 ch, 16x16, batch 128, bf16 NHWC), forward + backward: eager vs torch.compile."""
+    torch.manual_seed(0)
+    eager = nn.Sequential(nn.GELU(), nn.BatchNorm2d(256)).train()
+    compiled = torch.compile(nn.Sequential(nn.GELU(), nn.BatchNorm2d(256)).train())
+    x = torch.randn(128, 256, 16, 16, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+
+    def step(module: nn.Module) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = module(x)
+        out.backward(torch.ones_like(out))
+
+    start = time.perf_counter()
+    step(compiled)
+    compile_s = time.perf_counter() - start
+    times = time_in_turns({"eager_ms": lambda: step(eager), "compiled_ms": lambda: step(compiled)}, rounds)
+    print(f"GELU -> BatchNorm fwd+bwd: eager {times['eager_ms']:.1f} ms, compiled {times['compiled_ms']:.1f} ms "
+          f"(compile {compile_s:.0f} s)", flush=True)
+    return {**times, "compile_s": compile_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ops", action="store_true", help="per-layer forward / input-grad / weight-grad times")
+    parser.add_argument("--steps", action="store_true", help="whole training steps, fast path on vs off vs timm")
+    parser.add_argument("--norm-act", action="store_true", help="ConvMixer's GELU -> BN eager vs torch.compile")
+    parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")
+    parser.add_argument("--batch-size", type=int, default=128, help="for --steps")
+    parser.add_argument("--steps-per-window", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: torch's); 1 gives steadier figures on a machine others load")
+    parser.add_argument("--output", default=str(RESULTS / "depthwise.json"))
+    parser.add_argument("--tables", metavar="JSON", help="only print the README tables of an earlier run's JSON")
+    args = parser.parse_args()
+    if args.tables:
+        print_tables(json.loads(Path(args.tables).read_text()))
+        return
+    if not (args.ops or args.steps or args.norm_act):
+        parser.error("choose --ops, --steps and/or --norm-act")
+    if not fast_depthwise_available():
+        raise SystemExit("the fast depthwise kernel does not build here (needs a C++ compiler and ninja)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    report = {**machine(), "settings": {**vars(args), "threads": torch.get_num_threads()}, "peak_gflop_per_s": peak(args.rounds)}
+    print("peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflop_per_s"].items()), flush=True)
+    if args.ops:
+        report["ops"] = ops(args.families.split(","), args.rounds)
+    if args.norm_act:
+        report["norm_act"] = compiled_norm_act(args.rounds)
+    if args.steps:
+        report["steps"] = steps(args.families.split(","), args.batch_size, args.steps_per_window, args.rounds)
+    # the peak again at the end: a peak is the best the machine does, and others' load can hide it once
+    report["peak_gflop_per_s"] = {name: max(value, again) for (name, value), again
+                                  in zip(report["peak_gflop_per_s"].items(), peak(args.rounds).values())}
+    report["load_average_1min_end"] = machine()["load_average_1min"]
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print_tables(report)
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,286 @@
+"""Depthwise convolutions that train at full speed on CPU.
+
+A depthwise conv (``groups == in_channels == out_channels``) is cheap in FLOPs, yet on CPU torch
+computes its weight gradient for 5x5 and 7x7 kernels in 17-44x the forward pass's time, and its
+bf16 input gradient at stride 2 in 55-165x (``benchmarks/depthwise.py``), so these dominate the
+training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. :class:`DepthwiseConv2d`
+is an ``nn.Conv2d`` -- same arguments, same ``weight`` / ``bias`` parameters and state-dict keys --
+whose backward on CPU computes those two gradients with small C++ kernels
+(``convzoo/csrc/depthwise_backward.cpp``: NHWC, fp32 sums, compiled on first use with the
+system's C++ compiler into torch's extension cache). The forward pass, the 3x3 weight gradient
+and the stride-1 input gradient stay torch's, which are the faster ones there.
+
+The fast path is taken only when it can help and cannot change what is exported: a CPU input,
+gradients being recorded, a depthwise layer with zero padding, fp32 or bf16 (autocast included),
+and not while scripting, tracing, compiling or exporting. Everything else -- CUDA (cuDNN),
+inference, export -- is plain ``nn.Conv2d.forward``. :func:`fast_depthwise` turns it off for the
+process or a ``with`` block (``fast_depthwise: false`` in ``configs/train.yaml`` for a run).
+
+Example:
+    >>> import torch
+    >>> conv = DepthwiseConv2d(8, 8, kernel_size=5, padding=2, groups=8)
+    >>> x = torch.randn(2, 8, 10, 10, requires_grad=True)
+    >>> conv.takes_fast_path(x) == fast_depthwise_available()
+    True
+    >>> with torch.no_grad():  # inference: nn.Conv2d's path
+    ...     conv.takes_fast_path(x)
+    False
+    >>> conv(x).sum().backward()
+    >>> list(conv.state_dict()) == list(torch.nn.Conv2d(8, 8, 5, padding=2, groups=8).state_dict())
+    True
+    >>> with fast_depthwise(False):
+    ...     conv.takes_fast_path(x)
+    False
+"""
+
+# No "from __future__ import annotations": TorchScript resolves the (unused) methods' annotations at runtime.
+import ctypes
+import functools
+import hashlib
+import logging
+import platform
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+__all__ = [
+    "DepthwiseConv2d", "depthwise_conv2d", "fast_depthwise", "fast_depthwise_available", "fast_depthwise_enabled",
+    "set_fast_depthwise",
+]
+
+_SOURCE = Path(__file__).parent / "csrc" / "depthwise_backward.cpp"
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+_enabled = True
+
+
+def fast_depthwise_enabled() -> bool:
+    """Whether depthwise convs may take the fast CPU training path (the process-wide switch)."""
+    return _enabled
+
+
+@contextmanager
+def fast_depthwise(enabled: bool = True) -> Iterator[None]:
+    """Turn the fast depthwise path on or off; as a context manager, only inside the ``with`` block.
+
+    Example:
+        >>> with fast_depthwise(False):
+        ...     fast_depthwise_enabled()
+        False
+        >>> fast_depthwise_enabled()
+        True
+    """
+    global _enabled
+    previous, _enabled = _enabled, bool(enabled)
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def set_fast_depthwise(enabled: bool) -> None:
+    """Set the process-wide switch (what ``train()`` does with the config's ``fast_depthwise``)."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def _cpu_tag() -> str:
+    """A short hash of this CPU's feature flags: the kernels are built with -march=native, so a
+    home directory shared by different machines must not hand one machine's build to another."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        flags = platform.processor() + platform.machine()
+    return hashlib.sha1(flags.encode()).hexdigest()[:10]
+
+
+@functools.cache
+def _kernel() -> ctypes.CDLL | None:
+    """The compiled weight-gradient kernel, built on first use; ``None`` (with one warning) if it cannot be."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its "no CUDA runtime" notice
+    from torch.utils import cpp_extension
+
+    try:
+        path = cpp_extension.load(
+            name=f"convzoo_depthwise_backward_{_cpu_tag()}", sources=[str(_SOURCE)], is_python_module=False,
+            extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False,
+        )
+        library = ctypes.CDLL(path)
+    except Exception as error:  # no compiler, no ninja, a read-only cache: train on the plain path
+        warnings.warn(f"convzoo.depthwise: could not build the fast depthwise kernel ({' '.join(str(error).split())[:300]}); "
+                      f"depthwise convs use nn.Conv2d's backward. Install a C++ compiler and ninja to enable it.",
+                      RuntimeWarning, stacklevel=3)
+        return None
+    for function in (library.depthwise_weight_grad_f32, library.depthwise_weight_grad_bf16):
+        function.restype = None
+        function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 15
+    for function in (library.depthwise_input_grad_f32, library.depthwise_input_grad_bf16):
+        function.restype = None
+        function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 14
+    return library
+
+
+def fast_depthwise_available() -> bool:
+    """Whether the kernel builds and loads here (compiles it on the first call, about a second)."""
+    return _kernel() is not None
+
+
+def _weight_and_bias_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: tuple[int, int],
+                          stride: tuple[int, int], padding: tuple[int, int],
+                          dilation: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """fp32 weight ``[C, 1, kh, kw]`` and bias ``[C]`` gradients of a depthwise conv from its input and output gradient."""
+    library = _kernel()
+    x = x.contiguous(memory_format=torch.channels_last)
+    grad_out = grad_out.to(x.dtype).contiguous(memory_format=torch.channels_last)
+    n, c, h, w = x.shape
+    taps = kernel_size[0] * kernel_size[1]
+    blocks = -(-c // 16)  # the kernel's tasks are (batch split, 16 channels): enough for every thread
+    splits = max(1, min(n, -(-2 * torch.get_num_threads() // blocks)))
+    partial = torch.empty(splits, c, taps + 1)
+    function = library.depthwise_weight_grad_bf16 if x.dtype == torch.bfloat16 else library.depthwise_weight_grad_f32
+    function(x.data_ptr(), grad_out.data_ptr(), partial.data_ptr(), splits, n, h, w, c, *grad_out.shape[2:],
+             *kernel_size, *stride, *padding, *dilation)
+    total = partial.sum(0)
+    return total[:, :taps].reshape(c, 1, *kernel_size), total[:, taps]
+
+
+def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple[bool, bool]:
+    """Which gradients convzoo's kernels compute (input, weight): where torch's are measured slower.
+
+    ``benchmarks/depthwise.py --ops --threads 1`` on the zoo's shapes (bf16, NHWC): at stride 2
+    torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster; its weight
+    gradient is 8-17x slower than ours for 5x5 and 7x7 kernels, but 1.2-3.5x faster for 3x3 ones.
+    """
+    return max(stride) > 1, kernel_size[0] * kernel_size[1] > 9
+
+
+def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: tuple[int, int], stride: tuple[int, int],
+                padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+    """NHWC ``[N, C, H, W]`` input gradient of a depthwise conv, in ``grad_out``'s dtype (fp32 sums)."""
+    library = _kernel()
+    grad_out = grad_out.contiguous(memory_format=torch.channels_last)
+    n, c, ho, wo = grad_out.shape
+    taps_by_channel = weight.float().reshape(c, -1).t().contiguous()  # [kh * kw, C]
+    grad_x = torch.empty(n, c, *input_size, dtype=grad_out.dtype, memory_format=torch.channels_last)
+    function = library.depthwise_input_grad_bf16 if grad_out.dtype == torch.bfloat16 else library.depthwise_input_grad_f32
+    function(grad_out.data_ptr(), taps_by_channel.data_ptr(), grad_x.data_ptr(), n, *input_size, c, ho, wo,
+             *weight.shape[2:], *stride, *padding, *dilation)
+    return grad_x
+
+
+class _DepthwiseConv2dFunction(torch.autograd.Function):
+    """``F.conv2d(x, weight, bias, groups=C)`` in ``dtype``; gradients come back in the inputs' dtypes."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride, padding, dilation, dtype):  # noqa: D102 (autograd API)
+        xc, wc = x.to(dtype), weight.to(dtype)
+        ctx.save_for_backward(xc, wc)
+        ctx.conv = (stride, padding, dilation)
+        ctx.dtypes = (x.dtype, weight.dtype, None if bias is None else bias.dtype)
+        with torch.autocast("cpu", enabled=False):
+            return F.conv2d(xc, wc, None if bias is None else bias.to(dtype), stride, padding, dilation, x.shape[1])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):  # noqa: D102
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.conv
+        x_dtype, weight_dtype, bias_dtype = ctx.dtypes
+        grad_out = grad_out.to(x.dtype)
+        own_input, own_weight = _own_kernels(tuple(weight.shape[2:]), stride)
+        need_x, need_w = ctx.needs_input_grad[:2]
+        need_b = bias_dtype is not None and ctx.needs_input_grad[2]
+        grad_x = grad_weight = grad_bias = None
+        torch_mask = [need_x and not own_input, need_w and not own_weight, need_b and not own_weight]
+        if any(torch_mask):
+            grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, [x.shape[1]] if torch_mask[2] else None, stride, padding, dilation, False,
+                [0, 0], x.shape[1], torch_mask)
+        if need_x and own_input:
+            grad_x = _input_grad(grad_out, weight, tuple(x.shape[2:]), stride, padding, dilation)
+        if (need_w or need_b) and own_weight:
+            grad_weight, grad_bias = _weight_and_bias_grad(x, grad_out, tuple(weight.shape[2:]), stride, padding, dilation)
+        cast = lambda grad, needed, dtype: grad.to(dtype) if needed else None  # noqa: E731
+        return (cast(grad_x, need_x, x_dtype), cast(grad_weight, need_w, weight_dtype),
+                cast(grad_bias, need_b, bias_dtype), None, None, None, None)
+
+
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+                     padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding, dilation, groups=channels)`` with the fast backward.
+
+    Computes in autocast's dtype when CPU autocast is on (as ``F.conv2d`` would), else in ``x``'s;
+    the caller checks that the fast path applies (:meth:`DepthwiseConv2d.takes_fast_path`).
+    """
+    dtype = _compute_dtype(x, weight)
+    return _DepthwiseConv2dFunction.apply(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), dtype)
+
+
+def _compute_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype | None:
+    """The dtype the conv computes in, as ``F.conv2d`` under the current autocast state; ``None`` if mixed."""
+    if torch.is_autocast_enabled("cpu") and x.dtype in _KERNEL_DTYPES and weight.dtype in _KERNEL_DTYPES:
+        return torch.get_autocast_dtype("cpu")
+    return x.dtype if x.dtype == weight.dtype else None
+
+
+class DepthwiseConv2d(nn.Conv2d):
+    """An ``nn.Conv2d`` whose training on CPU is fast when it is depthwise (``groups == in == out channels``).
+
+    Same constructor, parameters, state-dict keys and forward result as ``nn.Conv2d``; only the
+    backward pass of a depthwise layer on CPU differs (see the module docstring). Any other conv
+    (dense, grouped, depth multiplier > 1) is exactly ``nn.Conv2d``.
+
+    Example:
+        >>> import torch
+        >>> conv = DepthwiseConv2d(16, 16, kernel_size=3, padding=1, groups=16)
+        >>> x = torch.randn(4, 16, 8, 8, requires_grad=True)
+        >>> torch.allclose(conv(x), torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1, groups=16))
+        True
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting() and self.takes_fast_path(input):
+            return self._fast_forward(input)
+        return self._conv_forward(input, self.weight, self.bias)
+
+    @torch.jit.unused
+    def _fast_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return depthwise_conv2d(x, self.weight, self.bias, self.stride, self._numeric_padding(), self.dilation)
+
+    @torch.jit.unused
+    def takes_fast_path(self, x: torch.Tensor) -> bool:
+        """Whether ``self(x)`` would run the fast CPU backward (cheap: no tensor work).
+
+        True only for a depthwise layer with zero padding on a CPU input with gradients being
+        recorded, in fp32 or bf16 (autocast included), with the switch on, outside scripting,
+        tracing, ``torch.compile`` and export, where the kernels build, and where one of them is
+        faster than torch's: a kernel larger than 3x3 (weight gradient) or a stride > 1 (input
+        gradient; see :func:`_own_kernels`).
+        """
+        if not (_enabled and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()):
+            return False
+        if not (x.requires_grad or self.weight.requires_grad) or self.weight.device.type != "cpu":
+            return False
+        if self.groups != self.in_channels or self.out_channels != self.in_channels or self.padding_mode != "zeros":
+            return False
+        if self._numeric_padding() is None or _compute_dtype(x, self.weight) not in _KERNEL_DTYPES:
+            return False
+        if not any(_own_kernels(self.kernel_size, self.stride)):
+            return False  # a 3x3 at stride 1: torch's backward is the faster one
+        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            return False
+        return fast_depthwise_available()
+
+    def _numeric_padding(self) -> tuple[int, int] | None:
+        """The padding as two ints; ``None`` for "same" with an even span (asymmetric, left to torch)."""
+        if not isinstance(self.padding, str):
+            return tuple(self.padding)
+        if self.padding == "valid":
+            return (0, 0)
+        spans = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+        return None if any(span % 2 for span in spans) else tuple(span // 2 for span in spans)
