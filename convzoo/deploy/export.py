@@ -44,6 +44,7 @@ import copy
 import importlib
 import json
 import os
+import pickle
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
@@ -56,6 +57,7 @@ from torch import Tensor
 from convzoo.deploy.checkpoint import DeployInfo
 from convzoo.errors import ConfigError, ExportError, MissingExtraError, one_line
 from convzoo.network.nets import ConvNet
+from convzoo.network.weights import load_failure
 
 __all__ = [
     "EXPORT_FORMATS", "PARITY_ATOL", "PARITY_RTOL", "ExportError", "MissingExtraError", "Parity",
@@ -208,6 +210,8 @@ def _reading(path: str, fmt: str) -> Iterator[None]:
         yield
     except ConfigError:
         raise
+    except pickle.UnpicklingError as error:  # a .pt2 whose pickle names code: a weights-only load refused it
+        raise ConfigError(load_failure(repr(path), error, f"{_AGAIN[0].upper()}{_AGAIN[1:]}.", kind=f"{EXPORT_FORMATS[fmt]} artifact")) from None
     except Exception as error:  # each runtime has its own errors (DecodeError, BadZipFile, RuntimeError, ...)
         first = one_line(str(error).split(". ")[0])
         raise ConfigError(f"{path!r} cannot be read as a {EXPORT_FORMATS[fmt]} artifact ({type(error).__name__}: "
