@@ -84,7 +84,8 @@ def fast_depthwise(enabled: bool = True) -> Iterator[None]:
 
 
 def set_fast_depthwise(enabled: bool) -> None:
-    """Set the process-wide switch (what ``train()`` does with the config's ``fast_depthwise``)."""
+    """Set the process-wide switch from now on (``train()`` scopes the config's ``fast_depthwise`` to its run with
+    :func:`fast_depthwise` instead)."""
     global _enabled
     _enabled = bool(enabled)
 

@@ -23,15 +23,15 @@ import torch
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from convzoo.training.allocator import keep_freed_memory
-from convzoo.depthwise import set_fast_depthwise
 from convzoo.data import TensorDataModule
+from convzoo.depthwise import fast_depthwise
 from convzoo.errors import CheckpointError
+from convzoo.runs.directory import claim_run_directory
+from convzoo.training.allocator import keep_freed_memory
 from convzoo.training.module import METRICS, ImageClassifier
 from convzoo.training.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
-from convzoo.training.resume import continue_csv_log
 from convzoo.training.records import RunRecords
-from convzoo.runs.directory import claim_run_directory
+from convzoo.training.resume import continue_csv_log
 from convzoo.training.tracking import log_run_files
 from convzoo.training.validation import check_config, instantiate
 
@@ -134,7 +134,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     run_dir = Path(cfg.paths.output_dir)
     with claim_run_directory(run_dir, overwrite=bool(cfg.get("overwrite")), resuming=bool(cfg.get("resume")),
                              inputs=[cfg.get("ckpt_path"), (cfg.get("init") or {}).get("checkpoint")],
-                             where=_directory_key(run_dir)):
+                             where=_directory_key(run_dir)), fast_depthwise(cfg.get("fast_depthwise", True)):
         return _fit_and_test(cfg, run_dir, run_start)
 
 
@@ -155,7 +155,6 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str,
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)
     if cfg.get("keep_freed_memory"):
         keep_freed_memory()
-    set_fast_depthwise(cfg.get("fast_depthwise", True))
     ckpt_path = _checkpoint_to_resume(cfg)
 
     datamodule: TensorDataModule = instantiate(cfg.data, "data", _convert_="all")
