@@ -49,6 +49,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from convzoo.errors import one_line
+
 __all__ = [
     "DepthwiseConv2d", "depthwise_conv2d", "fast_depthwise", "fast_depthwise_available", "fast_depthwise_enabled",
     "set_fast_depthwise",
@@ -113,7 +115,7 @@ def _kernel() -> ctypes.CDLL | None:
         )
         library = ctypes.CDLL(path)
     except Exception as error:  # no compiler, no ninja, a read-only cache: train on the plain path
-        warnings.warn(f"convzoo.depthwise: could not build the fast depthwise kernel ({' '.join(str(error).split())[:300]}); "
+        warnings.warn(f"convzoo.depthwise: could not build the fast depthwise kernel ({one_line(error)[:300]}); "
                       f"depthwise convs use nn.Conv2d's backward. Install a C++ compiler and ninja to enable it.",
                       RuntimeWarning, stacklevel=3)
         return None
