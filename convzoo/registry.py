@@ -16,7 +16,7 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -139,11 +139,12 @@ class Registry:
 
     # -- building -----------------------------------------------------------------------------
     def check_arguments(self, name: str, kwargs: Mapping[str, Any], where: str = "",
-                        also_accepted: Sequence[str] = ()) -> None:
+                        also_accepted: Sequence[str] = (), inferred: Collection[str] = ()) -> None:
         """Raise a :class:`ConfigError` when ``kwargs`` do not fit the builder's signature.
 
         ``also_accepted`` names keys the caller takes out of the same mapping itself (listed in the
-        suggestions, so a typo of one of them finds it).
+        suggestions, so a typo of one of them finds it); ``inferred`` names the arguments the caller fills
+        in later (a spec layer's ``in_channels``): they may be missing.
         """
         builder = self.get(name)
         params = inspect.signature(builder).parameters
@@ -160,7 +161,7 @@ class Registry:
                 ), key)
         missing = [
             n for n in accepted
-            if params[n].default is inspect.Parameter.empty and n not in kwargs
+            if params[n].default is inspect.Parameter.empty and n not in kwargs and n not in inferred
         ]
         if missing:
             raise ConfigError(

@@ -10,14 +10,15 @@ for repeats) and describe their outputs in ``feature_info``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from convzoo.specs.resolve import INPUT
+from convzoo.blocks.residual import Residual
+from convzoo.specs.resolve import INPUT, BlockCall
 
 __all__ = ["ConvNet", "FeatureInfo", "GraphNet", "Node"]
 
@@ -26,18 +27,27 @@ __all__ = ["ConvNet", "FeatureInfo", "GraphNet", "Node"]
 class Node:
     """One block copy: where it lives, what it reads, what it is, and what it is built from.
 
-    The meta-device pass settles each copy into one record; the real build reads ``args`` and
-    ``shortcut`` from it, and the network keeps the records in ``nodes``.
+    Shape inference settles each copy into one record; :meth:`construct` builds the real module
+    from it, and the network keeps the records in ``nodes``.
     """
 
     path: str                  #: submodule path in the network, e.g. ``layers.stage2.0``
     layer: str                 #: the spec layer's name
     block: str                 #: registry name, ``residual(...)`` when wrapped
     inputs: tuple[str, ...]    #: the layers (or earlier copies) it reads; ``input`` is the network input
-    #: the block's arguments, ``in_channels`` included, as settled on the meta device
+    builder: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
+    #: the block's arguments, ``in_channels`` included, as settled by shape inference
     args: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    #: ``None``: no residual; ``[]``: the identity; else the shortcut's block specs
-    shortcut: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    #: ``None``: no residual; ``()``: the identity; else the shortcut's blocks, their arguments settled
+    shortcut: tuple[BlockCall, ...] | None = field(default=None, repr=False, compare=False)
+
+    def construct(self) -> nn.Module:
+        """The copy's module (wrapped with its skip path when residual), built with the settled arguments."""
+        module = self.builder(**self.args)
+        if self.shortcut is None:
+            return module
+        parts = [part.builder(**part.args) for part in self.shortcut]
+        return Residual(module, (parts[0] if len(parts) == 1 else nn.Sequential(*parts)) if parts else None)
 
 
 class FeatureInfo(list):
