@@ -5,9 +5,14 @@ into one :class:`Layer` record per spec layer. Nothing is built here: the layers
 checked against their blocks' signatures, not run.
 
 Example:
-    >>> graph = resolve({"layers": [{"name": "stem", "block": "conv", "out_channels": 8}, {"block": "classifier"}]})
+    >>> graph = resolve({"num_classes": 10, "layers": [
+    ...     {"name": "stem", "block": "conv", "out_channels": 8}, {"block": "classifier"}]})
     >>> [(layer.name, layer.inputs) for layer in graph.layers], graph.outputs
     ([('stem', ('input',)), ('1', ('stem',))], ('1',))
+    >>> resolve({"layers": [{"block": "conv", "out_channels": 8, "kernel_size": 0}]})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    convzoo.errors.ConfigError: layers[0] (block 'conv'): block 'conv': kernel_size=0 is out of range; it must be >= 1.
 """
 
 from __future__ import annotations
