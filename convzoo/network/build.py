@@ -5,7 +5,8 @@
    :class:`~convzoo.specs.resolve.Layer` per layer, arguments checked against the blocks' signatures;
 3. infer shapes (:mod:`convzoo.network.shapes`): every block copy built and run once on ``meta``,
    settled into a :class:`Node`;
-4. build: each node's real module (:meth:`Node.construct`), from the settled arguments;
+4. build (:func:`~convzoo.network.nets.assemble`): each node's real module (:meth:`Node.construct`), from the
+   settled arguments, into
 5. execute (:mod:`convzoo.network.nets`): a :class:`ConvNet` (a chain) or a :class:`GraphNet`.
 
 Steps 1 and 2 are :func:`~convzoo.specs.resolve.resolve`: the static check of a spec, which builds nothing.
@@ -17,7 +18,6 @@ The spec language (layers, ``from``, ``residual``, ``repeat``/``first``, ``outpu
 from __future__ import annotations
 
 import sys
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,11 @@ from torch import nn
 
 import convzoo.blocks  # noqa: F401  (registers the built-in blocks)
 from convzoo.errors import ConfigError
-from convzoo.network.nets import ConvNet, FeatureInfo, GraphNet, Node
+from convzoo.network.nets import ConvNet, FeatureInfo, GraphNet, Node, assemble
 from convzoo.network.shapes import infer_shapes
 from convzoo.registry import BLOCKS
 from convzoo.specs.parse import SPEC_KEYS, load_spec
-from convzoo.specs.resolve import INPUT, LAYER_KEYS, LayerGraph, resolve
+from convzoo.specs.resolve import LAYER_KEYS, resolve
 
 __all__ = [
     "ConvNet", "GraphNet", "FeatureInfo", "Node", "build_model", "build_block", "check_imports_allowed", "load_spec",
@@ -75,25 +75,6 @@ def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: b
         )
 
 
-def _feature_info(graph: LayerGraph, shapes: Mapping[str, torch.Size]) -> FeatureInfo:
-    records = []
-    for name in graph.outputs:
-        shape = shapes[name]
-        reduction = None
-        if len(shape) == 3:
-            ratio = graph.spec["input_size"][0] / shape[1]
-            reduction = int(ratio) if ratio == int(ratio) else ratio
-        records.append({"module": name, "num_chs": int(shape[0]), "reduction": reduction})
-    return FeatureInfo(records)
-
-
-def _is_chain(graph: LayerGraph) -> bool:
-    previous = [INPUT] + [layer.name for layer in graph.layers[:-1]]
-    return list(graph.outputs) == [graph.layers[-1].name] and all(
-        layer.inputs == (before,) for layer, before in zip(graph.layers, previous)
-    )
-
-
 def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequence[str] | str | None = None) -> ConvNet:
     """Build a network from a model spec (dict, OmegaConf node, or YAML file path).
 
@@ -110,12 +91,4 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
     graph = resolve(spec, outputs)
     with torch.device("meta"):
         settled, shapes = infer_shapes(graph)
-    modules = OrderedDict(
-        (name, nn.Sequential(*(node.construct() for node in nodes)) if len(nodes) > 1 else nodes[0].construct())
-        for name, nodes in settled.items()
-    )
-    nodes = [node for copies in settled.values() for node in copies]
-    if _is_chain(graph):
-        return ConvNet(modules, graph.spec, nodes, _feature_info(graph, shapes))
-    return GraphNet(modules, graph.spec, nodes, _feature_info(graph, shapes),
-                    wiring=[(layer.name, layer.inputs) for layer in graph.layers])
+    return assemble(graph, settled, shapes)

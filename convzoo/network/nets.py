@@ -10,7 +10,7 @@ for repeats) and describe their outputs in ``feature_info``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from convzoo.blocks.residual import Residual
-from convzoo.specs.resolve import INPUT, BlockCall
+from convzoo.specs.resolve import INPUT, BlockCall, LayerGraph
 
-__all__ = ["ConvNet", "FeatureInfo", "GraphNet", "Node"]
+__all__ = ["ConvNet", "FeatureInfo", "GraphNet", "Node", "assemble"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +148,29 @@ def _plan(wiring: Sequence[tuple[str, tuple[str, ...]]], outputs: Sequence[str]
         release = tuple(s for s in dict.fromkeys(inputs) if last_reader[s] == index and s not in outputs)
         steps.append((name, inputs, release))
     return tuple(steps)
+
+
+def assemble(graph: LayerGraph, settled: Mapping[str, Sequence[Node]], shapes: Mapping[str, torch.Size]) -> ConvNet:
+    """The network of a resolved spec, each block copy built from its settled :class:`Node`: a :class:`ConvNet`
+    for a chain (every layer reads the previous one, one output), else a :class:`GraphNet`."""
+    modules = OrderedDict(
+        (name, nn.Sequential(*(node.construct() for node in nodes)) if len(nodes) > 1 else nodes[0].construct())
+        for name, nodes in settled.items()
+    )
+    nodes = [node for copies in settled.values() for node in copies]
+    info = FeatureInfo(_feature(name, shapes[name], graph.spec["input_size"][0]) for name in graph.outputs)
+    previous = [INPUT] + [layer.name for layer in graph.layers[:-1]]
+    chain = list(graph.outputs) == [graph.layers[-1].name] and all(
+        layer.inputs == (before,) for layer, before in zip(graph.layers, previous))
+    if chain:
+        return ConvNet(modules, graph.spec, nodes, info)
+    return GraphNet(modules, graph.spec, nodes, info, wiring=[(layer.name, layer.inputs) for layer in graph.layers])
+
+
+def _feature(name: str, shape: torch.Size, input_height: int) -> dict[str, Any]:
+    """One ``feature_info`` record; ``reduction`` is ``None`` for an output without spatial dimensions."""
+    reduction = None
+    if len(shape) == 3:
+        ratio = input_height / shape[1]
+        reduction = int(ratio) if ratio == int(ratio) else ratio
+    return {"module": name, "num_chs": int(shape[0]), "reduction": reduction}
