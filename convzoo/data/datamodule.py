@@ -22,7 +22,7 @@ from torch import Tensor
 from convzoo.data.cifar10 import CIFAR10, CIFAR100, ImageData, find_cifar, load_cifar
 from convzoo.data.image_folder import RESIZE_MODES, load_image_folder, parse_image_size
 from convzoo.data.in_memory import TensorDataModule
-from convzoo.errors import ConfigError
+from convzoo.errors import ConfigError, at
 
 __all__ = [
     "CIFAR100DataModule",
@@ -94,7 +94,7 @@ class CIFAR100DataModule(CifarDataModule):
         try:
             self.format = CIFAR100.with_labels(labels)
         except ValueError as error:
-            raise ConfigError(f"data.labels: {error}") from None
+            raise at("data.labels", str(error)) from None
         super().__init__(root, download, **kwargs)
 
 
