@@ -343,7 +343,7 @@ def _check_arguments(layer: Layer) -> None:
               for i, part in enumerate(layer.shortcut or ())]
     for where, block, args, inferred in calls:
         try:
-            BLOCKS.check_arguments(block, args, where=where, inferred=inferred)
+            BLOCKS.check_arguments(block, args, where=where, partial=inferred)
         except ConfigError as error:
             raise about(error, layer=layer.index) from None
 

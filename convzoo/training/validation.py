@@ -1,8 +1,8 @@
 """Checking a composed training config before anything is built: keys, types and choices.
 
 Every config group with a ``_target_`` (data, optimizer, scheduler, trainer, each callback and
-logger) is checked against the signature of what it builds -- the same rule the block registry
-applies to model specs (:func:`convzoo.registry.fits_annotation`) -- so ``trainer.max_epochs=abc``,
+logger) is checked against the signature of what it builds -- by the checker the block registry
+applies to model specs (:func:`convzoo.arguments.check_arguments`) -- so ``trainer.max_epochs=abc``,
 ``optimizer.lr=abc`` or ``trainer.precision=bf16_mixed`` fail here, naming the key, instead of as
 ``'<' not supported between 'str' and 'int'`` somewhere inside Lightning or torch. Ranges are
 checked where the values are used (each class raises :class:`~convzoo.errors.ConfigError`);
@@ -32,8 +32,9 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from convzoo.arguments import fits_annotation, mismatch, target_signature
-from convzoo.errors import ConfigError, one_line, suggest
+from convzoo.arguments import Naming, fits_annotation, mismatch, target_signature
+from convzoo.arguments import check_arguments as check_against_signature
+from convzoo.errors import ConfigError, at, one_line
 
 __all__ = ["check_arguments", "check_config", "check_target", "instantiate", "mismatch", "target_signature"]
 
@@ -85,31 +86,18 @@ def check_arguments(target: Callable, arguments: Mapping[str, Any], key: str,
                     supplied: Iterable[str] = (), partial: bool = False) -> None:
     """Raise a :class:`ConfigError` naming ``key.<argument>`` when ``arguments`` do not fit ``target``.
 
-    Unknown names get the closest accepted ones; values must fit the annotations (nested
-    ``_target_`` nodes are checked when they are built); without ``partial``, every required
-    argument not in ``supplied`` must be given.
+    :func:`convzoo.arguments.check_arguments` with the arguments named as config keys and the
+    target's signature followed up its bases: unknown names get the closest accepted ones; values must
+    fit the annotations (nested ``_target_`` nodes are checked when they are built); without
+    ``partial``, every required argument not in ``supplied`` must be given.
     """
-    params, hints, open_ended = target_signature(target)
-    accepted = [name for name in params if name not in supplied]
-    name_of = getattr(target, "__qualname__", repr(target))
-    for name, value in arguments.items():
-        if name in _HYDRA_KEYS:
-            continue
-        if name not in params and not open_ended:
-            raise ConfigError(
-                f"{key}.{name} is not an argument of {name_of}.{suggest(name, accepted)} "
-                f"It accepts: {', '.join(accepted)}."
-            )
-        if name in supplied:
-            raise ConfigError(f"{key}.{name} is set by convzoo itself; remove it from the config.")
-        hint = hints.get(name)
-        if hint is not None and not _has_target(value) and not fits_annotation(value, hint):
-            raise ConfigError(mismatch(f"{key}.{name}", value, hint))
-    if not partial:
-        missing = [n for n, p in params.items()
-                   if p.default is p.empty and n not in arguments and n not in supplied]
-        if missing:
-            raise ConfigError(f"{key} is missing the required argument(s) {', '.join(missing)} of {name_of}.")
+    check_against_signature(
+        target_signature(target),
+        {name: value for name, value in arguments.items() if name not in _HYDRA_KEYS},
+        Naming(getattr(target, "__qualname__", repr(target)), key=key),
+        # ARGUMENT_RANGES are what layers accept; a config target judges its own numbers when built
+        supplied=supplied, partial=partial, ranges={}, judged_later=_has_target,
+    )
 
 
 def _resolved(node: DictConfig, name: str, key: str) -> Any:
@@ -117,8 +105,7 @@ def _resolved(node: DictConfig, name: str, key: str) -> Any:
     try:
         return _plain(node[name])
     except OmegaConfBaseException as error:
-        where = f"{key}.{name}" if key else name
-        raise ConfigError(f"{where}: {one_line(error)}") from None
+        raise at(f"{key}.{name}" if key else name, one_line(error)) from None
 
 
 def _resolved_items(node: DictConfig, key: str) -> dict[str, Any]:
@@ -240,7 +227,7 @@ def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
     except InstantiationException as error:
         cause = error.__cause__
         if isinstance(cause, ConfigError):  # keeps its type; named by its key unless it names itself
-            raise type(cause)(str(cause) if str(cause).startswith(key) else f"{key}: {cause}") from None
+            raise at(key, cause) from None
         if isinstance(cause, (ValueError, MisconfigurationException)):
-            raise ConfigError(f"{key}: {one_line(cause)} (fix the {key}.* value it names).") from None
+            raise at(key, f"{one_line(cause)} (fix the {key}.* value it names).") from None
         raise
