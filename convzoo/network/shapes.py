@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from convzoo.errors import ConfigError, about
+from convzoo.errors import ConfigError, about, at
 from convzoo.network.nets import Node
 from convzoo.specs.resolve import INPUT, BlockCall, Layer, LayerGraph
 
@@ -49,7 +49,7 @@ def _build(where: str, builder: Callable[..., nn.Module], args: dict[str, Any]) 
     try:
         module = builder(**args)
     except ConfigError as error:  # the block's own check of a value: name the layer
-        raise about(ConfigError(f"{where}: {error}"), error.argument, error.layer) from None
+        raise at(where, error) from None
     except (TypeError, ValueError, RuntimeError) as error:
         raise ConfigError(f"{where}: building it with {args} failed: {error}") from error
     if not isinstance(getattr(module, "out_channels", None), int):
@@ -87,7 +87,7 @@ def _run(where: str, module: nn.Module, xs: Sequence[torch.Tensor],
     try:
         y = module(*xs)
     except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+        raise at(where, error) from None
     except NotImplementedError as error:
         _add_note(error, f"while running {where} on the meta device (convzoo checks shapes there before building)")
         raise

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from convzoo.arguments import fits_annotation, type_hints
-from convzoo.errors import ConfigError, about, suggest
+from convzoo.errors import ConfigError, about, at, suggest
 from convzoo.registry import BLOCKS
 from convzoo.specs.parse import interpolation_sources, load_spec, read_spec_file
 
@@ -141,7 +141,7 @@ def _lookup(where: str, entry: Any) -> tuple[str, Callable[..., nn.Module]]:
     try:
         return entry["block"], BLOCKS.get(entry["block"])
     except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+        raise at(where, error) from None
 
 
 def _block_call(where: str, entry: Any, spec: Mapping[str, Any], defaults: Mapping[str, Any], used: set[str]) -> BlockCall:
