@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from convzoo.arguments import (  # noqa: F401
+from convzoo.errors.arguments import (  # noqa: F401
     ARGUMENT_RANGES,
     Naming,
     Range,
@@ -146,7 +146,7 @@ class Registry:
     def check_arguments(self, name: str, kwargs: Mapping[str, Any], where: str = "",
                         also_accepted: Sequence[str] = (), *, partial: bool | Collection[str] = False) -> None:
         """Raise a :class:`ConfigError` when ``kwargs`` do not fit the builder's signature
-        (:func:`convzoo.arguments.check_arguments`: names, required ones, types, ranges).
+        (:func:`convzoo.errors.arguments.check_arguments`: names, required ones, types, ranges).
 
         ``also_accepted`` names keys the caller takes out of the same mapping itself (listed in the
         suggestions, so a typo of one of them finds it). ``partial`` names the required arguments the

@@ -1,11 +1,11 @@
-"""The one argument checker (convzoo.arguments.check_arguments), as the registry and the config checks name
+"""The one argument checker (convzoo.errors.arguments.check_arguments), as the registry and the config checks name
 arguments, and errors.at, the one way an error is named by where it is."""
 
 from typing import Literal
 
 import pytest
 
-from convzoo.arguments import Naming, Range, builder_signature, check_arguments, target_signature
+from convzoo.errors.arguments import Naming, Range, builder_signature, check_arguments, target_signature
 from convzoo.errors import CheckpointError, ConfigError, about, at
 from convzoo.registry import Registry
 

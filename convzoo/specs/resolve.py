@@ -29,7 +29,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from convzoo.arguments import fits_annotation, type_hints
+from convzoo.errors.arguments import fits_annotation, type_hints
 from convzoo.errors import ConfigError, about, at, suggest
 from convzoo.registry import BLOCKS
 from convzoo.specs.parse import interpolation_sources, load_spec, read_spec_file

@@ -2,7 +2,7 @@
 
 Every config group with a ``_target_`` (data, optimizer, scheduler, trainer, each callback and
 logger) is checked against the signature of what it builds -- by the checker the block registry
-applies to model specs (:func:`convzoo.arguments.check_arguments`) -- so ``trainer.max_epochs=abc``,
+applies to model specs (:func:`convzoo.errors.arguments.check_arguments`) -- so ``trainer.max_epochs=abc``,
 ``optimizer.lr=abc`` or ``trainer.precision=bf16_mixed`` fail here, naming the key, instead of as
 ``'<' not supported between 'str' and 'int'`` somewhere inside Lightning or torch. Ranges are
 checked where the values are used (each class raises :class:`~convzoo.errors.ConfigError`);
@@ -32,8 +32,8 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from convzoo.arguments import Naming, fits_annotation, mismatch, target_signature
-from convzoo.arguments import check_arguments as check_against_signature
+from convzoo.errors.arguments import Naming, fits_annotation, mismatch, target_signature
+from convzoo.errors.arguments import check_arguments as check_against_signature
 from convzoo.errors import ConfigError, at, one_line
 
 __all__ = ["check_arguments", "check_config", "check_target", "instantiate", "mismatch", "target_signature"]
@@ -86,7 +86,7 @@ def check_arguments(target: Callable, arguments: Mapping[str, Any], key: str,
                     supplied: Iterable[str] = (), partial: bool = False) -> None:
     """Raise a :class:`ConfigError` naming ``key.<argument>`` when ``arguments`` do not fit ``target``.
 
-    :func:`convzoo.arguments.check_arguments` with the arguments named as config keys and the
+    :func:`convzoo.errors.arguments.check_arguments` with the arguments named as config keys and the
     target's signature followed up its bases: unknown names get the closest accepted ones; values must
     fit the annotations (nested ``_target_`` nodes are checked when they are built); without
     ``partial``, every required argument not in ``supplied`` must be given.

@@ -25,7 +25,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from convzoo.errors import ConfigError, about, suggest
+from convzoo.errors.policy import ConfigError, about, suggest
 
 __all__ = ["ARGUMENT_RANGES", "Naming", "Range", "Signature", "builder_signature", "check_arguments",
            "fits_annotation", "mismatch", "out_of_range", "target_signature", "type_hints", "type_name"]
