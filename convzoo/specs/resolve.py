@@ -311,28 +311,13 @@ def _connected(layers: list[Layer], spec: Mapping[str, Any], prune: bool) -> lis
     return [layer for layer in layers if layer.name in needed]
 
 
-def _check_arity(layer: Layer) -> None:
-    annotation = type_hints(layer.builder).get("in_channels", Any)
-    where, count = layer.where(), len(layer.inputs)
-    if count > 1 and not fits_annotation([1, 1], annotation):
-        raise ConfigError(
-            f"{where}: the block takes one input but `from` names {count} ({', '.join(layer.inputs)}); "
-            f"merge them first with an add or concat layer, or read one of them."
-        )
-    if count == 1 and not fits_annotation(1, annotation):
-        raise ConfigError(
-            f"{where}: the block merges several inputs; give it `from: [a, b, ...]` naming at least two earlier layers."
-        )
-    if count > 1 and layer.shortcut is not None:
-        raise ConfigError(f"{where}: residual wraps a single-input block, but `from` names {count} layers; drop residual.")
-
-
 #: What shape inference fills in for a shortcut part unless the spec gives it.
 _SHORTCUT_INFERRED = ("in_channels", "out_channels", "stride")
 
 
-def _check_arguments(layer: Layer) -> None:
-    """Every copy's and shortcut part's arguments against its block's signature: names, types and ranges.
+def _check_layer(layer: Layer) -> None:
+    """Every copy's and shortcut part's arguments against its block's signature (names, types, ranges), then
+    the number of inputs against what the block takes.
 
     What depends on shapes (``in_channels``, a shortcut's inferred ``out_channels`` and ``stride``, a
     window larger than its input) is checked by shape inference, which runs the blocks.
@@ -346,6 +331,19 @@ def _check_arguments(layer: Layer) -> None:
             BLOCKS.check_arguments(block, args, where=where, partial=inferred)
         except ConfigError as error:
             raise about(error, layer=layer.index) from None
+    takes = type_hints(layer.builder).get("in_channels", Any)
+    where, count = layer.where(), len(layer.inputs)
+    if count > 1 and not fits_annotation([1, 1], takes):
+        raise ConfigError(
+            f"{where}: the block takes one input but `from` names {count} ({', '.join(layer.inputs)}); "
+            f"merge them first with an add or concat layer, or read one of them."
+        )
+    if count == 1 and not fits_annotation(1, takes):
+        raise ConfigError(
+            f"{where}: the block merges several inputs; give it `from: [a, b, ...]` naming at least two earlier layers."
+        )
+    if count > 1 and layer.shortcut is not None:
+        raise ConfigError(f"{where}: residual wraps a single-input block, but `from` names {count} layers; drop residual.")
 
 
 def resolve(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequence[str] | str | None = None) -> LayerGraph:
@@ -364,8 +362,7 @@ def resolve(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequence
     try:
         layers = parse_layers(plain, prune=outputs is not None)
         for layer in layers:
-            _check_arity(layer)
-            _check_arguments(layer)
+            _check_layer(layer)
     except ConfigError as error:
         raise graph.named(error) from None
     if len(layers) < len(plain["layers"]):
