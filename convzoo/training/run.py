@@ -173,7 +173,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str,
         data_init_images=cfg.data_init_images,
         **cfg.module,
     )
-    check_data_fits_model(datamodule, module.hparams.model)
+    check_data_fits_model(datamodule, module.model)
     check_optimizer(module, total_steps=len(datamodule.train_dataloader()) * max(1, cfg.trainer.get("max_epochs") or 1))
     checkpoint = check_checkpoint(ckpt_path, module) if ckpt_path is not None else None
 
