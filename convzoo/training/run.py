@@ -120,17 +120,20 @@ def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
 
 
 @_quiet_console()
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, checked: bool = False) -> dict[str, float]:
     """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``).
 
     Everything that can be checked before the first step is (see :mod:`convzoo.training.validation` and
     :mod:`convzoo.training.preflight`): a mistake in the config raises a :class:`~convzoo.errors.ConfigError`
     naming the key and the fix; a diverging run raises :class:`~convzoo.errors.NonFiniteLossError`.
+    ``checked=True`` says the caller has run :func:`~convzoo.training.validation.check_config` on this
+    config already (``train.py`` checks its command line before Hydra creates the run directory).
     A directory that holds another run's records is refused (``overwrite=true`` deletes them first),
     as is one another process is training in (see :mod:`convzoo.runs.directory`).
     """
     run_start = time.perf_counter()
-    check_config(cfg)
+    if not checked:
+        check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     with claim_run_directory(run_dir, overwrite=bool(cfg.get("overwrite")), resuming=bool(cfg.get("resume")),
                              inputs=[cfg.get("ckpt_path"), (cfg.get("init") or {}).get("checkpoint")],
