@@ -51,7 +51,7 @@ def fit_model_to_data(model: DictConfig, datamodule: TensorDataModule) -> DictCo
     """Set the model config's input channels, input size and classes to the data's; return the config.
 
     The data decides: a head with fewer outputs than there are classes cannot be trained, and the
-    meta-device check and the summary need the real image size. The config node is updated before
+    network is built (its shapes checked) for the real image size. The config node is updated before
     it is resolved, so layers that interpolate these keys follow, and the logged config is what ran.
     Each change is printed. A value the user set on the command line (``model.num_classes=5``) is
     theirs: it is left for the pre-flight check, which fails on a mismatch instead of overruling it.
@@ -163,10 +163,13 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str,
     datamodule: TensorDataModule = instantiate(cfg.data, "data", _convert_="all")
     datamodule.setup("fit")  # the data decides the classes, image size and statistics the model is built for
     data = datamodule.describe()
-    module = ImageClassifier(
-        model=fit_model_to_data(cfg.model, datamodule),
-        optimizer=instantiate(cfg.optimizer, "optimizer"),
-        scheduler=instantiate(cfg.scheduler, "scheduler"),
+    model = fit_model_to_data(cfg.model, datamodule)
+    optimizer = instantiate(cfg.optimizer, "optimizer")
+    scheduler = instantiate(cfg.scheduler, "scheduler")
+    module = ImageClassifier(  # builds the network, the run's only build
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
         channels_last=cfg.channels_last,
         compile=cfg.compile,
         classes=data["classes"],
