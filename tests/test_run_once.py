@@ -86,3 +86,27 @@ def test_train_py_checks_the_config_once(hydra_flags, tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(counts_file.read_text()) == {"check_config": 1, "networks built": 1}
+
+
+@pytest.mark.parametrize("spec, words", [
+    ({"input_size": 64, "layers": [{"block": "conv", "out_channels": 8}, {"block": "classifier", "num_classes": 10}]},
+     "model.input_size=64 but the data's images are 32x32"),
+    ({"in_channels": 1, "layers": [{"block": "conv", "out_channels": 8}, {"block": "classifier", "num_classes": 10}]},
+     "model.in_channels=1 but the data's images have 3 channels"),
+    ({"layers": [{"block": "conv", "out_channels": 8, "stride": 2}]},
+     "maps 3x32x32 images to outputs of shape (8, 16, 16), not one logit per class"),
+    ({"layers": [{"block": "conv", "out_channels": 8}, {"block": "classifier", "num_classes": 5}]},
+     "model.num_classes=5 but the data's labels go up to 9 (10 classes); set model.num_classes=10"),
+], ids=["input-size", "channels", "feature-map", "classes"])
+def test_the_data_is_checked_against_what_the_built_network_reports(spec, words):
+    from convzoo import build_model
+    from convzoo.data import SyntheticDataModule
+    from convzoo.errors import ConfigError
+    from convzoo.training.preflight import check_data_fits_model
+
+    data = SyntheticDataModule(num_train=64, num_test=16, val_size=16, num_classes=10)
+    data.setup("fit")
+    network = build_model(spec)
+    with pytest.raises(ConfigError) as info:
+        check_data_fits_model(data, network)
+    assert words in str(info.value)

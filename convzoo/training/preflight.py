@@ -50,9 +50,9 @@ def check_data_fits_model(datamodule: L.LightningDataModule, network: ConvNet) -
         raise ConfigError(f"model.in_channels={network.in_channels} but the data's images have {channels} channels "
                           f"({channels}x{height}x{width}); set model.in_channels={channels}.")
     if tuple(network.input_size) != (height, width):
-        size = height if height == width else [height, width]
-        raise ConfigError(f"model.input_size={network.spec.get('input_size')} but the data's images are "
-                          f"{height}x{width}; set model.input_size={size}, the size the model's shapes are checked at.")
+        raise ConfigError(f"model.input_size={_size(*network.input_size)} but the data's images are {height}x{width}, "
+                          f"and the network's shapes were checked at its input size; set "
+                          f"model.input_size={_size(height, width)}.")
     if [info["reduction"] for info in network.feature_info] != [None]:
         shapes = ", ".join(str(_output_shape(info, height, width)) for info in network.feature_info)
         raise ConfigError(f"the model maps {channels}x{height}x{width} images to outputs of shape "
@@ -64,6 +64,11 @@ def check_data_fits_model(datamodule: L.LightningDataModule, network: ConvNet) -
         classes = getattr(datamodule, "num_classes", top + 1)
         raise ConfigError(f"model.num_classes={network.num_classes or logits} but the data's labels go up "
                           f"to {top} ({classes} classes); set model.num_classes={classes}.")
+
+
+def _size(height: int, width: int) -> int | list[int]:
+    """An image size as ``model.input_size`` is written: one side, or ``[height, width]``."""
+    return height if height == width else [height, width]
 
 
 def _output_shape(info: Mapping[str, Any], height: int, width: int) -> tuple[int, ...]:
