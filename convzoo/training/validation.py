@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import inspect
-import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -179,13 +178,12 @@ def check_config(cfg: DictConfig) -> None:
 
     Raises the first problem found as a :class:`ConfigError` naming the key. Checks the top-level
     switches, every ``_target_`` group against its target's signature, ``module.*`` against
-    :class:`~convzoo.training.module.ImageClassifier`, the init config, and the model spec (assembled on
-    the ``meta`` device, so it costs no memory).
+    :class:`~convzoo.training.module.ImageClassifier`, the init config, and the model spec: its layers,
+    wiring and every block's arguments (:func:`~convzoo.specs.resolve.resolve`). Whether its shapes fit
+    is known once the network is built for the data's images (by the run's ``ImageClassifier``).
     """
-    import torch
-
-    from convzoo.training.module import ImageClassifier
-    from convzoo.network.build import build_model
+    from convzoo.specs.resolve import resolve
+    from convzoo.training.module import ImageClassifier, model_error
 
     _check_top_level(cfg)
     for group in ("data", "optimizer", "scheduler", "trainer"):
@@ -203,13 +201,10 @@ def check_config(cfg: DictConfig) -> None:
                     supplied=("model", "optimizer", "scheduler", "channels_last", "compile", "init",
                               "data_init_images"))
     _check_init(cfg.get("init"))
-    with torch.device("meta"):
-        try:
-            build_model(cfg.model)
-        except ConfigError as error:
-            # "layers[0] ..." and "dim=0 is used by layers[0] ..." name a key of the model config
-            named = re.match(r"layers\[|\w+=", str(error))
-            raise ConfigError(f"model.{error}" if named else f"model: {error}") from None
+    try:
+        resolve(cfg.model)
+    except ConfigError as error:
+        raise model_error(error) from None
 
 
 def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
