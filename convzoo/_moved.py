@@ -44,6 +44,7 @@ MOVED = {
     "convzoo.export": "convzoo.deploy.export",
     "convzoo.predict": "convzoo.deploy.predict",
     "convzoo.deploy_cli": "convzoo.cli.deploy",
+    "convzoo.arguments": "convzoo.errors.arguments",
 }
 
 

@@ -25,7 +25,7 @@ from hydra.errors import HydraException, MissingConfigException, OverrideParseEx
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from convzoo.errors import ConfigError, one_line, suggest
+from convzoo.errors import ConfigError, at, one_line, suggest
 
 __all__ = ["config_dir", "compose", "model_config", "resume_overrides", "RESUME_KEY"]
 
@@ -69,8 +69,8 @@ def _value(override: str) -> object:
 
 
 def _parse_error(override: str, message: str) -> ConfigError:
-    return ConfigError(f"{override}: cannot parse this override ({message.splitlines()[0]}). "
-                       f"Quote values holding special characters (key='a,b'); see {_GRAMMAR}")
+    return at(override, f"cannot parse this override ({message.splitlines()[0]}). "
+                        f"Quote values holding special characters (key='a,b'); see {_GRAMMAR}")
 
 
 def _quoted(value: str) -> str:
@@ -115,7 +115,7 @@ def _unknown_key(full_key: str, overrides: Sequence[str], config_name: str) -> C
     """``trainer.max_epoch=3`` -> ``trainer has no key 'max_epoch'. Did you mean 'max_epochs'? ...``."""
     from hydra.utils import get_object
 
-    from convzoo.arguments import target_signature
+    from convzoo.errors.arguments import target_signature
 
     dotted = re.sub(r"\[(\d+)\]", r".\1", full_key)
     override = next((o for o in overrides if _key(o) == dotted), dotted)
@@ -134,20 +134,20 @@ def _unknown_key(full_key: str, overrides: Sequence[str], config_name: str) -> C
             arguments = []
     where = parent or "the config"
     if leaf in arguments:
-        return ConfigError(f"{override}: {where} does not set {leaf!r} (an argument of {node._target_}); "
-                           f"add it with +{override.lstrip('+')}.")
+        return at(override, f"{where} does not set {leaf!r} (an argument of {node._target_}); "
+                            f"add it with +{override.lstrip('+')}.")
     shown = f" Its keys: {', '.join(k for k in keys if not k.startswith('_'))}." if keys else ""
     closest = suggest(leaf, dict.fromkeys([*keys, *arguments]))
-    return ConfigError(f"{override}: {where} has no key {leaf!r}.{closest}{shown} "
-                       f"(A key the config does not have can be added with +{override.lstrip('+')}.)")
+    return at(override, f"{where} has no key {leaf!r}.{closest}{shown} "
+                        f"(A key the config does not have can be added with +{override.lstrip('+')}.)")
 
 
 def _composition_error(error: Exception, overrides: Sequence[str], config_name: str) -> ConfigError:
     """Hydra's composition error as one line that names the override and the fix."""
     if isinstance(error, MissingConfigException) and error.options is not None and error.missing_cfg_file:
         group, _, name = error.missing_cfg_file.rpartition("/")
-        return ConfigError(f"{group}={name}: there is no config {name!r} in the {group!r} group."
-                           f"{suggest(name, error.options)} Available: {', '.join(error.options)}.")
+        return at(f"{group}={name}", f"there is no config {name!r} in the {group!r} group."
+                                     f"{suggest(name, error.options)} Available: {', '.join(error.options)}.")
     if isinstance(error, OverrideParseException):
         return _parse_error(error.override, error.message)
     cause = error.__cause__

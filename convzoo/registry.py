@@ -16,23 +16,28 @@ Example:
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from convzoo.arguments import ARGUMENT_RANGES, Range, fits_annotation, out_of_range, type_hints, type_name  # noqa: F401
-from convzoo.errors import ConfigError, about, closest, suggest  # also importable from here, their home until 0.3
+from convzoo.errors.arguments import (  # noqa: F401
+    ARGUMENT_RANGES,
+    Naming,
+    Range,
+    builder_signature,
+    check_arguments,
+    fits_annotation,
+    out_of_range,
+    type_hints,
+    type_name,
+)
+from convzoo.errors import ConfigError, about, at, closest, suggest  # also importable from here, their home until 0.3
 
 __all__ = [
     "ConfigError", "Registry", "Resolved", "about", "closest", "suggest", "type_name", "fits_annotation",
     "ARGUMENT_RANGES", "Range", "out_of_range", "BLOCKS", "NORMS", "ACTIVATIONS", "POOLS", "INITS",
 ]
-
-
-def _prefix(where: str) -> str:
-    """``"init.conv"`` -> ``"init.conv: "``: how an error names the config key it is about."""
-    return f"{where.rstrip(': ')}: " if where else ""
 
 
 def _plain(value: Any) -> Any:
@@ -139,45 +144,30 @@ class Registry:
 
     # -- building -----------------------------------------------------------------------------
     def check_arguments(self, name: str, kwargs: Mapping[str, Any], where: str = "",
-                        also_accepted: Sequence[str] = ()) -> None:
-        """Raise a :class:`ConfigError` when ``kwargs`` do not fit the builder's signature.
+                        also_accepted: Sequence[str] = (), *, partial: bool | Collection[str] = False) -> None:
+        """Raise a :class:`ConfigError` when ``kwargs`` do not fit the builder's signature
+        (:func:`convzoo.errors.arguments.check_arguments`: names, required ones, types, ranges).
 
         ``also_accepted`` names keys the caller takes out of the same mapping itself (listed in the
-        suggestions, so a typo of one of them finds it).
+        suggestions, so a typo of one of them finds it). ``partial`` names the required arguments the
+        caller fills in later (``("in_channels",)``, once the shapes are known), or is ``True`` for all.
+
+        Example:
+            >>> BLOCKS.check_arguments("conv", {"kernel_size": 3}, where="layers[0]", partial=True)
+            >>> BLOCKS.check_arguments("patch_embed", {"patch_size": 2}, where="layers[0]", partial=["in_channels"])
+            Traceback (most recent call last):
+            ...
+            convzoo.errors.ConfigError: layers[0]: block 'patch_embed' is missing required argument(s) out_channels. It accepts: in_channels, out_channels, patch_size, act, norm.
+            >>> BLOCKS.check_arguments("conv", {"kernel_size": 0}, where="layers[0]", partial=True)
+            Traceback (most recent call last):
+            ...
+            convzoo.errors.ConfigError: layers[0]: block 'conv': kernel_size=0 is out of range; it must be >= 1.
         """
-        builder = self.get(name)
-        params = inspect.signature(builder).parameters
-        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            return
-        accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        prefix = f"{_prefix(where)}{self.kind} {name!r}"
-        for key in kwargs:
-            if key not in accepted:
-                listed = [*accepted, *also_accepted]
-                raise about(ConfigError(
-                    f"{prefix} got an unknown argument {key!r}.{suggest(key, listed)} "
-                    f"It accepts: {', '.join(listed)}."
-                ), key)
-        missing = [
-            n for n in accepted
-            if params[n].default is inspect.Parameter.empty and n not in kwargs
-        ]
-        if missing:
-            raise ConfigError(
-                f"{prefix} is missing required argument(s) {', '.join(missing)}. "
-                f"It accepts: {', '.join(accepted)}."
-            )
-        hints = type_hints(builder)
-        for key, value in kwargs.items():
-            if key in hints and not fits_annotation(value, hints[key]):
-                raise about(ConfigError(
-                    f"{prefix}: {key}={value!r} has the wrong type ({type(value).__name__}); "
-                    f"it must be {type_name(hints[key])}."
-                ), key)
-            accepted_range = out_of_range(key, value)
-            if accepted_range is not None:
-                raise about(ConfigError(f"{prefix}: {key}={value!r} is out of range; it must be {accepted_range}."),
-                            key)
+        try:
+            check_arguments(builder_signature(self.get(name)), kwargs, Naming(f"{self.kind} {name!r}"),
+                            partial=partial, also_accepted=also_accepted)
+        except ConfigError as error:
+            raise at(where, error) from None
 
     def annotation(self, name: str, argument: str) -> Any:
         """The evaluated type annotation of one of the builder's arguments (``Any`` when unannotated)."""
@@ -190,14 +180,10 @@ class Registry:
         if isinstance(spec, Mapping):
             kwargs = _plain(spec)
             if self.key not in kwargs:
-                raise ConfigError(
-                    f"{_prefix(where)}{self.kind} config {kwargs!r} has no {self.key!r} key naming the {self.kind} "
-                    f"(one of {', '.join(self.names())})."
-                )
+                raise at(where, f"{self.kind} config {kwargs!r} has no {self.key!r} key naming the {self.kind} "
+                                f"(one of {', '.join(self.names())}).")
             return kwargs.pop(self.key), kwargs
-        raise ConfigError(
-            f"{_prefix(where)}a {self.kind} is a name or a mapping with a {self.key!r} key; got {spec!r}."
-        )
+        raise at(where, f"a {self.kind} is a name or a mapping with a {self.key!r} key; got {spec!r}.")
 
     def resolve(self, spec: str | Mapping[str, Any], where: str = "", also_accepted: Sequence[str] = (),
                 **defaults: Any) -> Resolved:
@@ -225,7 +211,7 @@ class Registry:
             builder = self.get(name)
             built = builder(**kwargs)
         except ConfigError as error:
-            raise about(ConfigError(f"{_prefix(where)}{error}"), error.argument, error.layer) from None
+            raise at(where, error) from None
         # every argument in signature order, defaults filled in; then what a **kwargs builder took
         args = {
             key: kwargs.get(key, param.default)

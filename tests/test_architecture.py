@@ -33,7 +33,7 @@ def test_the_map_lists_every_module_and_only_those():
 
 
 def _room(module: str) -> str:
-    """``convzoo.training.run`` -> ``training/``; ``convzoo.errors`` -> ``errors.py``: how the layers name it."""
+    """``convzoo.training.run`` -> ``training/``; ``convzoo.tables`` -> ``tables.py``: how the layers name it."""
     part = module.split(".")[1]
     return f"{part}/" if (REPO / "convzoo" / part).is_dir() else f"{part}.py"
 

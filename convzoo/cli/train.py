@@ -14,11 +14,24 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 __all__ = ["check_command_line", "run", "train_main"]
+
+#: The config :func:`check_command_line` checked in this process (see :func:`_as_checked`); ``None`` until it has
+#: checked one. :func:`run` passes Hydra's config to ``train`` as checked when it is this one.
+_checked: dict[str, Any] | None = None
+
+
+def _as_checked(cfg: DictConfig) -> dict[str, Any]:
+    """``cfg`` as plain data, apart from ``paths.output_dir``: the run directory does not exist when the
+    command line is checked, and the checks do not read it (``train`` claims it)."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    (plain.get("paths") or {}).pop("output_dir", None)
+    return plain
 
 
 def _print_lightning_messages_once() -> None:
@@ -38,7 +51,7 @@ def run(cfg: DictConfig) -> float | None:
 
     _print_lightning_messages_once()
     try:
-        metrics = train(cfg)
+        metrics = train(cfg, checked=_checked is not None and _as_checked(cfg) == _checked)
     except Exception as error:
         if exit_code(error) is None:
             raise
@@ -52,9 +65,11 @@ def check_command_line(argv: list[str]) -> list[str]:
     """``argv`` with ``resume=<run_dir>`` expanded; a single run's overrides, keys and types checked first.
 
     Hydra would report a bad override on many lines (exit code 1), and only after creating the run
-    directory; this reports it on one line and exits 2 before the run directory exists. Runs with
-    Hydra flags (``--help``, ``-m``, ``--cfg`` ...) go to Hydra untouched.
+    directory; this reports it on one line and exits 2 before the run directory exists. The config
+    checked here is remembered, so that :func:`run` does not check it again. Runs with Hydra flags
+    (``--help``, ``-m``, ``--cfg`` ...) go to Hydra untouched, and each of their runs is checked by ``train``.
     """
+    global _checked
     overrides = argv[1:]
     if any(arg.startswith("-") for arg in overrides):
         return argv
@@ -72,6 +87,7 @@ def check_command_line(argv: list[str]) -> list[str]:
         check_config(cfg)
     except ConfigError as error:
         raise SystemExit(report(error)) from None
+    _checked = _as_checked(cfg)
     return [argv[0], *overrides]
 
 

@@ -2,8 +2,8 @@
 augmented in batches on the device.
 
 The loader (:mod:`convzoo.data.loader`), the batched augmentation (:mod:`convzoo.data.augment`)
-and the readers are plain torch; the Lightning data modules (:mod:`convzoo.data.datamodule`) are
-imported on first use, so ``import convzoo.data`` does not import Lightning.
+and the readers are plain torch; the Lightning data modules (:mod:`convzoo.data.datamodule`, on the base
+:mod:`convzoo.data.in_memory`) are imported on first use, so ``import convzoo.data`` does not import Lightning.
 
 Example:
     >>> from convzoo.data import SyntheticDataModule
@@ -54,13 +54,13 @@ if TYPE_CHECKING:
         CifarDataModule,
         ImageFolderDataModule,
         SyntheticDataModule,
-        TensorDataModule,
     )
+    from convzoo.data.in_memory import TensorDataModule
 
 # name -> module, imported when the name is first asked for (Hydra's `_target_: convzoo.data.X` too)
-_LAZY = {name: "convzoo.data.datamodule" for name in (
-    "CIFAR100DataModule", "CIFAR10DataModule", "CifarDataModule", "ImageFolderDataModule", "SyntheticDataModule",
-    "TensorDataModule")}
+_LAZY = {**{name: "convzoo.data.datamodule" for name in (
+    "CIFAR100DataModule", "CIFAR10DataModule", "CifarDataModule", "ImageFolderDataModule", "SyntheticDataModule")},
+    "TensorDataModule": "convzoo.data.in_memory"}
 
 
 def __getattr__(name: str) -> Any:

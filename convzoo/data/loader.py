@@ -2,7 +2,7 @@
 
 The airbench recipe: decode once, then index batches by fancy-indexing the whole dataset held as
 uint8 tensors (no Dataset/DataLoader, no worker processes). The Lightning data modules
-(:mod:`convzoo.data.datamodule`) serve their splits through it; a plain PyTorch loop uses it the same way.
+(:mod:`convzoo.data.in_memory`) serve their splits through it; a plain PyTorch loop uses it the same way.
 
 Example:
     >>> images, labels = torch.zeros(10, 3, 32, 32, dtype=torch.uint8), torch.arange(10)

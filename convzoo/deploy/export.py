@@ -55,7 +55,7 @@ import torch
 from torch import Tensor
 
 from convzoo.deploy.checkpoint import DeployInfo
-from convzoo.errors import ConfigError, ExportError, MissingExtraError, one_line
+from convzoo.errors import ConfigError, ExportError, MissingExtraError, at, one_line
 from convzoo.network.nets import ConvNet
 from convzoo.network.weights import load_failure
 
@@ -246,8 +246,8 @@ def format_of(path: str | os.PathLike) -> str:
     for fmt, known in EXPORT_FORMATS.items():
         if suffix == known:
             return fmt
-    raise ConfigError(f"{str(path)!r}: cannot tell the format from the suffix {suffix!r}; "
-                      f"use {', '.join(EXPORT_FORMATS.values())}.")
+    raise at(repr(str(path)), f"cannot tell the format from the suffix {suffix!r}; "
+                              f"use {', '.join(EXPORT_FORMATS.values())}.")
 
 
 def _json_or_text(value: str) -> object:
@@ -286,7 +286,7 @@ def read_metadata(path: str | os.PathLike) -> DeployInfo:
     try:
         return DeployInfo.from_dict(record)
     except (ValueError, TypeError, AttributeError) as error:  # a record that is not a mapping of the fields
-        raise ConfigError(f"{name!r}: {one_line(error).rstrip('.')}; {_AGAIN}.") from None
+        raise at(repr(name), f"{one_line(error).rstrip('.')}; {_AGAIN}.") from None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from convzoo.data import normalize
 from convzoo.deploy.checkpoint import DeployInfo, load_checkpoint
-from convzoo.errors import ConfigError
+from convzoo.errors import ConfigError, at
 from convzoo.network.weights import load_failure
 
 __all__ = ["Predictor", "find_images", "load_image", "load_predictor", "predict_files", "predict_images"]
@@ -79,8 +79,8 @@ def load_predictor(path: str | os.PathLike, allow_imports: bool = False) -> Pred
         def run(x: Tensor) -> Tensor:
             return outputs(x)[0]
     if len(info.outputs) != 1 or not info.classes:
-        raise ConfigError(f"{str(path)!r}: {info.name!r} has outputs {', '.join(info.outputs)} and "
-                          f"{len(info.classes)} classes; predict needs a classifier (one output: class logits).")
+        raise at(repr(str(path)), f"{info.name!r} has outputs {', '.join(info.outputs)} and "
+                                  f"{len(info.classes)} classes; predict needs a classifier (one output: class logits).")
     return Predictor(run, info, str(path))
 
 
@@ -142,8 +142,8 @@ def predict_images(predictor: Predictor, images: Tensor, batch_size: int = 256) 
     for start in range(0, len(images), batch_size):
         scores = predictor.run(normalize(images[start:start + batch_size], info.mean, info.std))
         if scores.dim() != 2 or scores.shape[1] != len(info.classes):
-            raise ConfigError(f"{predictor.source}: {info.name!r} returns {tuple(scores.shape)} per batch; predict needs "
-                              f"a classifier, whose output is class logits (batch, {len(info.classes)}).")
+            raise at(predictor.source, f"{info.name!r} returns {tuple(scores.shape)} per batch; predict needs "
+                                       f"a classifier, whose output is class logits (batch, {len(info.classes)}).")
         chunks.append(scores.float().softmax(-1))
     return torch.cat(chunks)
 

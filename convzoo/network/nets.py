@@ -10,34 +10,44 @@ for repeats) and describe their outputs in ``feature_info``.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-from convzoo.specs.resolve import INPUT
+from convzoo.blocks.residual import Residual
+from convzoo.specs.resolve import INPUT, BlockCall, LayerGraph
 
-__all__ = ["ConvNet", "FeatureInfo", "GraphNet", "Node"]
+__all__ = ["ConvNet", "FeatureInfo", "GraphNet", "Node", "assemble"]
 
 
 @dataclass(frozen=True)
 class Node:
     """One block copy: where it lives, what it reads, what it is, and what it is built from.
 
-    The meta-device pass settles each copy into one record; the real build reads ``args`` and
-    ``shortcut`` from it, and the network keeps the records in ``nodes``.
+    Shape inference settles each copy into one record; :meth:`construct` builds the real module
+    from it, and the network keeps the records in ``nodes``.
     """
 
     path: str                  #: submodule path in the network, e.g. ``layers.stage2.0``
     layer: str                 #: the spec layer's name
     block: str                 #: registry name, ``residual(...)`` when wrapped
     inputs: tuple[str, ...]    #: the layers (or earlier copies) it reads; ``input`` is the network input
-    #: the block's arguments, ``in_channels`` included, as settled on the meta device
+    builder: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
+    #: the block's arguments, ``in_channels`` included, as settled by shape inference
     args: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    #: ``None``: no residual; ``[]``: the identity; else the shortcut's block specs
-    shortcut: list[dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+    #: ``None``: no residual; ``()``: the identity; else the shortcut's blocks, their arguments settled
+    shortcut: tuple[BlockCall, ...] | None = field(default=None, repr=False, compare=False)
+
+    def construct(self) -> nn.Module:
+        """The copy's module (wrapped with its skip path when residual), built with the settled arguments."""
+        module = self.builder(**self.args)
+        if self.shortcut is None:
+            return module
+        parts = [part.builder(**part.args) for part in self.shortcut]
+        return Residual(module, (parts[0] if len(parts) == 1 else nn.Sequential(*parts)) if parts else None)
 
 
 class FeatureInfo(list):
@@ -138,3 +148,29 @@ def _plan(wiring: Sequence[tuple[str, tuple[str, ...]]], outputs: Sequence[str]
         release = tuple(s for s in dict.fromkeys(inputs) if last_reader[s] == index and s not in outputs)
         steps.append((name, inputs, release))
     return tuple(steps)
+
+
+def assemble(graph: LayerGraph, settled: Mapping[str, Sequence[Node]], shapes: Mapping[str, torch.Size]) -> ConvNet:
+    """The network of a resolved spec, each block copy built from its settled :class:`Node`: a :class:`ConvNet`
+    for a chain (every layer reads the previous one, one output), else a :class:`GraphNet`."""
+    modules = OrderedDict(
+        (name, nn.Sequential(*(node.construct() for node in nodes)) if len(nodes) > 1 else nodes[0].construct())
+        for name, nodes in settled.items()
+    )
+    nodes = [node for copies in settled.values() for node in copies]
+    info = FeatureInfo(_feature(name, shapes[name], graph.spec["input_size"][0]) for name in graph.outputs)
+    previous = [INPUT] + [layer.name for layer in graph.layers[:-1]]
+    chain = list(graph.outputs) == [graph.layers[-1].name] and all(
+        layer.inputs == (before,) for layer, before in zip(graph.layers, previous))
+    if chain:
+        return ConvNet(modules, graph.spec, nodes, info)
+    return GraphNet(modules, graph.spec, nodes, info, wiring=[(layer.name, layer.inputs) for layer in graph.layers])
+
+
+def _feature(name: str, shape: torch.Size, input_height: int) -> dict[str, Any]:
+    """One ``feature_info`` record; ``reduction`` is ``None`` for an output without spatial dimensions."""
+    reduction = None
+    if len(shape) == 3:
+        ratio = input_height / shape[1]
+        reduction = int(ratio) if ratio == int(ratio) else ratio
+    return {"module": name, "num_chs": int(shape[0]), "reduction": reduction}

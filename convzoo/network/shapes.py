@@ -9,20 +9,19 @@ This is the only place modules run to check a spec.
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from convzoo.arguments import fits_annotation
-from convzoo.errors import ConfigError, about
+from convzoo.errors import ConfigError, about, at
 from convzoo.network.nets import Node
-from convzoo.registry import BLOCKS
-from convzoo.specs.resolve import INPUT, Layer
+from convzoo.specs.resolve import INPUT, BlockCall, Layer, LayerGraph
 
-__all__ = ["measure"]
+__all__ = ["infer_shapes"]
 
 
 #: The meta-device pass runs a batch of two, so batch norm in training mode accepts 1x1 maps.
@@ -31,22 +30,6 @@ _CHECK_BATCH = 2
 
 def _shapes(xs: Sequence[torch.Tensor]) -> str:
     return " and ".join(str(tuple(x.shape[1:])) for x in xs)
-
-
-def _check_arity(layer: Layer) -> None:
-    annotation = BLOCKS.annotation(layer.block, "in_channels")
-    where, count = layer.where(), len(layer.inputs)
-    if count > 1 and not fits_annotation([1, 1], annotation):
-        raise ConfigError(
-            f"{where}: the block takes one input but `from` names {count} ({', '.join(layer.inputs)}); "
-            f"merge them first with an add or concat layer, or read one of them."
-        )
-    if count == 1 and not fits_annotation(1, annotation):
-        raise ConfigError(
-            f"{where}: the block merges several inputs; give it `from: [a, b, ...]` naming at least two earlier layers."
-        )
-    if count > 1 and layer.shortcut is not None:
-        raise ConfigError(f"{where}: residual wraps a single-input block, but `from` names {count} layers; drop residual.")
 
 
 def _in_channels(where: str, args: Mapping[str, Any], xs: Sequence[torch.Tensor], source: str) -> int | list[int]:
@@ -61,11 +44,12 @@ def _in_channels(where: str, args: Mapping[str, Any], xs: Sequence[torch.Tensor]
     return inferred
 
 
-def _build(where: str, block: str, args: dict[str, Any]) -> nn.Module:
+def _build(where: str, builder: Callable[..., nn.Module], args: dict[str, Any]) -> nn.Module:
+    """One block on the meta device, from its arguments (checked against its signature when the spec was resolved)."""
     try:
-        module = BLOCKS.resolve({BLOCKS.key: block, **args}, where=where).built
-    except ConfigError:
-        raise  # already names the layer
+        module = builder(**args)
+    except ConfigError as error:  # the block's own check of a value: name the layer
+        raise at(where, error) from None
     except (TypeError, ValueError, RuntimeError) as error:
         raise ConfigError(f"{where}: building it with {args} failed: {error}") from error
     if not isinstance(getattr(module, "out_channels", None), int):
@@ -103,7 +87,7 @@ def _run(where: str, module: nn.Module, xs: Sequence[torch.Tensor],
     try:
         y = module(*xs)
     except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+        raise at(where, error) from None
     except NotImplementedError as error:
         _add_note(error, f"while running {where} on the meta device (convzoo checks shapes there before building)")
         raise
@@ -134,10 +118,10 @@ def _add_note(error: BaseException, note: str) -> None:
         error.add_note(note)
 
 
-def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tuple[list[dict[str, Any]], torch.Tensor]:
+def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tuple[tuple[BlockCall, ...], torch.Tensor]:
     """The skip path of one copy: the identity where ``block`` keeps the shape, else the shortcut blocks."""
     if y.shape == x.shape:
-        return [], x + y
+        return (), x + y
     if not layer.shortcut:
         raise ConfigError(
             f"{where}: residual needs a shape-preserving block, but it maps {tuple(x.shape[1:])} to "
@@ -150,63 +134,73 @@ def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tup
     stride = math.ceil(x.shape[2] / y.shape[2])
     skip, channels, specs, stride_set = x, int(x.shape[1]), [], False
     for i, entry in enumerate(layer.shortcut):
-        args = {k: v for k, v in entry.items() if k != "block"}
-        params = BLOCKS.signature(entry["block"]).parameters
+        args = dict(entry.args)
+        params = inspect.signature(entry.builder).parameters
         if "out_channels" in params:
             args.setdefault("out_channels", int(y.shape[1]))
         if "stride" in params and not stride_set:
             args.setdefault("stride", stride)
             stride_set = True
         args["in_channels"] = channels
-        part = f"{where} residual[{i}] (block {entry['block']!r})"
-        module = _build(part, entry["block"], args)
+        part = f"{where} residual[{i}] (block {entry.block!r})"
+        module = _build(part, entry.builder, args)
         skip = _run(part, module, [skip], args)
         channels = module.out_channels
-        specs.append({"block": entry["block"], **args})
+        specs.append(BlockCall(entry.block, entry.builder, args))
     if skip.shape != y.shape:
         raise ConfigError(
             f"{where}: the shortcut gives {tuple(skip.shape[1:])} but the block gives {tuple(y.shape[1:])}; "
             f"they must match to be added. Give the shortcut blocks out_channels/stride that reproduce the block's "
             f"output (the inferred stride was {stride})."
         )
-    return specs, skip + y
+    return tuple(specs), skip + y
 
 
-def _label(block: str, shortcut: list[dict[str, Any]] | None) -> str:
+def _label(block: str, shortcut: tuple[BlockCall, ...] | None) -> str:
     if shortcut is None:
         return block
     if not shortcut:
         return f"residual({block})"
-    return f"residual({block}, shortcut={'+'.join(s['block'] for s in shortcut)})"
+    return f"residual({block}, shortcut={'+'.join(s.block for s in shortcut)})"
 
 
-def measure(spec: Mapping[str, Any], layers: Sequence[Layer]) -> tuple[dict[str, list[Node]], dict[str, torch.Size]]:
-    """Build and run every block copy on meta tensors: each layer's copies as Node records, arguments settled, and
-    each layer's output shape."""
-    values = {INPUT: torch.empty(_CHECK_BATCH, spec["in_channels"], *spec["input_size"])}
+def infer_shapes(graph: LayerGraph) -> tuple[dict[str, list[Node]], dict[str, torch.Size]]:
+    """Build and run every block copy on meta tensors (call it under ``torch.device("meta")``): each layer's copies
+    as :class:`Node` records, their arguments settled, and each layer's output shape.
+
+    A spec that does not fit together fails here with one :class:`ConfigError` naming the layer, the
+    shapes and the fix (led by the key the user wrote, as in :func:`~convzoo.specs.resolve.resolve`).
+    """
+    try:
+        return _infer(graph)
+    except ConfigError as error:
+        raise graph.named(error) from None
+
+
+def _infer(graph: LayerGraph) -> tuple[dict[str, list[Node]], dict[str, torch.Size]]:
+    values = {INPUT: torch.empty(_CHECK_BATCH, graph.spec["in_channels"], *graph.spec["input_size"])}
     settled: dict[str, list[Node]] = {}
     previous = INPUT
-    for layer in layers:
-        _check_arity(layer)
+    for layer in graph.layers:
         xs = [values[name] for name in layer.inputs]
         source = ("the previous layer gives" if layer.inputs == (previous,) else
                   f"{', '.join(map(repr, layer.inputs))} give" if len(layer.inputs) > 1 else f"{layer.inputs[0]!r} gives")
         copies = []
         for copy in range(layer.repeat):
             where = layer.where(copy)
-            args = {**layer.args, **(layer.first if copy == 0 else {})}
+            args = layer.copy_args(copy)
             args["in_channels"] = _in_channels(where, args, xs, source if copy == 0 else "the previous copy gives")
             try:
-                y = _run(where, _build(where, layer.block, args), xs, args)
+                y = _run(where, _build(where, layer.builder, args), xs, args)
             except ConfigError as error:
-                raise about(error, layer=layer.index)
+                raise about(error, layer=layer.index) from None
             shortcut = None
             if layer.shortcut is not None:
                 shortcut, y = _residual(where, layer, xs[0], y)
             copies.append(Node(path=f"layers.{layer.name}" + (f".{copy}" if layer.repeat > 1 else ""), layer=layer.name,
                                block=_label(layer.block, shortcut),
                                inputs=layer.inputs if copy == 0 else (f"{layer.name}.{copy - 1}",),
-                               args=args, shortcut=shortcut))
+                               builder=layer.builder, args=args, shortcut=shortcut))
             xs = [y]
         settled[layer.name] = copies
         values[layer.name] = xs[0]

@@ -47,7 +47,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from convzoo.errors import RunDirectoryError, report
+from convzoo.errors import RunDirectoryError, at, report
 from convzoo.runs.read import RECORD_FILES
 
 __all__ = ["LOCK_FILE", "RECORDS", "RunDirectoryGuard", "claim_run_directory", "records_in", "refusal",
@@ -231,6 +231,6 @@ def refuse_to_replace_a_record(path: str | Path, option: str) -> Path:
     """
     path = Path(path)
     if path.exists() and (path.suffix == ".ckpt" or path.name in RECORDS):
-        raise RunDirectoryError(f"{option} {path}: that is a run's {path.name} and is never replaced; "
-                                f"choose another file name.")
+        raise at(f"{option} {path}", RunDirectoryError(f"that is a run's {path.name} and is never replaced; "
+                                                       f"choose another file name."))
     return path

@@ -52,9 +52,9 @@ Example:
 
 from convzoo.specs.calc import calc, lookup
 from convzoo.specs.parse import SPEC_KEYS, interpolation_sources, load_spec, read_spec_file, upgrade_legacy_spec
-from convzoo.specs.resolve import INPUT, LAYER_KEYS, Layer, parse_layers
+from convzoo.specs.resolve import INPUT, LAYER_KEYS, BlockCall, Layer, LayerGraph, parse_layers, resolve
 
 __all__ = [
-    "INPUT", "LAYER_KEYS", "SPEC_KEYS", "Layer", "calc", "interpolation_sources", "load_spec", "lookup",
-    "parse_layers", "read_spec_file", "upgrade_legacy_spec",
+    "INPUT", "LAYER_KEYS", "SPEC_KEYS", "BlockCall", "Layer", "LayerGraph", "calc", "interpolation_sources", "load_spec", "lookup",
+    "parse_layers", "read_spec_file", "resolve", "upgrade_legacy_spec",
 ]

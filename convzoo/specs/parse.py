@@ -19,8 +19,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import convzoo.specs.calc  # noqa: F401  (registers the calc and lookup resolvers the spec may use)
-from convzoo.arguments import fits_annotation, type_name
-from convzoo.errors import ConfigError, one_line, suggest
+from convzoo.errors.arguments import fits_annotation, type_name
+from convzoo.errors import ConfigError, at, one_line, suggest
 
 __all__ = ["SPEC_KEYS", "interpolation_sources", "load_spec", "read_spec_file", "upgrade_legacy_spec"]
 
@@ -106,8 +106,7 @@ def _interpolation_message(error: Exception) -> str:
     """OmegaConf's message on one line: the key, then what went wrong (a resolver's own words if it raised)."""
     message = (getattr(error, "msg", None) or str(error)).strip().splitlines()[0]  # then full_key/object_type lines
     message = re.sub(r"^\w+ raised while resolving interpolation: ", "", message)
-    key = getattr(error, "full_key", None)
-    return f"{key}: {message}" if key else message
+    return str(at(str(getattr(error, "full_key", None) or ""), message))
 
 
 def _check_value(key: str, value: Any, annotation: Any) -> None:

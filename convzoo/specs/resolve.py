@@ -1,29 +1,40 @@
-"""Resolving a parsed spec into its layer graph, the second stage of building a network: block
-lookup, ``block_defaults``, width and depth multipliers, names, ``from``, ``repeat``/``first``,
-``residual``, outputs and pruning, each decided once, into one :class:`Layer` record per spec layer.
+"""Resolving a spec into its layer graph, the second stage of building a network: the spec's
+imports, block lookup, ``block_defaults``, width and depth multipliers, names, ``from``,
+``repeat``/``first``, ``residual``, arity, arguments, outputs and pruning, each decided once,
+into one :class:`Layer` record per spec layer. Nothing is built here: the layers' arguments are
+checked against their blocks' signatures, not run.
 
 Example:
-    >>> from convzoo.specs.parse import load_spec
-    >>> spec = load_spec({"layers": [{"name": "stem", "block": "conv", "out_channels": 8}, {"block": "classifier"}]})
-    >>> [(layer.name, layer.inputs) for layer in parse_layers(spec)]
-    [('stem', ('input',)), ('1', ('stem',))]
+    >>> graph = resolve({"num_classes": 10, "layers": [
+    ...     {"name": "stem", "block": "conv", "out_channels": 8}, {"block": "classifier"}]})
+    >>> [(layer.name, layer.inputs) for layer in graph.layers], graph.outputs
+    ([('stem', ('input',)), ('1', ('stem',))], ('1',))
+    >>> resolve({"layers": [{"block": "conv", "out_channels": 8, "kernel_size": 0}]})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    convzoo.errors.ConfigError: layers[0] (block 'conv'): block 'conv': kernel_size=0 is out of range; it must be >= 1.
 """
 
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from convzoo.errors import ConfigError, about, suggest
+from convzoo.errors.arguments import fits_annotation, type_hints
+from convzoo.errors import ConfigError, about, at, suggest
 from convzoo.registry import BLOCKS
+from convzoo.specs.parse import interpolation_sources, load_spec, read_spec_file
 
-__all__ = ["INPUT", "LAYER_KEYS", "Layer", "parse_layers"]
+__all__ = ["INPUT", "LAYER_KEYS", "BlockCall", "Layer", "LayerGraph", "parse_layers", "resolve"]
 
 
 #: The name under which layers read the network input in ``from``.
@@ -36,18 +47,32 @@ _RESERVED = set(dir(nn.Sequential())) | {INPUT}
 
 
 @dataclass(frozen=True)
+class BlockCall:
+    """A registered block and the arguments it is called with."""
+
+    block: str
+    builder: Callable[..., nn.Module] = field(repr=False, compare=False)
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def spec(self) -> dict[str, Any]:
+        """As a spec writes it: ``{"block": name, **args}``."""
+        return {"block": self.block, **self.args}
+
+
+@dataclass(frozen=True)
 class Layer:
     """One spec layer, checked: its block, arguments (defaults applied), inputs and wiring."""
 
     index: int
     name: str
     block: str
+    builder: Callable[..., nn.Module] = field(repr=False, compare=False)
     args: dict[str, Any]
     inputs: tuple[str, ...]
     repeat: int = 1
     first: dict[str, Any] = field(default_factory=dict)
-    #: ``None``: no residual; ``()``: the identity; else the shortcut path's block specs.
-    shortcut: tuple[dict[str, Any], ...] | None = None
+    #: ``None``: no residual; ``()``: the identity; else the shortcut path's blocks
+    shortcut: tuple[BlockCall, ...] | None = None
     named: bool = True
 
     def where(self, copy: int | None = None) -> str:
@@ -55,6 +80,33 @@ class Layer:
         label = f" {self.name!r}" if self.named else ""
         copy_part = f" copy {copy}" if copy is not None and self.repeat > 1 else ""
         return f"layers[{self.index}]{label}{copy_part} (block {self.block!r})"
+
+    def copy_args(self, copy: int) -> dict[str, Any]:
+        """The arguments of one copy: ``first`` wins for the first."""
+        return {**self.args, **(self.first if copy == 0 else {})}
+
+
+@dataclass(frozen=True)
+class LayerGraph:
+    """A spec resolved (what :func:`resolve` returns and shape inference reads): its layers in order and its outputs."""
+
+    #: the plain spec the network stores; after pruning only the kept layers, names pinned, so that it rebuilds them
+    spec: dict[str, Any]
+    layers: tuple[Layer, ...]
+    outputs: tuple[str, ...]
+    #: the spec as the user wrote it, interpolations unresolved: errors name the key that was set
+    written: Mapping[str, Any] | DictConfig = field(repr=False, compare=False)
+
+    def named(self, error: ConfigError) -> ConfigError:
+        """``error``, led by the spec key the user wrote when an interpolation brought the bad argument to the layer.
+
+        ``dim=0`` reaching a layer as ``out_channels`` reads ``dim=0 is used by layers[0] 'stem' ...: out_channels=0 ...``.
+        """
+        key = interpolation_sources(self.written).get((error.layer, error.argument))
+        if key is None:
+            return error
+        node = self.written if isinstance(self.written, DictConfig) else OmegaConf.create(dict(self.written))
+        return about(ConfigError(f"{key}={OmegaConf.select(node, key)!r} is used by {error}"), error.argument, error.layer)
 
 
 def _scaled_channels(channels: Any, spec: Mapping[str, Any]) -> Any:
@@ -70,9 +122,9 @@ def _scale_args(args: dict[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]
     return args
 
 
-def _with_defaults(block: str, args: dict[str, Any], defaults: Mapping[str, Any], used: set[str]) -> dict[str, Any]:
+def _with_defaults(builder: Callable, args: dict[str, Any], defaults: Mapping[str, Any], used: set[str]) -> dict[str, Any]:
     """``args`` plus every default the block's signature takes and the layer does not set."""
-    params = BLOCKS.signature(block).parameters
+    params = inspect.signature(builder).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     merged = dict(args)
     for key, value in defaults.items():
@@ -82,19 +134,24 @@ def _with_defaults(block: str, args: dict[str, Any], defaults: Mapping[str, Any]
     return merged
 
 
-def _block_spec(where: str, entry: Any, spec: Mapping[str, Any], defaults: Mapping[str, Any], used: set[str]) -> dict[str, Any]:
+def _lookup(where: str, entry: Any) -> tuple[str, Callable[..., nn.Module]]:
+    """A layer's (or shortcut part's) block name and builder; a missing or unknown block names the layer."""
     if not isinstance(entry, Mapping) or "block" not in entry:
         raise ConfigError(f"{where}: expected a mapping with a 'block' key, got {entry!r}.")
     try:
-        BLOCKS.get(entry["block"])
+        return entry["block"], BLOCKS.get(entry["block"])
     except ConfigError as error:
-        raise ConfigError(f"{where}: {error}") from None
+        raise at(where, error) from None
+
+
+def _block_call(where: str, entry: Any, spec: Mapping[str, Any], defaults: Mapping[str, Any], used: set[str]) -> BlockCall:
+    block, builder = _lookup(where, entry)
     args = _scale_args({k: v for k, v in entry.items() if k != "block"}, spec)
-    return {"block": entry["block"], **_with_defaults(entry["block"], args, defaults, used)}
+    return BlockCall(block, builder, _with_defaults(builder, args, defaults, used))
 
 
 def _shortcut(where: str, residual: Any, spec: Mapping[str, Any], defaults: Mapping[str, Any],
-              used: set[str]) -> tuple[dict[str, Any], ...] | None:
+              used: set[str]) -> tuple[BlockCall, ...] | None:
     if residual is None or residual is False:
         return None
     if residual is True:
@@ -105,7 +162,7 @@ def _shortcut(where: str, residual: Any, spec: Mapping[str, Any], defaults: Mapp
             f"{where}: residual must be true, a shortcut block spec ({{block: conv_norm_act, kernel_size: 1, "
             f"act: none}}) or a list of them; got {residual!r}."
         )
-    return tuple(_block_spec(f"{where} residual[{i}]", e, spec, defaults, used) for i, e in enumerate(entries))
+    return tuple(_block_call(f"{where} residual[{i}]", e, spec, defaults, used) for i, e in enumerate(entries))
 
 
 def _check_name(index: int, name: Any, seen: dict[str, int]) -> str:
@@ -187,13 +244,7 @@ def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
     layers: list[Layer] = []
     used: set[str] = set()
     for index, entry in enumerate(entries):
-        if not isinstance(entry, Mapping) or "block" not in entry:
-            raise ConfigError(f"layers[{index}]: expected a mapping with a 'block' key, got {entry!r}.")
-        block = entry["block"]
-        try:
-            BLOCKS.get(block)
-        except ConfigError as error:
-            raise ConfigError(f"layers[{index}]: {error}") from None
+        block, builder = _lookup(f"layers[{index}]", entry)
         name = _check_name(index, explicit[index], names) if explicit[index] is not None else str(index)
         if name in names:
             raise ConfigError(f"layers[{index}]: its default name {name!r} is already used by layers[{names[name]}]; "
@@ -215,7 +266,8 @@ def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
             index=index,
             name=name,
             block=block,
-            args=_with_defaults(block, args, defaults, used),
+            builder=builder,
+            args=_with_defaults(builder, args, defaults, used),
             inputs=inputs,
             repeat=repeat,
             first=_scale_args(dict(first), spec),
@@ -225,7 +277,7 @@ def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
         names[name], named[name] = index, explicit[index] is not None
     unused = [key for key in spec.get("block_defaults") or {} if key not in used]
     if unused:
-        accepted = sorted({p for layer in layers for p in BLOCKS.signature(layer.block).parameters} - {"in_channels"})
+        accepted = sorted({p for layer in layers for p in inspect.signature(layer.builder).parameters} - {"in_channels"})
         raise ConfigError(
             f"model spec: block_defaults key {unused[0]!r} is taken by no block in this spec.{suggest(unused[0], accepted)} "
             f"The blocks here take: {', '.join(accepted)}."
@@ -257,3 +309,62 @@ def _connected(layers: list[Layer], spec: Mapping[str, Any], prune: bool) -> lis
             f"Add it to outputs, read it from a later layer, or remove it."
         )
     return [layer for layer in layers if layer.name in needed]
+
+
+#: What shape inference fills in for a shortcut part unless the spec gives it.
+_SHORTCUT_INFERRED = ("in_channels", "out_channels", "stride")
+
+
+def _check_layer(layer: Layer) -> None:
+    """Every copy's and shortcut part's arguments against its block's signature (names, types, ranges), then
+    the number of inputs against what the block takes.
+
+    What depends on shapes (``in_channels``, a shortcut's inferred ``out_channels`` and ``stride``, a
+    window larger than its input) is checked by shape inference, which runs the blocks.
+    """
+    copies = (0, 1) if layer.first and layer.repeat > 1 else (0,)
+    calls = [(layer.where(), layer.block, layer.copy_args(copy), ("in_channels",)) for copy in copies]
+    calls += [(f"{layer.where()} residual[{i}] (block {part.block!r})", part.block, part.args, _SHORTCUT_INFERRED)
+              for i, part in enumerate(layer.shortcut or ())]
+    for where, block, args, inferred in calls:
+        try:
+            BLOCKS.check_arguments(block, args, where=where, partial=inferred)
+        except ConfigError as error:
+            raise about(error, layer=layer.index) from None
+    takes = type_hints(layer.builder).get("in_channels", Any)
+    where, count = layer.where(), len(layer.inputs)
+    if count > 1 and not fits_annotation([1, 1], takes):
+        raise ConfigError(
+            f"{where}: the block takes one input but `from` names {count} ({', '.join(layer.inputs)}); "
+            f"merge them first with an add or concat layer, or read one of them."
+        )
+    if count == 1 and not fits_annotation(1, takes):
+        raise ConfigError(
+            f"{where}: the block merges several inputs; give it `from: [a, b, ...]` naming at least two earlier layers."
+        )
+    if count > 1 and layer.shortcut is not None:
+        raise ConfigError(f"{where}: residual wraps a single-input block, but `from` names {count} layers; drop residual.")
+
+
+def resolve(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequence[str] | str | None = None) -> LayerGraph:
+    """Parse a spec (YAML path, OmegaConf node or dict) and resolve it into its :class:`LayerGraph`; nothing is built.
+
+    ``outputs`` overrides the spec's outputs; the layers no output depends on are then left out,
+    and the graph's ``spec`` keeps only the others (names pinned), so that it rebuilds this graph.
+    Every error is one :class:`ConfigError`, led by the key the user wrote where an interpolation
+    brought the bad value (``dim=0 is used by layers[0] 'stem' ...``).
+    """
+    written = read_spec_file(spec) if isinstance(spec, (str, Path)) else spec
+    plain = load_spec(written)
+    if outputs is not None:
+        plain["outputs"] = [outputs] if isinstance(outputs, str) else list(outputs)
+    graph = LayerGraph(plain, (), (), written)
+    try:
+        layers = parse_layers(plain, prune=outputs is not None)
+        for layer in layers:
+            _check_layer(layer)
+    except ConfigError as error:
+        raise graph.named(error) from None
+    if len(layers) < len(plain["layers"]):
+        plain["layers"] = [{**plain["layers"][layer.index], "name": layer.name} for layer in layers]
+    return LayerGraph(plain, tuple(layers), tuple(plain["outputs"] or [layers[-1].name]), written)

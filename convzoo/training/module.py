@@ -15,6 +15,7 @@ package's blocks) are the opt-ins, by name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from pathlib import Path
@@ -38,13 +39,31 @@ from convzoo.specs.parse import upgrade_legacy_spec
 from convzoo.weight_init import InitRecord, apply_data_init, apply_init_config
 from convzoo.network.weights import read_checkpoint_file
 
-__all__ = ["ImageClassifier", "METRICS", "load_model", "make_optimizer"]
+__all__ = ["ImageClassifier", "METRICS", "load_model", "make_optimizer", "model_error"]
 
 TTA_MODES = ("none", "flip", "flip_translate")
 #: What ImageClassifier logs (the names a callback's ``monitor`` may use).
 METRICS = ("train/loss", "train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc")
 #: Set while load_from_checkpoint rebuilds a module, whose weights then come from the checkpoint.
 _RESTORING: ContextVar[bool] = ContextVar("convzoo_restoring", default=False)
+
+
+def model_error(error: ConfigError) -> ConfigError:
+    """``error`` from checking or building a model spec, named as a key of the training config's ``model``.
+
+    The static check (:func:`~convzoo.training.validation.check_config`) and the build (:class:`ImageClassifier`)
+    name their errors alike: a message that starts with a spec key gets ``model.`` in front of it, any other
+    ``model: ``.
+
+    Example:
+        >>> str(model_error(ConfigError("layers[0] 'stem' (block 'conv'): kernel_size=0 is out of range")))
+        "model.layers[0] 'stem' (block 'conv'): kernel_size=0 is out of range"
+        >>> str(model_error(ConfigError("no layers")))
+        'model: no layers'
+    """
+    # "layers[0] ..." and "dim=0 is used by layers[0] ..." name a key of the model config
+    named = re.match(r"layers\[|\w+=", str(error))
+    return ConfigError(f"model.{error}" if named else f"model: {error}")
 
 
 def make_optimizer(factory: Callable[..., Optimizer], model: nn.Module, norm_bias_lr_scale: float = 1.0) -> Optimizer:
@@ -140,7 +159,10 @@ class ImageClassifier(L.LightningModule):
         if not data_init_images >= 1:
             raise ConfigError(f"data_init_images={data_init_images} must be at least 1 (e.g. 5000): the number of "
                               f"training images that data-dependent layers (the whitening stem) are fitted to.")
-        network = build_model(model)
+        try:
+            network = build_model(model)  # the run's one build: check_config only resolves the spec
+        except ConfigError as error:
+            raise model_error(error) from None
         if len(network.outputs) != 1 or network.feature_info.reduction() != [None]:
             returns = ", ".join(f"{i['module']} ({i['num_chs']} channels, reduction {i['reduction']})" for i in network.feature_info)
             raise ConfigError(

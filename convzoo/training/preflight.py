@@ -11,8 +11,9 @@ Example:
     >>> from convzoo.data import SyntheticDataModule
     >>> data = SyntheticDataModule(num_train=64, num_test=16, val_size=16, num_classes=10)
     >>> data.setup("fit")
-    >>> check_data_fits_model(data, {"num_classes": 5, "layers": [{"block": "conv", "out_channels": 8},
-    ...                                                             {"block": "classifier"}]})
+    >>> from convzoo import build_model
+    >>> network = build_model({"num_classes": 5, "layers": [{"block": "conv", "out_channels": 8}, {"block": "classifier"}]})
+    >>> check_data_fits_model(data, network)
     Traceback (most recent call last):
     ...
     convzoo.errors.ConfigError: model.num_classes=5 but the data's labels go up to 9 (10 classes); set model.num_classes=10.
@@ -29,7 +30,7 @@ import torch
 
 from convzoo.errors import CheckpointError, ConfigError, one_line, suggest
 from convzoo.training.module import ImageClassifier, make_optimizer
-from convzoo.network.build import build_model
+from convzoo.network.nets import ConvNet
 from convzoo.network.weights import read_checkpoint_file
 
 __all__ = [
@@ -37,32 +38,44 @@ __all__ = [
 ]
 
 
-def check_data_fits_model(datamodule: L.LightningDataModule, spec: Mapping[str, Any]) -> None:
-    """The data's images go through the network (assembled on the ``meta`` device) to one logit per label.
+def check_data_fits_model(datamodule: L.LightningDataModule, network: ConvNet) -> None:
+    """The data's images fit the built network, whose one output is a logit per label.
 
-    ``datamodule`` must be set up; ``spec`` is the model spec (``cfg.model``, resolved).
+    ``datamodule`` must be set up; ``network`` is the network the run trains (``module.model``): what it
+    reports (``in_channels``, ``input_size``, ``feature_info``) is read, nothing is built or run.
     """
     images, labels = datamodule.train_images, datamodule.train_labels
     _, channels, height, width = images.shape
-    in_channels = spec.get("in_channels", 3)
-    if channels != in_channels:
-        raise ConfigError(f"model.in_channels={in_channels} but the data's images have {channels} channels "
+    if channels != network.in_channels:
+        raise ConfigError(f"model.in_channels={network.in_channels} but the data's images have {channels} channels "
                           f"({channels}x{height}x{width}); set model.in_channels={channels}.")
-    with torch.device("meta"):
-        try:
-            network = build_model({**spec, "input_size": [height, width]})
-        except ConfigError as error:
-            raise ConfigError(f"the model does not fit the data's {height}x{width} images: {error}") from None
-        logits = network(torch.empty(2, channels, height, width))
-    if logits.dim() != 2:
+    if tuple(network.input_size) != (height, width):
+        raise ConfigError(f"model.input_size={_size(*network.input_size)} but the data's images are {height}x{width}, "
+                          f"and the network's shapes were checked at its input size; set "
+                          f"model.input_size={_size(height, width)}.")
+    if [info["reduction"] for info in network.feature_info] != [None]:
+        shapes = ", ".join(str(_output_shape(info, height, width)) for info in network.feature_info)
         raise ConfigError(f"the model maps {channels}x{height}x{width} images to outputs of shape "
-                          f"{tuple(logits.shape[1:])}, not one logit per class; end model.layers with a head "
+                          f"{shapes}, not one logit per class; end model.layers with a head "
                           f"such as {{block: classifier}}.")
+    logits = network.feature_info[0]["num_chs"]
     top = int(torch.cat([labels, datamodule.val_labels]).max()) if len(labels) else -1
-    if top >= logits.shape[1]:
+    if top >= logits:
         classes = getattr(datamodule, "num_classes", top + 1)
-        raise ConfigError(f"model.num_classes={spec.get('num_classes', logits.shape[1])} but the data's labels go up "
+        raise ConfigError(f"model.num_classes={network.num_classes or logits} but the data's labels go up "
                           f"to {top} ({classes} classes); set model.num_classes={classes}.")
+
+
+def _size(height: int, width: int) -> int | list[int]:
+    """An image size as ``model.input_size`` is written: one side, or ``[height, width]``."""
+    return height if height == width else [height, width]
+
+
+def _output_shape(info: Mapping[str, Any], height: int, width: int) -> tuple[int, ...]:
+    """An output's shape (without the batch) from its ``feature_info`` record, for images of ``height`` x ``width``."""
+    if info["reduction"] is None:
+        return (info["num_chs"],)
+    return (info["num_chs"], round(height / info["reduction"]), round(width / info["reduction"]))
 
 
 def check_optimizer(module: ImageClassifier, total_steps: int) -> None:

@@ -51,7 +51,7 @@ def fit_model_to_data(model: DictConfig, datamodule: TensorDataModule) -> DictCo
     """Set the model config's input channels, input size and classes to the data's; return the config.
 
     The data decides: a head with fewer outputs than there are classes cannot be trained, and the
-    meta-device check and the summary need the real image size. The config node is updated before
+    network is built (its shapes checked) for the real image size. The config node is updated before
     it is resolved, so layers that interpolate these keys follow, and the logged config is what ran.
     Each change is printed. A value the user set on the command line (``model.num_classes=5``) is
     theirs: it is left for the pre-flight check, which fails on a mismatch instead of overruling it.
@@ -120,17 +120,20 @@ def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
 
 
 @_quiet_console()
-def train(cfg: DictConfig) -> dict[str, float]:
+def train(cfg: DictConfig, checked: bool = False) -> dict[str, float]:
     """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``).
 
     Everything that can be checked before the first step is (see :mod:`convzoo.training.validation` and
     :mod:`convzoo.training.preflight`): a mistake in the config raises a :class:`~convzoo.errors.ConfigError`
     naming the key and the fix; a diverging run raises :class:`~convzoo.errors.NonFiniteLossError`.
+    ``checked=True`` says the caller has run :func:`~convzoo.training.validation.check_config` on this
+    config already (``train.py`` checks its command line before Hydra creates the run directory).
     A directory that holds another run's records is refused (``overwrite=true`` deletes them first),
     as is one another process is training in (see :mod:`convzoo.runs.directory`).
     """
     run_start = time.perf_counter()
-    check_config(cfg)
+    if not checked:
+        check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     with claim_run_directory(run_dir, overwrite=bool(cfg.get("overwrite")), resuming=bool(cfg.get("resume")),
                              inputs=[cfg.get("ckpt_path"), (cfg.get("init") or {}).get("checkpoint")],
@@ -160,10 +163,13 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str,
     datamodule: TensorDataModule = instantiate(cfg.data, "data", _convert_="all")
     datamodule.setup("fit")  # the data decides the classes, image size and statistics the model is built for
     data = datamodule.describe()
-    module = ImageClassifier(
-        model=fit_model_to_data(cfg.model, datamodule),
-        optimizer=instantiate(cfg.optimizer, "optimizer"),
-        scheduler=instantiate(cfg.scheduler, "scheduler"),
+    model = fit_model_to_data(cfg.model, datamodule)
+    optimizer = instantiate(cfg.optimizer, "optimizer")
+    scheduler = instantiate(cfg.scheduler, "scheduler")
+    module = ImageClassifier(  # builds the network, the run's only build
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
         channels_last=cfg.channels_last,
         compile=cfg.compile,
         classes=data["classes"],
@@ -173,7 +179,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str,
         data_init_images=cfg.data_init_images,
         **cfg.module,
     )
-    check_data_fits_model(datamodule, module.hparams.model)
+    check_data_fits_model(datamodule, module.model)
     check_optimizer(module, total_steps=len(datamodule.train_dataloader()) * max(1, cfg.trainer.get("max_epochs") or 1))
     checkpoint = check_checkpoint(ckpt_path, module) if ckpt_path is not None else None
 

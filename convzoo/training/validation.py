@@ -1,8 +1,8 @@
 """Checking a composed training config before anything is built: keys, types and choices.
 
 Every config group with a ``_target_`` (data, optimizer, scheduler, trainer, each callback and
-logger) is checked against the signature of what it builds -- the same rule the block registry
-applies to model specs (:func:`convzoo.registry.fits_annotation`) -- so ``trainer.max_epochs=abc``,
+logger) is checked against the signature of what it builds -- by the checker the block registry
+applies to model specs (:func:`convzoo.errors.arguments.check_arguments`) -- so ``trainer.max_epochs=abc``,
 ``optimizer.lr=abc`` or ``trainer.precision=bf16_mixed`` fail here, naming the key, instead of as
 ``'<' not supported between 'str' and 'int'`` somewhere inside Lightning or torch. Ranges are
 checked where the values are used (each class raises :class:`~convzoo.errors.ConfigError`);
@@ -20,7 +20,6 @@ Example:
 from __future__ import annotations
 
 import inspect
-import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -32,8 +31,9 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from convzoo.arguments import fits_annotation, mismatch, target_signature
-from convzoo.errors import ConfigError, one_line, suggest
+from convzoo.errors.arguments import Naming, fits_annotation, mismatch, target_signature
+from convzoo.errors.arguments import check_arguments as check_against_signature
+from convzoo.errors import ConfigError, at, one_line
 
 __all__ = ["check_arguments", "check_config", "check_target", "instantiate", "mismatch", "target_signature"]
 
@@ -85,31 +85,18 @@ def check_arguments(target: Callable, arguments: Mapping[str, Any], key: str,
                     supplied: Iterable[str] = (), partial: bool = False) -> None:
     """Raise a :class:`ConfigError` naming ``key.<argument>`` when ``arguments`` do not fit ``target``.
 
-    Unknown names get the closest accepted ones; values must fit the annotations (nested
-    ``_target_`` nodes are checked when they are built); without ``partial``, every required
-    argument not in ``supplied`` must be given.
+    :func:`convzoo.errors.arguments.check_arguments` with the arguments named as config keys and the
+    target's signature followed up its bases: unknown names get the closest accepted ones; values must
+    fit the annotations (nested ``_target_`` nodes are checked when they are built); without
+    ``partial``, every required argument not in ``supplied`` must be given.
     """
-    params, hints, open_ended = target_signature(target)
-    accepted = [name for name in params if name not in supplied]
-    name_of = getattr(target, "__qualname__", repr(target))
-    for name, value in arguments.items():
-        if name in _HYDRA_KEYS:
-            continue
-        if name not in params and not open_ended:
-            raise ConfigError(
-                f"{key}.{name} is not an argument of {name_of}.{suggest(name, accepted)} "
-                f"It accepts: {', '.join(accepted)}."
-            )
-        if name in supplied:
-            raise ConfigError(f"{key}.{name} is set by convzoo itself; remove it from the config.")
-        hint = hints.get(name)
-        if hint is not None and not _has_target(value) and not fits_annotation(value, hint):
-            raise ConfigError(mismatch(f"{key}.{name}", value, hint))
-    if not partial:
-        missing = [n for n, p in params.items()
-                   if p.default is p.empty and n not in arguments and n not in supplied]
-        if missing:
-            raise ConfigError(f"{key} is missing the required argument(s) {', '.join(missing)} of {name_of}.")
+    check_against_signature(
+        target_signature(target),
+        {name: value for name, value in arguments.items() if name not in _HYDRA_KEYS},
+        Naming(getattr(target, "__qualname__", repr(target)), key=key),
+        # ARGUMENT_RANGES are what layers accept; a config target judges its own numbers when built
+        supplied=supplied, partial=partial, ranges={}, judged_later=_has_target,
+    )
 
 
 def _resolved(node: DictConfig, name: str, key: str) -> Any:
@@ -117,8 +104,7 @@ def _resolved(node: DictConfig, name: str, key: str) -> Any:
     try:
         return _plain(node[name])
     except OmegaConfBaseException as error:
-        where = f"{key}.{name}" if key else name
-        raise ConfigError(f"{where}: {one_line(error)}") from None
+        raise at(f"{key}.{name}" if key else name, one_line(error)) from None
 
 
 def _resolved_items(node: DictConfig, key: str) -> dict[str, Any]:
@@ -192,13 +178,12 @@ def check_config(cfg: DictConfig) -> None:
 
     Raises the first problem found as a :class:`ConfigError` naming the key. Checks the top-level
     switches, every ``_target_`` group against its target's signature, ``module.*`` against
-    :class:`~convzoo.training.module.ImageClassifier`, the init config, and the model spec (assembled on
-    the ``meta`` device, so it costs no memory).
+    :class:`~convzoo.training.module.ImageClassifier`, the init config, and the model spec: its layers,
+    wiring and every block's arguments (:func:`~convzoo.specs.resolve.resolve`). Whether its shapes fit
+    is known once the network is built for the data's images (by the run's ``ImageClassifier``).
     """
-    import torch
-
-    from convzoo.training.module import ImageClassifier
-    from convzoo.network.build import build_model
+    from convzoo.specs.resolve import resolve
+    from convzoo.training.module import ImageClassifier, model_error
 
     _check_top_level(cfg)
     for group in ("data", "optimizer", "scheduler", "trainer"):
@@ -216,13 +201,10 @@ def check_config(cfg: DictConfig) -> None:
                     supplied=("model", "optimizer", "scheduler", "channels_last", "compile", "init",
                               "data_init_images"))
     _check_init(cfg.get("init"))
-    with torch.device("meta"):
-        try:
-            build_model(cfg.model)
-        except ConfigError as error:
-            # "layers[0] ..." and "dim=0 is used by layers[0] ..." name a key of the model config
-            named = re.match(r"layers\[|\w+=", str(error))
-            raise ConfigError(f"model.{error}" if named else f"model: {error}") from None
+    try:
+        resolve(cfg.model)
+    except ConfigError as error:
+        raise model_error(error) from None
 
 
 def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
@@ -240,7 +222,7 @@ def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
     except InstantiationException as error:
         cause = error.__cause__
         if isinstance(cause, ConfigError):  # keeps its type; named by its key unless it names itself
-            raise type(cause)(str(cause) if str(cause).startswith(key) else f"{key}: {cause}") from None
+            raise at(key, cause) from None
         if isinstance(cause, (ValueError, MisconfigurationException)):
-            raise ConfigError(f"{key}: {one_line(cause)} (fix the {key}.* value it names).") from None
+            raise at(key, f"{one_line(cause)} (fix the {key}.* value it names).") from None
         raise

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.layers import NORM_TYPES
-from convzoo.errors import ConfigError
+from convzoo.errors import ConfigError, at
 from convzoo.registry import INITS
 from convzoo.weight_init.record import PRETRAINED, InitRecord, tensor_stats
 from convzoo.weight_init.schemes import PYTORCH_DEFAULT, InitSpec, SchemeSpec, resolve_init
@@ -121,7 +121,7 @@ def apply_init(
         try:
             bias = float(bias)
         except (TypeError, ValueError):
-            raise ConfigError(f"{where}.bias: must be a number or null; got {bias!r}.") from None
+            raise at(f"{where}.bias", f"must be a number or null; got {bias!r}.") from None
     hands_off = conv_spec is None and linear_spec is None
 
     # id(parameter) -> (scheme, args); parameters not in here are "unchanged".
@@ -170,12 +170,11 @@ def _load_pretrained(model: nn.Module, checkpoint: str | os.PathLike, record: In
     try:
         transfer = load_weights(model, checkpoint)
     except ConfigError as error:
-        raise ConfigError(f"{where}.checkpoint: {error}") from None
+        raise at(f"{where}.checkpoint", error) from None
     if not transfer.transferred:
-        raise ConfigError(
-            f"{where}.checkpoint: {os.fspath(checkpoint)!r} shares no tensor name with this model (its names: "
-            f"{', '.join(transfer.unexpected[:3])}, ...); start from a run of the same architecture."
-        )
+        raise at(f"{where}.checkpoint",
+                 f"{os.fspath(checkpoint)!r} shares no tensor name with this model (its names: "
+                 f"{', '.join(transfer.unexpected[:3])}, ...); start from a run of the same architecture.")
     entries = record.by_name()
     for name in transfer.transferred:
         entry = entries.get(name)  # None for buffers (batch-norm statistics): the record lists parameters
@@ -211,7 +210,7 @@ def apply_init_config(model: nn.Module, config: Mapping[str, Any] | str | None, 
     if config is None or isinstance(config, str):
         return apply_init(model, config, where=where)
     if not isinstance(config, Mapping):
-        raise ConfigError(f"{where}: expected a mapping with a 'scheme' key; got {config!r}.")
+        raise at(where, f"expected a mapping with a 'scheme' key; got {config!r}.")
     scheme = {key: value for key, value in config.items() if key not in INIT_OPTIONS}
     options = {key: config[key] for key in INIT_OPTIONS if key in config}
     scheme.setdefault(INITS.key, PYTORCH_DEFAULT)

@@ -46,7 +46,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor, nn
 
-from convzoo.errors import ConfigError, suggest
+from convzoo.errors import ConfigError, at, suggest
 from convzoo.registry import INITS
 
 __all__ = ["Initializer", "SchemeSpec", "InitSpec", "resolve_init", "PYTORCH_DEFAULT"]
@@ -327,10 +327,9 @@ def resolve_init(spec: SchemeSpec | InitSpec, where: str = "init", also_accepted
     if isinstance(spec, Mapping) and spec.get(INITS.key) in _NO_SCHEME:
         for key in spec:
             if key != INITS.key:
-                raise ConfigError(
-                    f"{where}: {PYTORCH_DEFAULT} (PyTorch's own init) takes no arguments; got {key!r}."
-                    f"{suggest(key, also_accepted)} The config also accepts: {', '.join(also_accepted) or 'nothing'}."
-                )
+                raise at(where, f"{PYTORCH_DEFAULT} (PyTorch's own init) takes no arguments; got {key!r}."
+                                f"{suggest(key, also_accepted)} The config also accepts: "
+                                f"{', '.join(also_accepted) or 'nothing'}.")
         return None
     resolved = INITS.resolve(spec, where=where, also_accepted=also_accepted)
     return InitSpec(resolved.name, resolved.args, resolved.built)

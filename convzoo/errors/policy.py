@@ -20,16 +20,19 @@ Example:
     ('data: batch_size=0 must be at least 1. Set data.batch_size=128.', 2, None)
     >>> suggest("max_epoch", ["max_epochs", "min_epochs"])
     " Did you mean 'max_epochs' or 'min_epochs'?"
+    >>> str(at("data", "batch_size=0 must be at least 1.")), str(at("data", "data.batch_size=0 must be at least 1."))
+    ('data: batch_size=0 must be at least 1.', 'data.batch_size=0 must be at least 1.')
 """
 
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from collections.abc import Iterable
 
 __all__ = ["ConfigError", "CheckpointError", "CorruptDataError", "DataNotFoundError", "ExportError",
-           "MissingExtraError", "NonFiniteLossError", "RunDirectoryError", "about", "closest", "exit_code",
+           "MissingExtraError", "NonFiniteLossError", "RunDirectoryError", "about", "at", "closest", "exit_code",
            "one_line", "report", "suggest"]
 
 
@@ -51,6 +54,26 @@ def about(error: ConfigError, argument: str | None = None, layer: int | None = N
     if layer is not None:
         error.layer = layer
     return error
+
+
+def at(where: str, problem: ConfigError | str) -> ConfigError:
+    """``problem`` named by where it is (a config key, a layer, a file): ``where: message``, the one way errors say so.
+
+    A message that names ``where`` already (``data.batch_size=0 ...``, ``data: ...``) is left as it is, so
+    a location is never named twice. A :class:`ConfigError` keeps its kind (a :class:`CheckpointError`
+    stays one) and what it is :func:`about`; an empty ``where`` returns it unchanged. For ``raise``.
+
+    Example:
+        >>> error = at("model.act", about(ConfigError("Unknown activation 'relux'."), "act"))
+        >>> str(error), error.argument, str(at("model.act", error)) == str(error)
+        ("model.act: Unknown activation 'relux'.", 'act', True)
+    """
+    error = problem if isinstance(problem, ConfigError) else ConfigError(problem)
+    where = where.rstrip(": ")
+    if not where or re.match(rf"{re.escape(where)}(?:$|[.\[:=])", str(error)):
+        return error
+    named = type(error)(f"{where}: {error}")
+    return about(named, error.argument, error.layer)
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:

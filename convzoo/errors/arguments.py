@@ -1,11 +1,18 @@
-"""What a builder accepts, read from its signature: the one place that knows how a config value
-(plain YAML types) fits a Python annotation, the numbers each argument name accepts, and how a
-mismatch reads. The block registry (:meth:`convzoo.registry.Registry.check_arguments`) and the
-training-config checks (:func:`convzoo.training.validation.check_arguments`) both judge arguments with it.
+"""What a builder accepts, read from its signature: the one argument checker (:func:`check_arguments`),
+and the one place that knows how a config value (plain YAML types) fits a Python annotation, the
+numbers each argument name accepts, and how a mismatch reads. The block registry
+(:meth:`convzoo.registry.Registry.check_arguments`) and the training-config checks
+(:func:`convzoo.training.validation.check_target`) both judge arguments with it; each names the
+arguments its own way (:class:`Naming`).
 
 Example:
     >>> fits_annotation([16, 32], list[int]), type_name(int | None), out_of_range("kernel_size", 0)
     (True, 'int | None', Range(low=1, high=None, low_open=False))
+    >>> def conv(out_channels: int, kernel_size: int = 3): ...
+    >>> check_arguments(builder_signature(conv), {"out_channels": 8, "kernel_size": 0}, Naming("block 'conv'"))
+    Traceback (most recent call last):
+    ...
+    convzoo.errors.ConfigError: block 'conv': kernel_size=0 is out of range; it must be >= 1.
 """
 
 from __future__ import annotations
@@ -14,14 +21,14 @@ import collections.abc
 import inspect
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from convzoo.errors import suggest
+from convzoo.errors.policy import ConfigError, about, suggest
 
-__all__ = ["ARGUMENT_RANGES", "Range", "fits_annotation", "mismatch", "out_of_range", "target_signature",
-           "type_hints", "type_name"]
+__all__ = ["ARGUMENT_RANGES", "Naming", "Range", "Signature", "builder_signature", "check_arguments",
+           "fits_annotation", "mismatch", "out_of_range", "target_signature", "type_hints", "type_name"]
 
 
 _SEQUENCES = (list, tuple, collections.abc.Sequence)
@@ -107,14 +114,14 @@ ARGUMENT_RANGES: dict[str, Range] = {
 }
 
 
-def out_of_range(name: str, value: Any) -> Range | None:
+def out_of_range(name: str, value: Any, ranges: Mapping[str, Range] = ARGUMENT_RANGES) -> Range | None:
     """The range ``value`` of an argument called ``name`` misses (``None``: it fits, or nothing is known).
 
     Example:
         >>> out_of_range("kernel_size", 0), out_of_range("kernel_size", [3, 3]), out_of_range("padding", "same")
         (Range(low=1, high=None, low_open=False), None, None)
     """
-    accepted = ARGUMENT_RANGES.get(name)
+    accepted = ranges.get(name)
     values = value if isinstance(value, (list, tuple)) else [value]
     numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return accepted if accepted is not None and any(v not in accepted for v in numbers) else None
@@ -145,7 +152,24 @@ def type_hints(builder: Callable) -> dict[str, Any]:
         return {}
 
 
-def target_signature(target: Callable) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
+#: ``(parameters by name, type hints, takes **kwargs)``: what :func:`check_arguments` checks against.
+Signature = tuple[dict[str, inspect.Parameter], dict[str, Any], bool]
+
+
+def builder_signature(builder: Callable) -> Signature:
+    """The builder's own :data:`Signature` (a registry entry: its ``**kwargs`` are its own business).
+
+    Example:
+        >>> params, hints, open_ended = builder_signature(lambda size, color="red", **extra: None)
+        >>> list(params), open_ended
+        (['size', 'color'], True)
+    """
+    params = inspect.signature(builder).parameters
+    named = {n: p for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return named, type_hints(builder), any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def target_signature(target: Callable) -> Signature:
     """``(parameters, type hints, takes **kwargs)``, following ``**kwargs`` up a class's bases.
 
     ``CIFAR10DataModule(root, download, **kwargs)`` hands ``kwargs`` to ``TensorDataModule``, so the
@@ -190,3 +214,83 @@ def mismatch(key: str, value: Any, hint: Any) -> str:
         named = suggest(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
         return f"{key}={value!r} is not one of {type_name(hint).replace(' | ', ', ')}.{named}"
     return f"{key}={value!r} has the wrong type ({type(value).__name__}); it must be {type_name(hint)}."
+
+
+@dataclass(frozen=True)
+class Naming:
+    """How :func:`check_arguments`' messages name the arguments they are about.
+
+    As a registry entry's, by default: ``block 'conv' got an unknown argument 'k'``,
+    ``block 'conv': kernel_size=0 ...``. As config keys, when ``key`` is given (the key the arguments
+    sit under): ``trainer.foo is not an argument of Trainer``, ``trainer.max_epochs='abc' ...``.
+
+    Example:
+        >>> Naming("block 'conv'").argument("stride"), Naming("Trainer", key="trainer").argument("max_epochs")
+        ("block 'conv': stride", 'trainer.max_epochs')
+    """
+
+    owner: str              #: what takes the arguments: ``block 'conv'``, ``Trainer``
+    key: str | None = None  #: the config key the arguments sit under (``None``: named as the owner's)
+
+    def argument(self, name: str) -> str:
+        """How a message names one argument (a value follows: ``=0 is out of range``)."""
+        return f"{self.owner}: {name}" if self.key is None else f"{self.key}.{name}"
+
+    def unknown(self, name: str, accepted: Sequence[str]) -> str:
+        listing = f"{suggest(name, accepted)} It accepts: {', '.join(accepted)}."
+        if self.key is None:
+            return f"{self.owner} got an unknown argument {name!r}.{listing}"
+        return f"{self.key}.{name} is not an argument of {self.owner}.{listing}"
+
+    def missing(self, names: Sequence[str], accepted: Sequence[str]) -> str:
+        if self.key is None:
+            return f"{self.owner} is missing required argument(s) {', '.join(names)}. It accepts: {', '.join(accepted)}."
+        return f"{self.key} is missing the required argument(s) {', '.join(names)} of {self.owner}."
+
+    def supplied(self, name: str) -> str:
+        return f"{self.argument(name)} is set by convzoo itself; remove it from the config."
+
+
+def check_arguments(signature: Signature, arguments: Mapping[str, Any], naming: Naming, *,
+                    supplied: Iterable[str] = (), partial: bool | Collection[str] = False,
+                    also_accepted: Sequence[str] = (),
+                    ranges: Mapping[str, Range] = ARGUMENT_RANGES,
+                    judged_later: Callable[[Any], bool] = lambda value: False) -> None:
+    """Raise a :class:`~convzoo.errors.ConfigError` when ``arguments`` do not fit ``signature``.
+
+    In order: every name must be a parameter (unless the builder takes ``**kwargs``; the closest
+    accepted names are suggested, ``also_accepted`` among them: keys the caller takes out of the same
+    mapping itself) and not one the caller ``supplied`` itself; every required parameter must be
+    given (or ``supplied``), but those ``partial`` names (all if it is ``True``: the caller fills them in later); every value must fit its annotation (but those
+    ``judged_later``, e.g. a node built later) and the ``ranges`` of its name. An error about one
+    argument says which (:func:`~convzoo.errors.about`).
+
+    Example:
+        >>> def box(size: int, color: str = "red"): ...
+        >>> check_arguments(builder_signature(box), {"color": "blue"}, Naming("thing 'box'"), partial=True)
+        >>> check_arguments(builder_signature(box), {"colour": "blue"}, Naming("Box", key="cfg.box"))
+        Traceback (most recent call last):
+        ...
+        convzoo.errors.ConfigError: cfg.box.colour is not an argument of Box. Did you mean 'color'? It accepts: size, color.
+    """
+    params, hints, open_ended = signature
+    supplied = tuple(supplied)
+    accepted = [name for name in params if name not in supplied]
+    for name in arguments:
+        if name not in params and not open_ended:
+            raise about(ConfigError(naming.unknown(name, [*accepted, *also_accepted])), name)
+        if name in supplied:
+            raise about(ConfigError(naming.supplied(name)), name)
+    later = () if partial is False else params if partial is True else tuple(partial)
+    missing = [n for n, p in params.items()
+               if p.default is p.empty and n not in arguments and n not in supplied and n not in later]
+    if missing:
+        raise ConfigError(naming.missing(missing, accepted))
+    for name, value in arguments.items():
+        hint = hints.get(name)
+        if hint is not None and not judged_later(value) and not fits_annotation(value, hint):
+            raise about(ConfigError(mismatch(naming.argument(name), value, hint)), name)
+        accepted_range = out_of_range(name, value, ranges)
+        if accepted_range is not None:
+            raise about(ConfigError(f"{naming.argument(name)}={value!r} is out of range; it must be {accepted_range}."),
+                        name)

@@ -1,0 +1,18 @@
+"""What users wrote, checked and reported: the error policy (:mod:`~convzoo.errors.policy`: every error
+class, its exit code, did-you-mean, where an error is, one-line reports) and the argument checks that
+raise it (:mod:`~convzoo.errors.arguments`: a value against an annotation, argument ranges, one checker
+for the registry and the configs)."""
+
+from convzoo.errors.policy import (
+    CheckpointError, ConfigError, CorruptDataError, DataNotFoundError, ExportError, MissingExtraError,
+    NonFiniteLossError, RunDirectoryError, about, at, closest, exit_code, one_line, report, suggest,
+)
+
+__all__ = ["ConfigError", "CheckpointError", "CorruptDataError", "DataNotFoundError", "ExportError",
+           "MissingExtraError", "NonFiniteLossError", "RunDirectoryError", "about", "at", "closest", "exit_code",
+           "one_line", "report", "suggest"]
+
+# Reported (tracebacks, doctests, pickles) under their documented home, convzoo.errors.
+for _error in (CheckpointError, ConfigError, CorruptDataError, DataNotFoundError, ExportError, MissingExtraError,
+               NonFiniteLossError, RunDirectoryError):
+    _error.__module__ = __name__
