@@ -54,10 +54,6 @@ class BlockCall:
     builder: Callable[..., nn.Module] = field(repr=False, compare=False)
     args: dict[str, Any] = field(default_factory=dict)
 
-    def spec(self) -> dict[str, Any]:
-        """As a spec writes it: ``{"block": name, **args}``."""
-        return {"block": self.block, **self.args}
-
 
 @dataclass(frozen=True)
 class Layer:
