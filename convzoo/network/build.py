@@ -88,7 +88,11 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
         >>> sum(p.numel() for p in net.parameters())
         594186
     """
-    graph = resolve(spec, outputs)
-    with torch.device("meta"):
-        settled, shapes = infer_shapes(graph)
-    return assemble(graph, settled, shapes)
+    graph = resolve(spec, outputs)  # names its own errors: it is also the static check, called alone
+    try:
+        with torch.device("meta"):
+            settled, shapes = infer_shapes(graph)
+        network = assemble(graph, settled, shapes)
+    except ConfigError as error:  # led by the spec key the user wrote, as resolve's are
+        raise graph.named(error) from None
+    return network

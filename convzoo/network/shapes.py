@@ -169,15 +169,9 @@ def infer_shapes(graph: LayerGraph) -> tuple[dict[str, list[Node]], dict[str, to
     as :class:`Node` records, their arguments settled, and each layer's output shape.
 
     A spec that does not fit together fails here with one :class:`ConfigError` naming the layer, the
-    shapes and the fix (led by the key the user wrote, as in :func:`~convzoo.specs.resolve.resolve`).
+    shapes and the fix; :func:`~convzoo.network.build.build_model` leads it with the key the user wrote
+    (:meth:`LayerGraph.named <convzoo.specs.resolve.LayerGraph.named>`).
     """
-    try:
-        return _infer(graph)
-    except ConfigError as error:
-        raise graph.named(error) from None
-
-
-def _infer(graph: LayerGraph) -> tuple[dict[str, list[Node]], dict[str, torch.Size]]:
     values = {INPUT: torch.empty(_CHECK_BATCH, graph.spec["in_channels"], *graph.spec["input_size"])}
     settled: dict[str, list[Node]] = {}
     previous = INPUT
