@@ -35,8 +35,6 @@ Example:
 
 # No "from __future__ import annotations": TorchScript resolves the (unused) methods' annotations at runtime.
 import ctypes
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +49,6 @@ __all__ = [
 ]
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
-_SWITCH = kernels.Switch("fast depthwise convs")
 _SIGNATURES = (  # weight grad: x, g, out + 15 ints; input grad: g, weights, grad_x + 14 ints
     *((name, (ctypes.c_void_p,) * 3 + (ctypes.c_int,) * 15)
       for name in ("depthwise_weight_grad_f32", "depthwise_weight_grad_bf16")),
@@ -60,14 +57,12 @@ _SIGNATURES = (  # weight grad: x, g, out + 15 ints; input grad: g, weights, gra
 )
 
 
+#: Turns the fast depthwise path on or off for the process; ``with fast_depthwise(False):`` only inside the block.
+fast_depthwise = kernels.Switch("fast depthwise convs")
+
+
 def fast_depthwise_enabled() -> bool:
-    """Whether depthwise convs may take the fast CPU training path (the process-wide switch)."""
-    return bool(_SWITCH)
-
-
-@contextmanager
-def fast_depthwise(enabled: bool = True) -> Iterator[None]:
-    """Turn the fast depthwise path on or off; as a context manager, only inside the ``with`` block.
+    """Whether depthwise convs may take the fast CPU training path (the process-wide switch).
 
     Example:
         >>> with fast_depthwise(False):
@@ -76,14 +71,13 @@ def fast_depthwise(enabled: bool = True) -> Iterator[None]:
         >>> fast_depthwise_enabled()
         True
     """
-    with _SWITCH(enabled):
-        yield
+    return bool(fast_depthwise)
 
 
 def set_fast_depthwise(enabled: bool) -> None:
     """Set the process-wide switch from now on (``train()`` scopes the config's ``fast_depthwise`` to its run with
     :func:`fast_depthwise` instead)."""
-    _SWITCH.enabled = bool(enabled)
+    fast_depthwise.enabled = bool(enabled)
 
 
 def _kernel() -> ctypes.CDLL | None:
@@ -228,7 +222,7 @@ class DepthwiseConv2d(nn.Conv2d):
         faster than torch's: a kernel larger than 3x3 (weight gradient) or a stride > 1 (input
         gradient; see :func:`_own_kernels`).
         """
-        if not (_SWITCH and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()):
+        if not (fast_depthwise and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()):
             return False
         if not (x.requires_grad or self.weight.requires_grad) or self.weight.device.type != "cpu":
             return False

@@ -44,6 +44,7 @@ class Switch:
 
     @contextmanager
     def __call__(self, enabled: bool = True) -> Iterator[None]:
+        """Set the switch inside a ``with`` block, restoring it after."""
         previous, self.enabled = self.enabled, bool(enabled)
         try:
             yield

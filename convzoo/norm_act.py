@@ -30,8 +30,6 @@ Example:
 
 # No "from __future__ import annotations": TorchScript resolves the (unused) methods' annotations at runtime.
 import ctypes
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -47,7 +45,6 @@ __all__ = [
 #: The activations the kernel computes, by exact type (``csrc/norm_act.cpp``'s ``Act``).
 ACTIVATIONS = {nn.ReLU: 1, nn.ReLU6: 2, nn.GELU: 3, nn.SiLU: 4}
 _DTYPES = (torch.float32, torch.bfloat16)
-_SWITCH = kernels.Switch("fused BatchNorm + activation")
 _P, _I64, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 _SIGNATURES = (
     *((name, (_P,) * 7 + (_I64, _I, _F, _I, _I)) for name in ("norm_act_forward_f32", "norm_act_forward_bf16")),
@@ -55,22 +52,19 @@ _SIGNATURES = (
 )
 
 
-@contextmanager
-def fused_norm_act(enabled: bool = True) -> Iterator[None]:
-    """Turn the fused path on or off; as a context manager, only inside the ``with`` block.
+#: Turns the fused path on or off for the process; ``with fused_norm_act(False):`` only inside the block.
+fused_norm_act = kernels.Switch("fused BatchNorm + activation")
+
+
+def fused_norm_act_enabled() -> bool:
+    """Whether BatchNorm + activation pairs may take the fused CPU path (the process-wide switch).
 
     Example:
         >>> with fused_norm_act(False):
         ...     fused_norm_act_enabled()
         False
     """
-    with _SWITCH(enabled):
-        yield
-
-
-def fused_norm_act_enabled() -> bool:
-    """Whether BatchNorm + activation pairs may take the fused CPU path (the process-wide switch)."""
-    return bool(_SWITCH)
+    return bool(fused_norm_act)
 
 
 def _kernel() -> ctypes.CDLL | None:
@@ -91,7 +85,7 @@ def takes_fused_path(x: torch.Tensor, first: nn.Module, second: nn.Module) -> bo
     """Whether ``second(first(x))`` runs fused: one is an ``nn.BatchNorm2d`` in training mode, the
     other a supported activation, and ``x`` a channels-last CPU tensor whose gradients are recorded."""
     norm, act = (second, first) if type(second) is nn.BatchNorm2d else (first, second)
-    if not (_SWITCH and type(norm) is nn.BatchNorm2d and norm.training and _activation_code(act) is not None):
+    if not (fused_norm_act and type(norm) is nn.BatchNorm2d and norm.training and _activation_code(act) is not None):
         return False
     if not (x.device.type == "cpu" and x.dim() == 4 and x.dtype in _DTYPES and torch.is_grad_enabled()):
         return False

@@ -141,22 +141,3 @@ def test_scripting_and_tracing_take_the_plain_path():
     torch.testing.assert_close(traced(x), layer(x))
     exported = torch.export.export(layer.train(), (x.requires_grad_(),))
     assert not any("BatchNormAct" in str(node.target) for node in exported.graph.nodes)
-
-
-def test_config_switch_is_validated(tmp_path):
-    from omegaconf import open_dict
-
-    from convzoo.config import compose
-    from convzoo.errors import ConfigError
-    from convzoo.training.validation import check_config
-
-    def checked(*overrides):
-        cfg = compose(["data=synthetic", *overrides])
-        with open_dict(cfg):
-            cfg.paths.output_dir = str(tmp_path)  # what train.py's Hydra run sets
-        check_config(cfg)
-        return cfg
-
-    assert checked().fused_norm_act is True and checked("fused_norm_act=false").fused_norm_act is False
-    with pytest.raises(ConfigError, match="fused_norm_act"):
-        checked("fused_norm_act=sometimes")
