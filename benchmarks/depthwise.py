@@ -16,7 +16,7 @@
    distinct BatchNorm + activation pair of each family (bf16, NHWC, forward + backward) with torch's
    two ops and with convzoo's fused kernel (``convzoo.norm_act``), ConvMixer's also under
    ``torch.compile``; and the classifier's global average pool, ``nn.AdaptiveAvgPool2d`` against
-   ``convzoo.layers.GlobalAvgPool2d``.
+   ``convzoo.global_pool.GlobalAvgPool2d``.
 
 The fast path of ``--steps`` is both switches on (``fast_depthwise``, ``fused_norm_act``), the
 plain one both off; both use the same global pool (``GlobalAvgPool2d``, whose speed ``--norm-act``
@@ -48,7 +48,7 @@ from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
 from convzoo.depthwise import _input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
-from convzoo.layers import GlobalAvgPool2d  # noqa: E402
+from convzoo.global_pool import GlobalAvgPool2d  # noqa: E402
 from convzoo.norm_act import FusingSequential, fused_norm_act, run_fusing_norm_act, takes_fused_path  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from convzoo.errors import ConfigError
+from convzoo.global_pool import GlobalAvgPool2d
 from convzoo.registry import ACTIVATIONS, NORMS, POOLS
 
 __all__ = [
@@ -223,52 +224,6 @@ def max_pool(pool_size: int | None = None, stride: int | None = None, padding: i
     if pool_size is None:
         return nn.AdaptiveMaxPool2d(1)
     return nn.MaxPool2d(pool_size, stride=stride, padding=padding)
-
-
-class _GlobalAvgPoolFunction(torch.autograd.Function):
-    """The mean over H and W, its gradient spread back with one broadcast copy."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 (autograd API)
-        ctx.shape = x.shape
-        ctx.memory_format = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else \
-            torch.contiguous_format
-        return nn.functional.avg_pool2d(x, x.shape[2:])
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
-        height, width = ctx.shape[2:]
-        return (grad / (height * width)).expand(ctx.shape).contiguous(memory_format=ctx.memory_format)
-
-
-class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
-    """``nn.AdaptiveAvgPool2d(1)`` whose CPU training step is fast.
-
-    On CPU, torch's adaptive pool is slow forward and backward for a bf16 channels-last batch;
-    ``avg_pool2d`` over the whole map and a backward that broadcasts the gradient in one copy give
-    the same numbers 7-9x faster (ConvMixer's 128 x 256 x 16 x 16: 13.5 vs 1.5 ms, forward +
-    backward; ``benchmarks/depthwise.py --norm-act``). Inference, CUDA and export run
-    ``nn.AdaptiveAvgPool2d`` itself.
-
-    Example:
-        >>> pool = GlobalAvgPool2d()
-        >>> x = torch.randn(2, 8, 5, 5, requires_grad=True)
-        >>> torch.allclose(pool(x), x.mean((2, 3), keepdim=True))
-        True
-    """
-
-    def __init__(self) -> None:
-        super().__init__(1)
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not torch.jit.is_scripting() and self._fast(input):
-            return _GlobalAvgPoolFunction.apply(input)
-        return super().forward(input)
-
-    @torch.jit.unused
-    def _fast(self, x: torch.Tensor) -> bool:
-        return (x.device.type == "cpu" and x.dim() == 4 and x.requires_grad and torch.is_grad_enabled()
-                and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()))
 
 
 @POOLS.register("avg", "avgpool", "mean")
