@@ -12,11 +12,18 @@
    process; with the machine's bf16 conv peak (``flops.py``'s) measured in the same run (at its
    start and end, the better of the two).
 
-3. ``--norm-act``: ConvMixer's GELU -> BatchNorm forward + backward, eager vs ``torch.compile``
-   (the elementwise share that remains once the depthwise convs are fast).
+3. ``--norm-act``: the elementwise share that remains once the depthwise convs are fast: every
+   distinct BatchNorm + activation pair of each family (bf16, NHWC, forward + backward) with torch's
+   two ops and with convzoo's fused kernel (``convzoo.norm_act``), ConvMixer's also under
+   ``torch.compile``; and the classifier's global average pool, ``nn.AdaptiveAvgPool2d`` against
+   ``convzoo.global_pool.GlobalAvgPool2d``.
+
+The fast path of ``--steps`` is both switches on (``fast_depthwise``, ``fused_norm_act``), the
+plain one both off; both use the same global pool (``GlobalAvgPool2d``, whose speed ``--norm-act``
+shows).
 
 Usage:
-    python benchmarks/depthwise.py --ops --steps     # ~7 minutes on 2 quiet cores
+    python benchmarks/depthwise.py --ops --norm-act --steps     # ~10 minutes on 2 quiet cores
     python benchmarks/depthwise.py --tables benchmarks/results/depthwise.json
 Writes benchmarks/results/depthwise.json and prints the README tables.
 """
@@ -41,6 +48,8 @@ from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
 from convzoo.depthwise import _input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
+from convzoo.global_pool import GlobalAvgPool2d  # noqa: E402
+from convzoo.norm_act import FusingSequential, fused_norm_act, run_fusing_norm_act, takes_fused_path  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 FAMILIES = {"convmixer": 128, "mobilenetv2": 128, "separable": 256, "convnext_cifar": 128}  # flops.py's batches
@@ -117,15 +126,16 @@ def ops(families: list[str], rounds: int) -> list[dict]:
     return rows
 
 
-class FastDepthwise(nn.Module):
-    """Runs ``net`` with the fast depthwise path switched on or off, so both variants live in one process."""
+class FastKernels(nn.Module):
+    """Runs ``net`` with convzoo's CPU kernels (fast depthwise, fused norm + act) on or off, so both
+    variants live in one process."""
 
     def __init__(self, net: nn.Module, enabled: bool):
         super().__init__()
         self.net, self.enabled = net, enabled
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with fast_depthwise(self.enabled):
+        with fast_depthwise(self.enabled), fused_norm_act(self.enabled):
             return self.net(x)
 
 
@@ -133,7 +143,7 @@ def steps(families: list[str], batch_size: int, steps_per_window: int, rounds: i
     results = {}
     for family in families:
         torch.manual_seed(0)
-        variants = {"fast": FastDepthwise(create_model(family), True), "plain": FastDepthwise(create_model(family), False)}
+        variants = {"fast": FastKernels(create_model(family), True), "plain": FastKernels(create_model(family), False)}
         if family == "convmixer":
             from timm.models.convmixer import ConvMixer
 
@@ -174,6 +184,17 @@ def print_tables(report: dict) -> None:
             print(f"| {row['family']} | {', '.join(map(str, row['input']))} | {row['kernel']}, {row['stride']} | "
                   f"{ms['forward']:.2f} | {pair(ms['input_grad_torch'], ms['input_grad_convzoo'], own[0])} | "
                   f"{pair(ms['weight_grad_torch'], ms['weight_grad_convzoo'], own[1])} |")
+    if "norm_act" in report:
+        print("\n| family | input (N, C, H, W) | pair | torch ms | fused ms | torch / fused |")
+        print("|---|---|---|---:|---:|---:|")
+        for row in report["norm_act"]["pairs"]:
+            pair = f"{row['act']} -> BN" if row["act_first"] else f"BN -> {row['act']}"
+            compiled = f" (compiled {row['compiled_ms']:.2f})" if "compiled_ms" in row else ""
+            print(f"| {row['family']} | {', '.join(map(str, row['input']))} | {pair} | {row['torch_ms']:.2f}{compiled} | "
+                  f"{row['fused_ms']:.2f} | {row['torch_ms'] / row['fused_ms']:.2f}x |")
+        for row in report["norm_act"]["pools"]:
+            print(f"| {row['family']} | {', '.join(map(str, row['input']))} | global avg pool | {row['adaptive_ms']:.2f} | "
+                  f"{row['convzoo_ms']:.2f} | {row['adaptive_ms'] / row['convzoo_ms']:.2f}x |")
     if "steps" in report:
         print("\n| family (batch " + str(report["settings"]["batch_size"]) + ") | fast path | nn.Conv2d path | timm | "
               "fast / plain | fast / timm | fast: training GFLOP/s, of conv peak |")
@@ -187,33 +208,78 @@ def print_tables(report: dict) -> None:
                   f"| {versus_timm} | {gflops:,.0f}, {gflops / peak_conv:.0%} |")
 
 
-def compiled_norm_act(rounds: int) -> dict[str, float]:
-    """ConvMixer's GELU -> BatchNorm (256 ch, 16x16, batch 128, bf16 NHWC), forward + backward: eager vs torch.compile."""
+def norm_act_pairs(name: str, batch: int) -> tuple[list[dict], list[list[int]]]:
+    """The distinct BatchNorm + activation pairs a zoo network fuses (input shape at ``batch``, the
+    activation, its order) and the inputs of its global average pools."""
+    net = create_model(name).to(memory_format=torch.channels_last)
+    pairs, pools = [], []
+
+    def record_pairs(layers: FusingSequential, args: tuple, output: torch.Tensor) -> None:
+        x, modules = args[0], list(layers)
+        for first, second in zip(modules, modules[1:]):
+            if takes_fused_path(x.detach().requires_grad_(), first, second):
+                act_first = type(second) is nn.BatchNorm2d
+                pair = {"input": [batch, *x.shape[1:]], "act": type(first if act_first else second).__name__,
+                        "act_first": act_first}
+                if pair not in pairs:
+                    pairs.append(pair)
+            x = first(x)
+
+    def record_pool(pool: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        if [batch, *args[0].shape[1:]] not in pools:
+            pools.append([batch, *args[0].shape[1:]])
+
+    hooks = [m.register_forward_hook(record_pairs) for m in net.modules() if isinstance(m, FusingSequential)]
+    hooks += [m.register_forward_hook(record_pool) for m in net.modules() if isinstance(m, GlobalAvgPool2d)]
+    net(torch.zeros(2, 3, 32, 32).to(memory_format=torch.channels_last))
+    for hook in hooks:
+        hook.remove()
+    return pairs, pools
+
+
+def elementwise(families: list[str], rounds: int) -> dict:
+    """Forward + backward ms of each family's norm + act pairs (torch's two ops vs fused) and global pools."""
     torch.manual_seed(0)
-    eager = nn.Sequential(nn.GELU(), nn.BatchNorm2d(256)).train()
-    compiled = torch.compile(nn.Sequential(nn.GELU(), nn.BatchNorm2d(256)).train())
-    x = torch.randn(128, 256, 16, 16, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    x.requires_grad_()
+    report = {"pairs": [], "pools": []}
+    for family in families:
+        pairs, pools = norm_act_pairs(family, FAMILIES[family])
+        for pair in pairs:
+            act = getattr(nn, pair["act"])()
+            norm = nn.BatchNorm2d(pair["input"][1])
+            layers = nn.Sequential(act, norm) if pair["act_first"] else nn.Sequential(norm, act)
+            x = torch.randn(pair["input"], dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+            x.requires_grad_()
+            grad = torch.randn_like(x)
 
-    def step(module: nn.Module) -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            out = module(x)
-        out.backward(torch.ones_like(out))
+            def step(fused: bool) -> None:
+                with fused_norm_act(fused):
+                    run_fusing_norm_act(layers, x).backward(grad)
 
-    start = time.perf_counter()
-    step(compiled)
-    compile_s = time.perf_counter() - start
-    times = time_in_turns({"eager_ms": lambda: step(eager), "compiled_ms": lambda: step(compiled)}, rounds)
-    print(f"GELU -> BatchNorm fwd+bwd: eager {times['eager_ms']:.1f} ms, compiled {times['compiled_ms']:.1f} ms "
-          f"(compile {compile_s:.0f} s)", flush=True)
-    return {**times, "compile_s": compile_s}
+            variants = {"torch_ms": lambda: step(False), "fused_ms": lambda: step(True)}
+            if family == "convmixer":
+                compiled = torch.compile(layers)
+                variants["compiled_ms"] = lambda: compiled(x).backward(grad)
+            times = time_in_turns(variants, rounds)
+            report["pairs"].append({"family": family, **pair, **times})
+            print(f"{family:14s} {str(pair['input']):20s} {pair['act']:5s} {'act->BN' if pair['act_first'] else 'BN->act'}: "
+                  + "  ".join(f"{k.removesuffix('_ms')} {v:6.2f}" for k, v in times.items()) + " ms", flush=True)
+        for shape in pools:
+            x = torch.randn(shape, dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last).requires_grad_()
+            grad = torch.randn(*shape[:2], 1, 1, dtype=torch.bfloat16)
+            adaptive, ours = nn.AdaptiveAvgPool2d(1), GlobalAvgPool2d()
+            times = time_in_turns({"adaptive_ms": lambda: adaptive(x).backward(grad),
+                                   "convzoo_ms": lambda: ours(x).backward(grad)}, rounds)
+            report["pools"].append({"family": family, "input": shape, **times})
+            print(f"{family:14s} {str(shape):20s} global avg pool: AdaptiveAvgPool2d {times['adaptive_ms']:6.2f}  "
+                  f"GlobalAvgPool2d {times['convzoo_ms']:6.2f} ms", flush=True)
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ops", action="store_true", help="per-layer forward / input-grad / weight-grad times")
     parser.add_argument("--steps", action="store_true", help="whole training steps, fast path on vs off vs timm")
-    parser.add_argument("--norm-act", action="store_true", help="ConvMixer's GELU -> BN eager vs torch.compile")
+    parser.add_argument("--norm-act", action="store_true", help="norm + act pairs and global pools, torch vs convzoo")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")
     parser.add_argument("--batch-size", type=int, default=128, help="for --steps")
     parser.add_argument("--steps-per-window", type=int, default=2)
@@ -238,7 +304,7 @@ def main() -> None:
     if args.ops:
         report["ops"] = ops(args.families.split(","), args.rounds)
     if args.norm_act:
-        report["norm_act"] = compiled_norm_act(args.rounds)
+        report["norm_act"] = elementwise(args.families.split(","), args.rounds)
     if args.steps:
         report["steps"] = steps(args.families.split(","), args.batch_size, args.steps_per_window, args.rounds)
     # the peak again at the end: a peak is the best the machine does, and others' load can hide it once

@@ -76,9 +76,12 @@ CATEGORIES = [  # (category, substrings of the aten op name); the first match wi
     ("conv backward", ("convolution_backward", "DepthwiseConv2dFunctionBackward")),  # the latter: convzoo.depthwise
     ("conv forward", ("convolution", "DepthwiseConv2dFunction")),
     ("linear", ("addmm", "aten::mm", "matmul", "linear")),
+    ("batch norm + activation, fused", ("BatchNormActFunction",)),  # convzoo.norm_act
     ("batch norm", ("batch_norm",)),
     ("activations", ("gelu", "relu", "clamp_min", "threshold_backward", "silu", "hardswish")),
     ("max-pool", ("max_pool",)),
+    ("average pool", ("avg_pool",)),
+    ("adds (residuals, gradient sums)", ("aten::add",)),
     ("loss", ("cross_entropy", "log_softmax", "nll_loss")),
     ("lookahead (lerp)", ("lerp",)),
     ("optimizer (SGD, foreach)", ("_foreach", "sgd")),

@@ -35,40 +35,34 @@ Example:
 
 # No "from __future__ import annotations": TorchScript resolves the (unused) methods' annotations at runtime.
 import ctypes
-import functools
-import hashlib
-import logging
-import platform
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from convzoo.errors import one_line
+from convzoo import kernels
 
 __all__ = [
     "DepthwiseConv2d", "depthwise_conv2d", "fast_depthwise", "fast_depthwise_available", "fast_depthwise_enabled",
     "set_fast_depthwise",
 ]
 
-_SOURCE = Path(__file__).parent / "csrc" / "depthwise_backward.cpp"
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
-_enabled = True
+_SIGNATURES = (  # weight grad: x, g, out + 15 ints; input grad: g, weights, grad_x + 14 ints
+    *((name, (ctypes.c_void_p,) * 3 + (ctypes.c_int,) * 15)
+      for name in ("depthwise_weight_grad_f32", "depthwise_weight_grad_bf16")),
+    *((name, (ctypes.c_void_p,) * 3 + (ctypes.c_int,) * 14)
+      for name in ("depthwise_input_grad_f32", "depthwise_input_grad_bf16")),
+)
+
+
+#: Turns the fast depthwise path on or off for the process; ``with fast_depthwise(False):`` only inside the block.
+fast_depthwise = kernels.Switch("fast depthwise convs")
 
 
 def fast_depthwise_enabled() -> bool:
-    """Whether depthwise convs may take the fast CPU training path (the process-wide switch)."""
-    return _enabled
-
-
-@contextmanager
-def fast_depthwise(enabled: bool = True) -> Iterator[None]:
-    """Turn the fast depthwise path on or off; as a context manager, only inside the ``with`` block.
+    """Whether depthwise convs may take the fast CPU training path (the process-wide switch).
 
     Example:
         >>> with fast_depthwise(False):
@@ -77,55 +71,18 @@ def fast_depthwise(enabled: bool = True) -> Iterator[None]:
         >>> fast_depthwise_enabled()
         True
     """
-    global _enabled
-    previous, _enabled = _enabled, bool(enabled)
-    try:
-        yield
-    finally:
-        _enabled = previous
+    return bool(fast_depthwise)
 
 
 def set_fast_depthwise(enabled: bool) -> None:
     """Set the process-wide switch from now on (``train()`` scopes the config's ``fast_depthwise`` to its run with
     :func:`fast_depthwise` instead)."""
-    global _enabled
-    _enabled = bool(enabled)
+    fast_depthwise.enabled = bool(enabled)
 
 
-def _cpu_tag() -> str:
-    """A short hash of this CPU's feature flags: the kernels are built with -march=native, so a
-    home directory shared by different machines must not hand one machine's build to another."""
-    try:
-        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    except (OSError, StopIteration):
-        flags = platform.processor() + platform.machine()
-    return hashlib.sha1(flags.encode()).hexdigest()[:10]
-
-
-@functools.cache
 def _kernel() -> ctypes.CDLL | None:
-    """The compiled weight-gradient kernel, built on first use; ``None`` (with one warning) if it cannot be."""
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its "no CUDA runtime" notice
-    from torch.utils import cpp_extension
-
-    try:
-        path = cpp_extension.load(
-            name=f"convzoo_depthwise_backward_{_cpu_tag()}", sources=[str(_SOURCE)], is_python_module=False,
-            extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False,
-        )
-        library = ctypes.CDLL(path)
-    except Exception as error:  # no compiler, no ninja, a read-only cache: train on the plain path
-        warnings.warn(f"convzoo.depthwise: could not build the fast depthwise kernel ({one_line(error)[:300]}); "
-                      f"depthwise convs use nn.Conv2d's backward. Install a C++ compiler and ninja to enable it.",
-                      RuntimeWarning, stacklevel=3)
-        return None
-    for function in (library.depthwise_weight_grad_f32, library.depthwise_weight_grad_bf16):
-        function.restype = None
-        function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 15
-    for function in (library.depthwise_input_grad_f32, library.depthwise_input_grad_bf16):
-        function.restype = None
-        function.argtypes = [ctypes.c_void_p] * 3 + [ctypes.c_int] * 14
-    return library
+    """The compiled kernels (``csrc/depthwise_backward.cpp``), built on first use; ``None`` if they cannot be."""
+    return kernels.load("depthwise_backward", _SIGNATURES)
 
 
 def fast_depthwise_available() -> bool:
@@ -265,7 +222,7 @@ class DepthwiseConv2d(nn.Conv2d):
         faster than torch's: a kernel larger than 3x3 (weight gradient) or a stride > 1 (input
         gradient; see :func:`_own_kernels`).
         """
-        if not (_enabled and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()):
+        if not (fast_depthwise and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()):
             return False
         if not (x.requires_grad or self.weight.requires_grad) or self.weight.device.type != "cpu":
             return False

@@ -30,11 +30,13 @@ import torch
 from torch import nn
 
 from convzoo.errors import ConfigError
+from convzoo.global_pool import GlobalAvgPool2d
 from convzoo.registry import ACTIVATIONS, NORMS, POOLS
 
 __all__ = [
     "LayerSpec",
     "LayerNorm2d",
+    "GlobalAvgPool2d",
     "NORM_TYPES",
     "conv_output_size",
     "resolve_padding",
@@ -227,5 +229,5 @@ def max_pool(pool_size: int | None = None, stride: int | None = None, padding: i
 @POOLS.register("avg", "avgpool", "mean")
 def avg_pool(pool_size: int | None = None, stride: int | None = None, padding: int = 0) -> nn.Module:
     if pool_size is None:
-        return nn.AdaptiveAvgPool2d(1)
+        return GlobalAvgPool2d()
     return nn.AvgPool2d(pool_size, stride=stride, padding=padding)

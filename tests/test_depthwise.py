@@ -160,7 +160,8 @@ def test_scripting_tracing_and_export_take_the_plain_path():
     torch.testing.assert_close(exported.module()(x.detach()), conv(x).detach())
 
 
-def test_config_switch_is_validated(tmp_path):
+@pytest.mark.parametrize("switch", ["fast_depthwise", "fused_norm_act"])
+def test_config_switch_is_validated(tmp_path, switch):
     from omegaconf import open_dict
 
     from convzoo.config import compose
@@ -174,6 +175,6 @@ def test_config_switch_is_validated(tmp_path):
         check_config(cfg)
         return cfg
 
-    assert checked().fast_depthwise is True and checked("fast_depthwise=false").fast_depthwise is False
-    with pytest.raises(ConfigError, match="fast_depthwise"):
-        checked("fast_depthwise=sometimes")
+    assert checked()[switch] is True and checked(f"{switch}=false")[switch] is False
+    with pytest.raises(ConfigError, match=switch):
+        checked(f"{switch}=sometimes")

@@ -85,3 +85,29 @@ def test_norm_and_act_arguments_by_mapping_and_errors():
         make_act("gelu2")
     with pytest.raises(ConfigError, match="num_groups=5 does not divide 16"):
         make_norm({"norm": "groupnorm", "num_groups": 5}, 16)
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format], ids=["nhwc", "nchw"])
+def test_global_avg_pool_trains_as_adaptive_avg_pool(memory_format):
+    from convzoo.global_pool import GlobalAvgPool2d
+    from convzoo.layers import make_pool
+
+    assert isinstance(make_pool("avg"), GlobalAvgPool2d)
+    torch.manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float32):  # bf16 takes the fast path; fp32 is AdaptiveAvgPool2d's, bit for bit
+        x = torch.randn(4, 6, 7, 5, dtype=dtype).contiguous(memory_format=memory_format)
+        grad = torch.randn(4, 6, 1, 1, dtype=dtype)
+        results = []
+        for pool in (GlobalAvgPool2d(), nn.AdaptiveAvgPool2d(1)):
+            leaf = x.clone().requires_grad_()
+            out = pool(leaf)
+            out.backward(grad)
+            results.append((out, leaf.grad))
+        (ours, our_grad), (theirs, their_grad) = results
+        torch.testing.assert_close(ours, theirs, rtol=0 if dtype == torch.float32 else 1e-2, atol=0)
+        torch.testing.assert_close(our_grad, their_grad, rtol=0, atol=0)
+        assert our_grad.is_contiguous(memory_format=memory_format)  # the next layer's backward keeps its layout
+    exported = torch.export.export(GlobalAvgPool2d(), (x,))
+    assert any("adaptive_avg_pool2d" in str(node.target) for node in exported.graph.nodes)
+    scripted = torch.jit.script(GlobalAvgPool2d())
+    torch.testing.assert_close(scripted(x), nn.AdaptiveAvgPool2d(1)(x), rtol=0, atol=0)

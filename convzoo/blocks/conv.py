@@ -6,6 +6,7 @@ from torch import nn
 
 from convzoo.depthwise import DepthwiseConv2d
 from convzoo.layers import LayerSpec, is_none, make_act, make_norm, make_pool, resolve_padding
+from convzoo.norm_act import FusingSequential
 from convzoo.registry import BLOCKS, ConfigError
 
 __all__ = ["Conv", "ConvNormAct", "NormAct"]
@@ -65,7 +66,7 @@ class Conv(DepthwiseConv2d):
 
 
 @BLOCKS.register("conv_norm_act", "cna")
-class ConvNormAct(nn.Sequential):
+class ConvNormAct(FusingSequential):
     """Convolution, normalisation and activation in a configurable order.
 
     ``order`` is any arrangement of ``conv``, ``norm`` and ``act`` joined by ``_``: the default
@@ -73,7 +74,8 @@ class ConvNormAct(nn.Sequential):
     ``norm_act_conv`` the pre-activation one. An optional ``pool`` step pools (``pool``: max or
     avg) by ``pool_size``: ``conv_pool_norm_act`` (airbench) normalises 4x fewer pixels than pooling after
     the activation. ``bias=None`` gives the conv a bias unless a norm follows it (where the norm's
-    shift would make it redundant).
+    shift would make it redundant). A BatchNorm next to its activation trains fused on CPU
+    (:mod:`convzoo.norm_act`).
 
     Example:
         >>> import torch
@@ -116,7 +118,7 @@ class ConvNormAct(nn.Sequential):
 
 
 @BLOCKS.register("norm_act")
-class NormAct(nn.Sequential):
+class NormAct(FusingSequential):
     """Normalisation then activation, without a conv: the final BN-ReLU of pre-activation nets.
 
     Example:

@@ -14,27 +14,14 @@
 #include <cstring>
 #include <vector>
 
+#include "bf16.h"
+
 namespace {
 
+using convzoo::from_float;
+using convzoo::to_float;
+
 constexpr int kBlock = 64;  // input gradient: channels per block, four AVX-512 registers of fp32 sums
-
-inline float to_float(float v) { return v; }
-inline float to_float(uint16_t bf16) {  // bf16 is the upper half of an fp32
-  const uint32_t bits = uint32_t(bf16) << 16;
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-template <typename T> T from_float(float v);
-template <> inline float from_float<float>(float v) { return v; }
-template <> inline uint16_t from_float<uint16_t>(float v) {  // round to nearest even, as torch does
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof bits);
-  if ((bits & 0x7fffffffu) > 0x7f800000u) return uint16_t((bits >> 16) | 0x40);  // NaN stays NaN
-  bits += 0x7fffu + ((bits >> 16) & 1u);
-  return uint16_t(bits >> 16);
-}
 
 struct Shape {
   int N, H, W, C, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw;

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.data import TensorDataModule
 from convzoo.depthwise import fast_depthwise
+from convzoo.norm_act import fused_norm_act
 from convzoo.errors import CheckpointError
 from convzoo.runs.directory import claim_run_directory
 from convzoo.training.allocator import keep_freed_memory
@@ -135,9 +136,11 @@ def train(cfg: DictConfig, checked: bool = False) -> dict[str, float]:
     if not checked:
         check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
-    with claim_run_directory(run_dir, overwrite=bool(cfg.get("overwrite")), resuming=bool(cfg.get("resume")),
-                             inputs=[cfg.get("ckpt_path"), (cfg.get("init") or {}).get("checkpoint")],
-                             where=_directory_key(run_dir)), fast_depthwise(cfg.get("fast_depthwise", True)):
+    with (claim_run_directory(run_dir, overwrite=bool(cfg.get("overwrite")), resuming=bool(cfg.get("resume")),
+                              inputs=[cfg.get("ckpt_path"), (cfg.get("init") or {}).get("checkpoint")],
+                              where=_directory_key(run_dir)),
+          fast_depthwise(cfg.get("fast_depthwise", True)),
+          fused_norm_act(cfg.get("fused_norm_act", True))):
         return _fit_and_test(cfg, run_dir, run_start)
 
 

@@ -50,6 +50,7 @@ _TOP_LEVEL: dict[str, Any] = {
     "float32_matmul_precision": Literal["highest", "high", "medium"] | None,
     "keep_freed_memory": bool,
     "fast_depthwise": bool,
+    "fused_norm_act": bool,
     "data_init_images": int,
     "optimized_metric": str,
 }

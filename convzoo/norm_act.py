@@ -1,0 +1,194 @@
+"""BatchNorm and the activation beside it, fused for CPU training.
+
+In a CPU training step of ConvMixer, BatchNorm and GELU take more time than the convs around them
+(``benchmarks/depthwise.py --norm-act``): torch runs each as its own op, two or three memory passes
+forward and again backward, and keeps the activation's output for the backward. :func:`batch_norm_act`
+computes BatchNorm with batch statistics and an activation before it (``conv -> act -> norm``,
+ConvMixer) or after it (``conv -> norm -> act``, ResNet, MobileNet) in one C++ kernel
+(``convzoo/csrc/norm_act.cpp``) per direction: two passes over the input each, the activation
+recomputed instead of saved, sums in fp32 then fp64, the running statistics updated as
+``nn.BatchNorm2d`` updates them. Blocks whose layers run in a row (:class:`ConvNormAct`, ``NormAct``)
+call :func:`run_fusing_norm_act`, which takes the fused path for each adjacent pair where it applies:
+CPU training (gradients recorded, the norm in training mode) of a channels-last fp32 or bf16 tensor,
+an exact ``nn.BatchNorm2d`` with fp32 parameters, and a ReLU, ReLU6, GELU (erf) or SiLU, outside
+scripting, tracing, compiling and export. Everything else -- CUDA, inference, export -- runs the
+modules one by one, as before. :func:`fused_norm_act` turns it off (``fused_norm_act: false`` in
+``configs/train.yaml`` for a run).
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> layers = nn.Sequential(nn.GELU(), nn.BatchNorm2d(8))
+    >>> x = torch.randn(4, 8, 6, 6).to(memory_format=torch.channels_last).requires_grad_()
+    >>> takes_fused_path(x, *layers) == fused_norm_act_available()
+    True
+    >>> y = run_fusing_norm_act(layers, x)
+    >>> with fused_norm_act(False):
+    ...     torch.allclose(y, layers(x), atol=1e-5)
+    True
+"""
+
+# No "from __future__ import annotations": TorchScript resolves the (unused) methods' annotations at runtime.
+import ctypes
+
+import torch
+from torch import nn
+from torch.autograd.function import once_differentiable
+
+from convzoo import kernels
+
+__all__ = [
+    "batch_norm_act", "fused_norm_act", "fused_norm_act_available", "fused_norm_act_enabled", "run_fusing_norm_act",
+    "takes_fused_path",
+]
+
+#: The activations the kernel computes, by exact type (``csrc/norm_act.cpp``'s ``Act``).
+ACTIVATIONS = {nn.ReLU: 1, nn.ReLU6: 2, nn.GELU: 3, nn.SiLU: 4}
+_DTYPES = (torch.float32, torch.bfloat16)
+_P, _I64, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
+_SIGNATURES = (
+    *((name, (_P,) * 7 + (_I64, _I, _F, _I, _I)) for name in ("norm_act_forward_f32", "norm_act_forward_bf16")),
+    *((name, (_P,) * 9 + (_I64, _I, _I, _I)) for name in ("norm_act_backward_f32", "norm_act_backward_bf16")),
+)
+
+
+#: Turns the fused path on or off for the process; ``with fused_norm_act(False):`` only inside the block.
+fused_norm_act = kernels.Switch("fused BatchNorm + activation")
+
+
+def fused_norm_act_enabled() -> bool:
+    """Whether BatchNorm + activation pairs may take the fused CPU path (the process-wide switch).
+
+    Example:
+        >>> with fused_norm_act(False):
+        ...     fused_norm_act_enabled()
+        False
+    """
+    return bool(fused_norm_act)
+
+
+def _kernel() -> ctypes.CDLL | None:
+    return kernels.load("norm_act", _SIGNATURES)
+
+
+def fused_norm_act_available() -> bool:
+    """Whether the kernel builds and loads here (compiles it on the first call, about a second)."""
+    return _kernel() is not None
+
+
+def _activation_code(act: nn.Module) -> int | None:
+    code = ACTIVATIONS.get(type(act))
+    return None if isinstance(act, nn.GELU) and act.approximate != "none" else code
+
+
+def takes_fused_path(x: torch.Tensor, first: nn.Module, second: nn.Module) -> bool:
+    """Whether ``second(first(x))`` runs fused: one is an ``nn.BatchNorm2d`` in training mode, the
+    other a supported activation, and ``x`` a channels-last CPU tensor whose gradients are recorded."""
+    norm, act = (second, first) if type(second) is nn.BatchNorm2d else (first, second)
+    if not (fused_norm_act and type(norm) is nn.BatchNorm2d and norm.training and _activation_code(act) is not None):
+        return False
+    if not (x.device.type == "cpu" and x.dim() == 4 and x.dtype in _DTYPES and torch.is_grad_enabled()):
+        return False
+    if not (x.requires_grad or (norm.weight is not None and norm.weight.requires_grad)):
+        return False
+    if norm.weight is not None and (norm.weight.dtype != torch.float32 or norm.weight.device.type != "cpu"):
+        return False
+    if x.shape[1] != norm.num_features or x.numel() <= x.shape[1] or not x.permute(0, 2, 3, 1).is_contiguous():
+        return False  # a wrong width or a single value per channel: torch's own error; NCHW: torch's kernels
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    return fused_norm_act_available()
+
+
+class _BatchNormActFunction(torch.autograd.Function):
+    """``y, mean, var = ...``: BatchNorm with batch statistics (biased ``var``) and an activation."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, eps, act, act_first):  # noqa: D102 (autograd API)
+        channels = x.shape[1]
+        weight_f = torch.ones(channels) if weight is None else weight.detach()
+        bias_f = torch.zeros(channels) if bias is None else bias.detach()
+        y = torch.empty_like(x, memory_format=torch.channels_last)
+        mean, var, invstd = torch.empty(3, channels).unbind()
+        forward = _kernel().norm_act_forward_bf16 if x.dtype == torch.bfloat16 else _kernel().norm_act_forward_f32
+        forward(x.data_ptr(), y.data_ptr(), weight_f.data_ptr(), bias_f.data_ptr(), mean.data_ptr(), var.data_ptr(),
+                invstd.data_ptr(), x.numel() // channels, channels, eps, act, int(act_first))
+        ctx.save_for_backward(x, weight_f, bias_f, mean, invstd)
+        ctx.act = (act, act_first)
+        ctx.mark_non_differentiable(mean, var)
+        return y, mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y, _grad_mean, _grad_var):  # noqa: D102
+        x, weight, bias, mean, invstd = ctx.saved_tensors
+        channels = x.shape[1]
+        grad_y = grad_y.to(x.dtype).contiguous(memory_format=torch.channels_last)
+        grad_x = torch.empty_like(x, memory_format=torch.channels_last)
+        grad_weight, grad_bias = torch.empty(2, channels).unbind()
+        backward = _kernel().norm_act_backward_bf16 if x.dtype == torch.bfloat16 else _kernel().norm_act_backward_f32
+        backward(x.data_ptr(), grad_y.data_ptr(), grad_x.data_ptr(), weight.data_ptr(), bias.data_ptr(),
+                 mean.data_ptr(), invstd.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(),
+                 x.numel() // channels, channels, *ctx.act)
+        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        return (grad_x if needs_x else None, grad_weight if needs_weight else None, grad_bias if needs_bias else None,
+                None, None, None)
+
+
+def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module, act_first: bool) -> torch.Tensor:
+    """``norm(act(x))`` (``act_first``) or ``act(norm(x))`` in training mode, fused; updates
+    ``norm``'s running statistics as ``nn.BatchNorm2d`` does. The caller checks :func:`takes_fused_path`.
+
+    Example:
+        >>> x = torch.randn(8, 4, 3, 3).to(memory_format=torch.channels_last).requires_grad_()
+        >>> norm = nn.BatchNorm2d(4)
+        >>> y = batch_norm_act(x, norm, nn.ReLU(), act_first=False)
+        >>> int(norm.num_batches_tracked), bool((y >= 0).all())
+        (1, True)
+    """
+    y, mean, var = _BatchNormActFunction.apply(x, norm.weight, norm.bias, norm.eps, _activation_code(act), act_first)
+    if norm.track_running_stats and norm.running_mean is not None:
+        with torch.no_grad():
+            norm.num_batches_tracked.add_(1)
+            factor = 1.0 / float(norm.num_batches_tracked) if norm.momentum is None else norm.momentum
+            count = x.numel() // x.shape[1]
+            norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), factor)
+            norm.running_var.lerp_((var * (count / (count - 1))).to(norm.running_var.dtype), factor)
+    return y
+
+
+def run_fusing_norm_act(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``layers(x)``, each adjacent BatchNorm + activation pair fused where :func:`takes_fused_path` says so."""
+    modules = list(layers)
+    i = 0
+    while i < len(modules):
+        if i + 1 < len(modules) and takes_fused_path(x, modules[i], modules[i + 1]):
+            act_first = type(modules[i + 1]) is nn.BatchNorm2d
+            norm, act = (modules[i + 1], modules[i]) if act_first else (modules[i], modules[i + 1])
+            x = batch_norm_act(x, norm, act, act_first)
+            i += 2
+        else:
+            x = modules[i](x)
+            i += 1
+    return x
+
+
+class FusingSequential(nn.Sequential):
+    """An ``nn.Sequential`` whose adjacent BatchNorm + activation pairs run fused in CPU training.
+
+    Example:
+        >>> layers = FusingSequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.ReLU())
+        >>> layers(torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last)).shape
+        torch.Size([2, 8, 6, 6])
+    """
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            return self._forward_fusing(input)
+        for module in self:
+            input = module(input)
+        return input
+
+    @torch.jit.unused
+    def _forward_fusing(self, input: torch.Tensor) -> torch.Tensor:
+        return run_fusing_norm_act(self, input)
