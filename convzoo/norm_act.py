@@ -83,7 +83,8 @@ def _activation_code(act: nn.Module) -> int | None:
 
 def takes_fused_path(x: torch.Tensor, first: nn.Module, second: nn.Module) -> bool:
     """Whether ``second(first(x))`` runs fused: one is an ``nn.BatchNorm2d`` in training mode, the
-    other a supported activation, and ``x`` a channels-last CPU tensor whose gradients are recorded."""
+    other a supported activation, neither hooked, and ``x`` a channels-last CPU tensor whose
+    gradients are recorded."""
     norm, act = (second, first) if type(second) is nn.BatchNorm2d else (first, second)
     if not (fused_norm_act and type(norm) is nn.BatchNorm2d and norm.training and _activation_code(act) is not None):
         return False
@@ -97,7 +98,17 @@ def takes_fused_path(x: torch.Tensor, first: nn.Module, second: nn.Module) -> bo
         return False  # a wrong width or a single value per channel: torch's own error; NCHW: torch's kernels
     if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
         return False
+    if _hooked(norm) or _hooked(act):
+        return False  # fused, neither module's forward would run, nor so its hooks
     return fused_norm_act_available()
+
+
+def _hooked(module: nn.Module) -> bool:
+    """Whether anything hooks ``module``'s forward (its own hooks or every module's)."""
+    from torch.nn.modules import module as hooks
+
+    return bool(module._forward_hooks or module._forward_pre_hooks or hooks._global_forward_hooks
+                or hooks._global_forward_pre_hooks)
 
 
 class _BatchNormActFunction(torch.autograd.Function):

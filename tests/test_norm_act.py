@@ -108,6 +108,13 @@ def test_fused_path_only_where_it_applies():
         assert not takes_fused_path(x, act, norm)
     assert not takes_fused_path(x, act, norm.eval())
     norm.train()
+    seen = []
+    handle = norm.register_forward_hook(lambda module, args, out: seen.append(out.shape))
+    assert not takes_fused_path(x, act, norm)  # a hooked module runs itself, so its hook sees it
+    run_fusing_norm_act(nn.Sequential(act, norm), x)
+    assert seen == [x.shape]
+    handle.remove()
+    norm.train()
     with fused_norm_act(False):
         assert not fused_norm_act_enabled() and not takes_fused_path(x, act, norm)
     assert fused_norm_act_enabled() and takes_fused_path(x, act, norm)
