@@ -38,7 +38,7 @@ from torch.autograd.function import once_differentiable
 from convzoo import kernels
 
 __all__ = [
-    "batch_norm_act", "fused_norm_act", "fused_norm_act_available", "fused_norm_act_enabled", "run_fusing_norm_act",
+    "FusingSequential", "batch_norm_act", "fused_norm_act", "fused_norm_act_available", "run_fusing_norm_act",
     "takes_fused_path",
 ]
 
@@ -52,19 +52,9 @@ _SIGNATURES = (
 )
 
 
-#: Turns the fused path on or off for the process; ``with fused_norm_act(False):`` only inside the block.
+#: Turns the fused path on or off for the process (``bool(fused_norm_act)`` says which);
+#: ``with fused_norm_act(False):`` only inside the block.
 fused_norm_act = kernels.Switch("fused BatchNorm + activation")
-
-
-def fused_norm_act_enabled() -> bool:
-    """Whether BatchNorm + activation pairs may take the fused CPU path (the process-wide switch).
-
-    Example:
-        >>> with fused_norm_act(False):
-        ...     fused_norm_act_enabled()
-        False
-    """
-    return bool(fused_norm_act)
 
 
 def _kernel() -> ctypes.CDLL | None:

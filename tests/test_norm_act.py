@@ -13,7 +13,6 @@ from convzoo.norm_act import (
     _BatchNormActFunction,
     fused_norm_act,
     fused_norm_act_available,
-    fused_norm_act_enabled,
     run_fusing_norm_act,
     takes_fused_path,
 )
@@ -116,8 +115,8 @@ def test_fused_path_only_where_it_applies():
     handle.remove()
     norm.train()
     with fused_norm_act(False):
-        assert not fused_norm_act_enabled() and not takes_fused_path(x, act, norm)
-    assert fused_norm_act_enabled() and takes_fused_path(x, act, norm)
+        assert not fused_norm_act and not takes_fused_path(x, act, norm)
+    assert fused_norm_act and takes_fused_path(x, act, norm)
 
 
 def test_blocks_fuse_every_pair_keeping_their_state_dict(monkeypatch):
