@@ -49,7 +49,7 @@ from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
 from convzoo.depthwise import _input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
 from convzoo.global_pool import GlobalAvgPool2d  # noqa: E402
-from convzoo.norm_act import FusingSequential, fused_norm_act, run_fusing_norm_act, takes_fused_path  # noqa: E402
+from convzoo.norm_act import FusingSequential, _norm_and_act, fused_norm_act, run_fusing_norm_act, takes_fused_path  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 FAMILIES = {"convmixer": 128, "mobilenetv2": 128, "separable": 256, "convnext_cifar": 128}  # flops.py's batches
@@ -218,9 +218,8 @@ def norm_act_pairs(name: str, batch: int) -> tuple[list[dict], list[list[int]]]:
         x, modules = args[0], list(layers)
         for first, second in zip(modules, modules[1:]):
             if takes_fused_path(x.detach().requires_grad_(), first, second):
-                act_first = type(second) is nn.BatchNorm2d
-                pair = {"input": [batch, *x.shape[1:]], "act": type(first if act_first else second).__name__,
-                        "act_first": act_first}
+                _, act, act_first = _norm_and_act(first, second)
+                pair = {"input": [batch, *x.shape[1:]], "act": type(act).__name__, "act_first": act_first}
                 if pair not in pairs:
                     pairs.append(pair)
             x = first(x)

@@ -232,7 +232,7 @@ class DepthwiseConv2d(nn.Conv2d):
             return False
         if not any(_own_kernels(self.kernel_size, self.stride)):
             return False  # a 3x3 at stride 1: torch's backward is the faster one
-        if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        if kernels.capturing_graph():
             return False
         return fast_depthwise_available()
 

@@ -11,6 +11,8 @@ Example:
 import torch
 from torch import nn
 
+from convzoo import kernels
+
 __all__ = ["GlobalAvgPool2d"]
 
 
@@ -59,5 +61,4 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
     @torch.jit.unused
     def _fast(self, x: torch.Tensor) -> bool:
         return (x.device.type == "cpu" and x.dtype == torch.bfloat16 and x.dim() == 4 and x.requires_grad
-                and torch.is_grad_enabled()
-                and not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()))
+                and torch.is_grad_enabled() and not kernels.capturing_graph())

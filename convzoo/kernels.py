@@ -25,9 +25,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
+
 from convzoo.errors import one_line
 
-__all__ = ["Switch", "load"]
+__all__ = ["Switch", "capturing_graph", "load"]
 
 SOURCES = Path(__file__).parent / "csrc"
 
@@ -53,6 +55,12 @@ class Switch:
 
     def __repr__(self) -> str:
         return f"Switch({self.what!r}, enabled={self.enabled})"
+
+
+def capturing_graph() -> bool:
+    """Whether torch is tracing, compiling or exporting: then every fast path steps aside, so that
+    what is captured is torch's own ops (and exports as before)."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
 
 
 def _cpu_tag() -> str:

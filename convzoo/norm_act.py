@@ -71,11 +71,18 @@ def _activation_code(act: nn.Module) -> int | None:
     return None if isinstance(act, nn.GELU) and act.approximate != "none" else code
 
 
+def _norm_and_act(first: nn.Module, second: nn.Module) -> tuple[nn.Module, nn.Module, bool]:
+    """A pair of adjacent modules as ``(norm, act, act_first)``: the activation comes first when the
+    BatchNorm is the second module."""
+    act_first = type(second) is nn.BatchNorm2d
+    return (second, first, True) if act_first else (first, second, False)
+
+
 def takes_fused_path(x: torch.Tensor, first: nn.Module, second: nn.Module) -> bool:
     """Whether ``second(first(x))`` runs fused: one is an ``nn.BatchNorm2d`` in training mode, the
     other a supported activation, neither hooked, and ``x`` a channels-last CPU tensor whose
     gradients are recorded."""
-    norm, act = (second, first) if type(second) is nn.BatchNorm2d else (first, second)
+    norm, act, _ = _norm_and_act(first, second)
     if not (fused_norm_act and type(norm) is nn.BatchNorm2d and norm.training and _activation_code(act) is not None):
         return False
     if not (x.device.type == "cpu" and x.dim() == 4 and x.dtype in _DTYPES and torch.is_grad_enabled()):
@@ -86,7 +93,7 @@ def takes_fused_path(x: torch.Tensor, first: nn.Module, second: nn.Module) -> bo
         return False
     if x.shape[1] != norm.num_features or x.numel() <= x.shape[1] or not x.permute(0, 2, 3, 1).is_contiguous():
         return False  # a wrong width or a single value per channel: torch's own error; NCHW: torch's kernels
-    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+    if kernels.capturing_graph():
         return False
     if _hooked(norm) or _hooked(act):
         return False  # fused, neither module's forward would run, nor so its hooks
@@ -164,9 +171,7 @@ def run_fusing_norm_act(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     i = 0
     while i < len(modules):
         if i + 1 < len(modules) and takes_fused_path(x, modules[i], modules[i + 1]):
-            act_first = type(modules[i + 1]) is nn.BatchNorm2d
-            norm, act = (modules[i + 1], modules[i]) if act_first else (modules[i], modules[i + 1])
-            x = batch_norm_act(x, norm, act, act_first)
+            x = batch_norm_act(x, *_norm_and_act(modules[i], modules[i + 1]))
             i += 2
         else:
             x = modules[i](x)

@@ -45,8 +45,8 @@ def outputs_and_gradients(layers: nn.Sequential, x: torch.Tensor, grad: torch.Te
         assert takes_fused_path(x, *layers) == fused
         y = run_fusing_norm_act(layers, x)
     y.backward(grad)
-    return [y, x.grad, layers[0 if type(layers[0]) is nn.BatchNorm2d else 1].weight.grad,
-            layers[0 if type(layers[0]) is nn.BatchNorm2d else 1].bias.grad]
+    norm = next(m for m in layers if type(m) is nn.BatchNorm2d)
+    return [y, x.grad, norm.weight.grad, norm.bias.grad]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])

@@ -190,13 +190,12 @@ void backward(const T* x, const T* dy, T* dx, const float* weight, const float* 
       s1[c] += g, s2[c] += g * xhat;
     }
   }, sum_g.data(), sum_gx.data());
-  std::vector<float> mean_g(C), mean_gx(C), gain(C);
+  std::vector<float> mean_g(C), mean_gx(C);
   for (int c = 0; c < C; ++c) {
     grad_bias[c] = float(sum_g[c]), grad_weight[c] = float(sum_gx[c]);
     mean_g[c] = float(sum_g[c] / double(M)), mean_gx[c] = float(sum_gx[c] / double(M));
-    gain[c] = weight[c] * invstd[c];
   }
-  const float *mg = mean_g.data(), *mgx = mean_gx.data(), *k = gain.data();
+  const float *mg = mean_g.data(), *mgx = mean_gx.data();
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < M; ++r) {
     const T* xr = x + r * C;
@@ -206,7 +205,7 @@ void backward(const T* x, const T* dy, T* dx, const float* weight, const float* 
     for (int c = 0; c < C; ++c) {
       float g, xhat, slope;
       at(to_float(xr[c]), to_float(dr[c]), c, g, xhat, slope);
-      const float grad_v = k[c] * (g - mg[c] - xhat * mgx[c]);
+      const float grad_v = sc[c] * (g - mg[c] - xhat * mgx[c]);  // scale = weight * invstd
       out[c] = from_float<T>(kActFirst ? grad_v * slope : grad_v);
     }
   }
