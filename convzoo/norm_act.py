@@ -47,8 +47,8 @@ ACTIVATIONS = {nn.ReLU: 1, nn.ReLU6: 2, nn.GELU: 3, nn.SiLU: 4}
 _DTYPES = (torch.float32, torch.bfloat16)
 _P, _I64, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 _SIGNATURES = (
-    *((name, (_P,) * 7 + (_I64, _I, _F, _I, _I)) for name in ("norm_act_forward_f32", "norm_act_forward_bf16")),
-    *((name, (_P,) * 9 + (_I64, _I, _I, _I)) for name in ("norm_act_backward_f32", "norm_act_backward_bf16")),
+    *((name, (_P,) * 8 + (_I64, _I, _F, _I, _I)) for name in ("norm_act_forward_f32", "norm_act_forward_bf16")),
+    *((name, (_P,) * 10 + (_I64, _I, _I, _I)) for name in ("norm_act_backward_f32", "norm_act_backward_bf16")),
 )
 
 
@@ -108,6 +108,11 @@ def _hooked(module: nn.Module) -> bool:
                 or hooks._global_forward_pre_hooks)
 
 
+def _address(tensor: torch.Tensor | None) -> int | None:
+    """A tensor's data pointer for the kernel; ``None`` (a null pointer) for an absent one."""
+    return None if tensor is None else tensor.data_ptr()
+
+
 class _BatchNormActFunction(torch.autograd.Function):
     """``y, mean, var = ...``: BatchNorm with batch statistics (biased ``var``) and an activation."""
 
@@ -117,11 +122,14 @@ class _BatchNormActFunction(torch.autograd.Function):
         weight_f = torch.ones(channels) if weight is None else weight.detach()
         bias_f = torch.zeros(channels) if bias is None else bias.detach()
         y = torch.empty_like(x, memory_format=torch.channels_last)
+        # act(x), which BatchNorm normalises: kept, as torch's two ops keep it, so that neither the
+        # forward's second pass nor the backward evaluates the activation again (GELU is the costly part)
+        v = torch.empty_like(y) if act_first else None
         mean, var, invstd = torch.empty(3, channels).unbind()
         forward = _kernel().norm_act_forward_bf16 if x.dtype == torch.bfloat16 else _kernel().norm_act_forward_f32
-        forward(x.data_ptr(), y.data_ptr(), weight_f.data_ptr(), bias_f.data_ptr(), mean.data_ptr(), var.data_ptr(),
-                invstd.data_ptr(), x.numel() // channels, channels, eps, act, int(act_first))
-        ctx.save_for_backward(x, weight_f, bias_f, mean, invstd)
+        forward(x.data_ptr(), y.data_ptr(), _address(v), weight_f.data_ptr(), bias_f.data_ptr(), mean.data_ptr(),
+                var.data_ptr(), invstd.data_ptr(), x.numel() // channels, channels, eps, act, int(act_first))
+        ctx.save_for_backward(x, v, weight_f, bias_f, mean, invstd)
         ctx.act = (act, act_first)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
@@ -129,13 +137,13 @@ class _BatchNormActFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y, _grad_mean, _grad_var):  # noqa: D102
-        x, weight, bias, mean, invstd = ctx.saved_tensors
+        x, v, weight, bias, mean, invstd = ctx.saved_tensors
         channels = x.shape[1]
         grad_y = grad_y.to(x.dtype).contiguous(memory_format=torch.channels_last)
         grad_x = torch.empty_like(x, memory_format=torch.channels_last)
         grad_weight, grad_bias = torch.empty(2, channels).unbind()
         backward = _kernel().norm_act_backward_bf16 if x.dtype == torch.bfloat16 else _kernel().norm_act_backward_f32
-        backward(x.data_ptr(), grad_y.data_ptr(), grad_x.data_ptr(), weight.data_ptr(), bias.data_ptr(),
+        backward(x.data_ptr(), _address(v), grad_y.data_ptr(), grad_x.data_ptr(), weight.data_ptr(), bias.data_ptr(),
                  mean.data_ptr(), invstd.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(),
                  x.numel() // channels, channels, *ctx.act)
         needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
