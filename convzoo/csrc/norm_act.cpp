@@ -3,12 +3,14 @@
 // The tensor is NHWC, seen as M = N*H*W rows of C contiguous channels. v is what BatchNorm
 // normalises: act(x) when the activation comes first (ConvMixer: conv -> GELU -> BN), else x
 // (conv -> BN -> act). torch runs the pair as two ops of two or three memory passes each, forward
-// and backward, and saves the activation's output for the backward; here each direction is two
-// passes over the input (statistics, then the elementwise result), the activation is recomputed
-// from the input instead of saved, and every sum is fp32 over at most 64 rows, then fp64.
+// and backward; here each direction is two passes over the input (statistics, then the elementwise
+// result), and every sum is fp32 over at most 64 rows, then fp64. An activation that comes first is
+// evaluated once per direction: the forward keeps v (in the tensor's dtype, as torch's two ops
+// do), the backward only needs act'(x). A residual, when given, is added to the result in the
+// forward's second pass (ConvMixer's x + BN(GELU(conv(x)))), which saves the add's memory pass.
 //
 //   forward:  mean, var of v over the rows; y = act first ? v*scale + shift : act(x*scale + shift)
-//             with scale = weight / sqrt(var + eps), shift = bias - mean * scale
+//             with scale = weight / sqrt(var + eps), shift = bias - mean * scale; y += residual
 //   backward: g = grad at BN's output (dy, or dy * act'(z) when the activation comes last),
 //             xhat = (v - mean) * invstd; grad_weight = sum g*xhat, grad_bias = sum g;
 //             grad_v = weight * invstd * (g - mean(g) - xhat * mean(g*xhat)); grad_x = grad_v * act'(x)
@@ -22,6 +24,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "bf16.h"
@@ -156,8 +159,8 @@ void channel_sums(int64_t rows, int C, const Terms& terms, double* sum1, double*
 }
 
 template <typename T, int A, bool kActFirst>
-void forward(const T* x, T* y, T* v_out, const float* weight, const float* bias, float* mean, float* var,
-             float* invstd, int64_t M, int C, float eps) {
+void forward(const T* x, const T* residual, T* y, T* v_out, const float* weight, const float* bias, float* mean,
+             float* var, float* invstd, int64_t M, int C, float eps) {
   // Sums of v - v(row 0): shifted by a value of the channel's own, so that E[v^2] - E[v]^2 does
   // not cancel catastrophically when the mean is far from 0.
   std::vector<float> shift0(C);
@@ -189,16 +192,22 @@ void forward(const T* x, T* y, T* v_out, const float* weight, const float* bias,
   }
   const float* sc = scale.data();
   const float* sh = shift.data();
+  auto write = [&](auto add_residual) {
 #pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < M; ++r) {
-    const T* in = (kActFirst ? v_out : x) + r * C;
-    T* out = y + r * C;
+    for (int64_t r = 0; r < M; ++r) {
+      const T* in = (kActFirst ? v_out : x) + r * C;
+      const T* res = decltype(add_residual)::value ? residual + r * C : nullptr;
+      T* out = y + r * C;
 #pragma omp simd
-    for (int c = 0; c < C; ++c) {
-      const float u = to_float(in[c]);
-      out[c] = from_float<T>(kActFirst ? u * sc[c] + sh[c] : activation<A>(u * sc[c] + sh[c]));
+      for (int c = 0; c < C; ++c) {
+        const float u = to_float(in[c]);
+        const float result = kActFirst ? u * sc[c] + sh[c] : activation<A>(u * sc[c] + sh[c]);
+        out[c] = from_float<T>(decltype(add_residual)::value ? result + to_float(res[c]) : result);
+      }
     }
-  }
+  };
+  if (residual) write(std::true_type{});
+  else write(std::false_type{});
 }
 
 template <typename T, int A, bool kActFirst>
@@ -278,16 +287,18 @@ struct Backward {
 }  // namespace
 
 extern "C" {
-// x, y: [M, C] (NHWC); v: [M, C], act(x) written when the activation comes first (else unused);
-// weight, bias: [C] fp32; mean, var (biased), invstd: [C] fp32, written.
-void norm_act_forward_f32(const float* x, float* y, float* v, const float* weight, const float* bias, float* mean,
-                          float* var, float* invstd, int64_t M, int C, float eps, int act, int act_first) {
-  dispatch<float, Forward>(act, act_first, x, y, v, weight, bias, mean, var, invstd, M, C, eps);
+// x, y: [M, C] (NHWC); residual: [M, C] added to the result, or null; v: [M, C], act(x) written
+// when the activation comes first (else unused); weight, bias: [C] fp32; mean, var (biased),
+// invstd: [C] fp32, written.
+void norm_act_forward_f32(const float* x, const float* residual, float* y, float* v, const float* weight,
+                          const float* bias, float* mean, float* var, float* invstd, int64_t M, int C, float eps,
+                          int act, int act_first) {
+  dispatch<float, Forward>(act, act_first, x, residual, y, v, weight, bias, mean, var, invstd, M, C, eps);
 }
-void norm_act_forward_bf16(const uint16_t* x, uint16_t* y, uint16_t* v, const float* weight, const float* bias,
-                           float* mean, float* var, float* invstd, int64_t M, int C, float eps, int act,
-                           int act_first) {
-  dispatch<uint16_t, Forward>(act, act_first, x, y, v, weight, bias, mean, var, invstd, M, C, eps);
+void norm_act_forward_bf16(const uint16_t* x, const uint16_t* residual, uint16_t* y, uint16_t* v,
+                           const float* weight, const float* bias, float* mean, float* var, float* invstd, int64_t M,
+                           int C, float eps, int act, int act_first) {
+  dispatch<uint16_t, Forward>(act, act_first, x, residual, y, v, weight, bias, mean, var, invstd, M, C, eps);
 }
 // x, v, dy, dx: [M, C] (v: the forward's, read when the activation comes first); mean, invstd: the
 // forward's; grad_weight, grad_bias: [C] fp32, written.
