@@ -113,8 +113,10 @@ def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple
     """Which gradients convzoo's kernels compute (input, weight): where torch's are measured slower.
 
     ``benchmarks/depthwise.py --ops --threads 1`` on the zoo's shapes (bf16, NHWC): at stride 2
-    torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster; its weight
-    gradient is 8-17x slower than ours for 5x5 and 7x7 kernels, but 1.2-3.5x faster for 3x3 ones.
+    torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster (and its forward
+    conv faster still, :func:`_input_grad_as_conv`). Its weight gradient is 14-20x slower than ours
+    for 5x5 and 7x7 kernels (2 threads, 2026-12-05); for 3x3 ones it is faster on 12 of the zoo's
+    17 shapes (up to 2.2x), slower on the rest (up to 1.5x), so 3x3 layers keep torch's.
     """
     return max(stride) > 1, kernel_size[0] * kernel_size[1] > 9
 
