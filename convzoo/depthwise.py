@@ -7,8 +7,9 @@ training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. :class:`
 is an ``nn.Conv2d`` -- same arguments, same ``weight`` / ``bias`` parameters and state-dict keys --
 whose backward on CPU computes those two gradients with small C++ kernels
 (``convzoo/csrc/depthwise_backward.cpp``: NHWC, fp32 sums, compiled on first use with the
-system's C++ compiler into torch's extension cache). The forward pass, the 3x3 weight gradient
-and the stride-1 input gradient stay torch's, which are the faster ones there.
+system's C++ compiler into torch's extension cache). The forward pass and the 3x3 weight gradient
+stay torch's, which are the faster ones there; the stride-1 input gradient is torch's forward conv
+with the kernel turned 180 degrees, which is faster than its input-gradient kernel.
 
 The fast path is taken only when it can help and cannot change what is exported: a CPU input,
 gradients being recorded, a depthwise layer with zero padding, fp32 or bf16 (autocast included),
@@ -99,8 +100,7 @@ def _weight_and_bias_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: 
     grad_out = grad_out.to(x.dtype).contiguous(memory_format=torch.channels_last)
     n, c, h, w = x.shape
     taps = kernel_size[0] * kernel_size[1]
-    blocks = -(-c // 16)  # the kernel's tasks are (batch split, 16 channels): enough for every thread
-    splits = max(1, min(n, -(-2 * torch.get_num_threads() // blocks)))
+    splits = min(n, 4 * torch.get_num_threads())  # the kernel's tasks: a few per thread, so uneven ones even out
     partial = torch.empty(splits, c, taps + 1)
     function = library.depthwise_weight_grad_bf16 if x.dtype == torch.bfloat16 else library.depthwise_weight_grad_f32
     function(x.data_ptr(), grad_out.data_ptr(), partial.data_ptr(), splits, n, h, w, c, *grad_out.shape[2:],
@@ -113,8 +113,10 @@ def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple
     """Which gradients convzoo's kernels compute (input, weight): where torch's are measured slower.
 
     ``benchmarks/depthwise.py --ops --threads 1`` on the zoo's shapes (bf16, NHWC): at stride 2
-    torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster; its weight
-    gradient is 8-17x slower than ours for 5x5 and 7x7 kernels, but 1.2-3.5x faster for 3x3 ones.
+    torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster (and its forward
+    conv faster still, :func:`_input_grad_as_conv`). Its weight gradient is 14-20x slower than ours
+    for 5x5 and 7x7 kernels (2 threads, 2026-12-05); for 3x3 ones it is faster on 12 of the zoo's
+    17 shapes (up to 2.2x), slower on the rest (up to 1.5x), so 3x3 layers keep torch's.
     """
     return max(stride) > 1, kernel_size[0] * kernel_size[1] > 9
 
@@ -131,6 +133,23 @@ def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: tuple[
     function(grad_out.data_ptr(), taps_by_channel.data_ptr(), grad_x.data_ptr(), n, *input_size, c, ho, wo,
              *weight.shape[2:], *stride, *padding, *dilation)
     return grad_x
+
+
+def _input_grad_as_conv(grad_out: torch.Tensor, weight: torch.Tensor, padding: tuple[int, int],
+                        dilation: tuple[int, int]) -> torch.Tensor | None:
+    """The input gradient of a stride-1 depthwise conv as a forward conv: the output gradient
+    convolved with the kernel turned 180 degrees, padded by ``dilation * (k - 1) - padding``.
+
+    torch's forward kernel runs this 1.4-2x faster than its input-gradient kernel on the zoo's 5x5
+    and 7x7 layers (bf16, NHWC; ``benchmarks/depthwise.py --ops``). ``None`` where the padding
+    exceeds the kernel's span (no such forward conv): the caller uses torch's backward.
+    """
+    spans = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+    if any(p > span for p, span in zip(padding, spans)):
+        return None
+    with torch.autocast("cpu", enabled=False):  # in the gradient's own dtype, as torch's backward computes it
+        return F.conv2d(grad_out, weight.flip(-2, -1), None, 1, [span - p for span, p in zip(spans, padding)],
+                        dilation, weight.shape[0])
 
 
 class _DepthwiseConv2dFunction(torch.autograd.Function):
@@ -156,13 +175,16 @@ class _DepthwiseConv2dFunction(torch.autograd.Function):
         need_x, need_w = ctx.needs_input_grad[:2]
         need_b = bias_dtype is not None and ctx.needs_input_grad[2]
         grad_x = grad_weight = grad_bias = None
-        torch_mask = [need_x and not own_input, need_w and not own_weight, need_b and not own_weight]
-        if any(torch_mask):
-            grad_x, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
-                grad_out, x, weight, [x.shape[1]] if torch_mask[2] else None, stride, padding, dilation, False,
-                [0, 0], x.shape[1], torch_mask)
         if need_x and own_input:
             grad_x = _input_grad(grad_out, weight, tuple(x.shape[2:]), stride, padding, dilation)
+        elif need_x:
+            grad_x = _input_grad_as_conv(grad_out, weight, padding, dilation)
+        torch_mask = [need_x and grad_x is None, need_w and not own_weight, need_b and not own_weight]
+        if any(torch_mask):
+            grad_x_torch, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
+                grad_out, x, weight, [x.shape[1]] if torch_mask[2] else None, stride, padding, dilation, False,
+                [0, 0], x.shape[1], torch_mask)
+            grad_x = grad_x if grad_x is not None else grad_x_torch
         if (need_w or need_b) and own_weight:
             grad_weight, grad_bias = _weight_and_bias_grad(x, grad_out, tuple(weight.shape[2:]), stride, padding, dilation)
         cast = lambda grad, needed, dtype: grad.to(dtype) if needed else None  # noqa: E731

@@ -38,8 +38,8 @@ from torch.autograd.function import once_differentiable
 from convzoo import kernels
 
 __all__ = [
-    "FusingSequential", "batch_norm_act", "fused_norm_act", "fused_norm_act_available", "run_fusing_norm_act",
-    "takes_fused_path",
+    "FusingSequential", "adds_fused", "batch_norm_act", "fused_norm_act", "fused_norm_act_available",
+    "run_fusing_norm_act", "takes_fused_path",
 ]
 
 #: The activations the kernel computes, by exact type (``csrc/norm_act.cpp``'s ``Act``).
@@ -47,8 +47,8 @@ ACTIVATIONS = {nn.ReLU: 1, nn.ReLU6: 2, nn.GELU: 3, nn.SiLU: 4}
 _DTYPES = (torch.float32, torch.bfloat16)
 _P, _I64, _I, _F = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
 _SIGNATURES = (
-    *((name, (_P,) * 7 + (_I64, _I, _F, _I, _I)) for name in ("norm_act_forward_f32", "norm_act_forward_bf16")),
-    *((name, (_P,) * 9 + (_I64, _I, _I, _I)) for name in ("norm_act_backward_f32", "norm_act_backward_bf16")),
+    *((name, (_P,) * 9 + (_I64, _I, _F, _I, _I)) for name in ("norm_act_forward_f32", "norm_act_forward_bf16")),
+    *((name, (_P,) * 10 + (_I64, _I, _I, _I)) for name in ("norm_act_backward_f32", "norm_act_backward_bf16")),
 )
 
 
@@ -108,20 +108,30 @@ def _hooked(module: nn.Module) -> bool:
                 or hooks._global_forward_pre_hooks)
 
 
+def _address(tensor: torch.Tensor | None) -> int | None:
+    """A tensor's data pointer for the kernel; ``None`` (a null pointer) for an absent one."""
+    return None if tensor is None else tensor.data_ptr()
+
+
 class _BatchNormActFunction(torch.autograd.Function):
-    """``y, mean, var = ...``: BatchNorm with batch statistics (biased ``var``) and an activation."""
+    """``y, mean, var = ...``: BatchNorm with batch statistics (biased ``var``) and an activation,
+    plus ``residual`` when one is given."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps, act, act_first):  # noqa: D102 (autograd API)
+    def forward(ctx, x, weight, bias, residual, eps, act, act_first):  # noqa: D102 (autograd API)
         channels = x.shape[1]
         weight_f = torch.ones(channels) if weight is None else weight.detach()
         bias_f = torch.zeros(channels) if bias is None else bias.detach()
         y = torch.empty_like(x, memory_format=torch.channels_last)
+        # act(x), which BatchNorm normalises: kept, as torch's two ops keep it, so that neither the
+        # forward's second pass nor the backward evaluates the activation again (GELU is the costly part)
+        v = torch.empty_like(y) if act_first else None
         mean, var, invstd = torch.empty(3, channels).unbind()
         forward = _kernel().norm_act_forward_bf16 if x.dtype == torch.bfloat16 else _kernel().norm_act_forward_f32
-        forward(x.data_ptr(), y.data_ptr(), weight_f.data_ptr(), bias_f.data_ptr(), mean.data_ptr(), var.data_ptr(),
-                invstd.data_ptr(), x.numel() // channels, channels, eps, act, int(act_first))
-        ctx.save_for_backward(x, weight_f, bias_f, mean, invstd)
+        forward(x.data_ptr(), _address(residual), y.data_ptr(), _address(v), weight_f.data_ptr(), bias_f.data_ptr(),
+                mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), x.numel() // channels, channels, eps, act,
+                int(act_first))
+        ctx.save_for_backward(x, v, weight_f, bias_f, mean, invstd)
         ctx.act = (act, act_first)
         ctx.mark_non_differentiable(mean, var)
         return y, mean, var
@@ -129,23 +139,25 @@ class _BatchNormActFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_y, _grad_mean, _grad_var):  # noqa: D102
-        x, weight, bias, mean, invstd = ctx.saved_tensors
+        x, v, weight, bias, mean, invstd = ctx.saved_tensors
         channels = x.shape[1]
         grad_y = grad_y.to(x.dtype).contiguous(memory_format=torch.channels_last)
         grad_x = torch.empty_like(x, memory_format=torch.channels_last)
         grad_weight, grad_bias = torch.empty(2, channels).unbind()
         backward = _kernel().norm_act_backward_bf16 if x.dtype == torch.bfloat16 else _kernel().norm_act_backward_f32
-        backward(x.data_ptr(), grad_y.data_ptr(), grad_x.data_ptr(), weight.data_ptr(), bias.data_ptr(),
+        backward(x.data_ptr(), _address(v), grad_y.data_ptr(), grad_x.data_ptr(), weight.data_ptr(), bias.data_ptr(),
                  mean.data_ptr(), invstd.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(),
                  x.numel() // channels, channels, *ctx.act)
-        needs_x, needs_weight, needs_bias = ctx.needs_input_grad[:3]
+        needs_x, needs_weight, needs_bias, needs_residual = ctx.needs_input_grad[:4]
         return (grad_x if needs_x else None, grad_weight if needs_weight else None, grad_bias if needs_bias else None,
-                None, None, None)
+                grad_y if needs_residual else None, None, None, None)
 
 
-def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module, act_first: bool) -> torch.Tensor:
-    """``norm(act(x))`` (``act_first``) or ``act(norm(x))`` in training mode, fused; updates
-    ``norm``'s running statistics as ``nn.BatchNorm2d`` does. The caller checks :func:`takes_fused_path`.
+def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module, act_first: bool,
+                   residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``norm(act(x))`` (``act_first``) or ``act(norm(x))`` in training mode, fused, plus ``residual``
+    if given (:func:`adds_fused`); updates ``norm``'s running statistics as ``nn.BatchNorm2d`` does.
+    The caller checks :func:`takes_fused_path`.
 
     Example:
         >>> x = torch.randn(8, 4, 3, 3).to(memory_format=torch.channels_last).requires_grad_()
@@ -154,7 +166,8 @@ def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module, act_fi
         >>> int(norm.num_batches_tracked), bool((y >= 0).all())
         (1, True)
     """
-    y, mean, var = _BatchNormActFunction.apply(x, norm.weight, norm.bias, norm.eps, _activation_code(act), act_first)
+    y, mean, var = _BatchNormActFunction.apply(x, norm.weight, norm.bias, residual, norm.eps, _activation_code(act),
+                                               act_first)
     if norm.track_running_stats and norm.running_mean is not None:
         with torch.no_grad():
             norm.num_batches_tracked.add_(1)
@@ -165,18 +178,30 @@ def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module, act_fi
     return y
 
 
-def run_fusing_norm_act(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-    """``layers(x)``, each adjacent BatchNorm + activation pair fused where :func:`takes_fused_path` says so."""
+def run_fusing_norm_act(layers: nn.Sequential, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """``layers(x)``, each adjacent BatchNorm + activation pair fused where :func:`takes_fused_path` says
+    so; with ``residual``, ``residual + layers(x)``, the add fused into a last pair that runs fused
+    (:func:`adds_fused`)."""
     modules = list(layers)
     i = 0
     while i < len(modules):
         if i + 1 < len(modules) and takes_fused_path(x, modules[i], modules[i + 1]):
+            last = i + 2 == len(modules)
+            if last and residual is not None and adds_fused(x, residual):
+                return batch_norm_act(x, *_norm_and_act(modules[i], modules[i + 1]), residual=residual)
             x = batch_norm_act(x, *_norm_and_act(modules[i], modules[i + 1]))
             i += 2
         else:
             x = modules[i](x)
             i += 1
-    return x
+    return x if residual is None else residual + x
+
+
+def adds_fused(x: torch.Tensor, residual: torch.Tensor) -> bool:
+    """Whether a fused pair taking ``x`` can add ``residual`` to its result itself: the same shape,
+    dtype and layout (NHWC) on the CPU, so the sum is what ``residual + y`` gives, rounded once."""
+    return (residual.device.type == "cpu" and residual.shape == x.shape and residual.dtype == x.dtype
+            and residual.permute(0, 2, 3, 1).is_contiguous())
 
 
 class FusingSequential(nn.Sequential):

@@ -60,6 +60,22 @@ def test_gradients_match_fp64_no_worse_than_conv2d(kernel, stride, dilation, hei
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(3, channels, height, width).contiguous(memory_format=memory_format)
     assert conv.takes_fast_path(x.requires_grad_()) == (kernel > 3 or stride > 1)  # 3x3 at stride 1: torch's
+    assert_no_worse_than_conv2d(conv, x, dtype)
+
+
+@pytest.mark.parametrize("padding", [0, 1, 4, 6], ids=lambda p: f"padding{p}")
+def test_stride_one_input_gradient_at_any_padding(padding):
+    """The stride-1 input gradient is a forward conv padded by span - padding (4 - padding here);
+    a padding beyond the span has no such conv and takes torch's backward."""
+    torch.manual_seed(padding)
+    conv = DepthwiseConv2d(20, 20, 5, padding=padding, groups=20)
+    x = torch.randn(2, 20, 9, 7).contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert conv.takes_fast_path(x)
+    for dtype in (torch.float32, torch.bfloat16):
+        assert_no_worse_than_conv2d(conv, x, dtype)
+
+
+def assert_no_worse_than_conv2d(conv: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> None:
     grad_out = torch.randn_like(conv(x))
     refs = reference(conv, x, grad_out, dtype)
     fast = relative_errors(gradients(conv, x, grad_out, dtype), refs)

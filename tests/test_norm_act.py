@@ -11,6 +11,7 @@ from convzoo import create_model
 from convzoo.blocks import ConvNormAct
 from convzoo.norm_act import (
     _BatchNormActFunction,
+    adds_fused,
     fused_norm_act,
     fused_norm_act_available,
     run_fusing_norm_act,
@@ -38,31 +39,39 @@ def pair(act: type, act_first: bool, channels: int) -> nn.Sequential:
     return nn.Sequential(act(), norm) if act_first else nn.Sequential(norm, act())
 
 
-def outputs_and_gradients(layers: nn.Sequential, x: torch.Tensor, grad: torch.Tensor, fused: bool) -> list[torch.Tensor]:
+def outputs_and_gradients(layers: nn.Sequential, x: torch.Tensor, grad: torch.Tensor, fused: bool,
+                          residual: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """``y = layers(x)`` (``+ residual`` if given), then ``[y, x.grad, weight.grad, bias.grad(, residual.grad)]``."""
     x = x.detach().clone().requires_grad_()
+    residual = None if residual is None else residual.detach().clone().requires_grad_()
     layers.zero_grad(set_to_none=True)
     with fused_norm_act(fused):
         assert takes_fused_path(x, *layers) == fused
-        y = run_fusing_norm_act(layers, x)
+        y = run_fusing_norm_act(layers, x, residual=residual)
     y.backward(grad)
     norm = next(m for m in layers if type(m) is nn.BatchNorm2d)
-    return [y, x.grad, norm.weight.grad, norm.bias.grad]
+    return [y, x.grad, norm.weight.grad, norm.bias.grad] + ([] if residual is None else [residual.grad])
 
 
+@pytest.mark.parametrize("residual", [False, True], ids=["", "residual"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("act_first", [True, False], ids=["act_norm", "norm_act"])
 @pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.__name__)
-def test_outputs_and_gradients_match_fp64_no_worse_than_torch(act, act_first, dtype):
+def test_outputs_and_gradients_match_fp64_no_worse_than_torch(act, act_first, dtype, residual):
     torch.manual_seed(len(act.__name__) * 10 + act_first)
     layers = pair(act, act_first, channels=70)  # four 16-lane vectors and a partial one
     x = channels_last(6, 70, 5, 7, scale=2.0, shift=1.0).to(dtype)  # a mean far from 0 tests the statistics
     grad = channels_last(6, 70, 5, 7).to(dtype)
-    ours = outputs_and_gradients(layers, x, grad, fused=True)
-    torchs = outputs_and_gradients(layers, x, grad, fused=False)
+    skip = channels_last(6, 70, 5, 7, scale=3.0).to(dtype) if residual else None  # added in the fused kernel
+    ours = outputs_and_gradients(layers, x, grad, fused=True, residual=skip)
+    torchs = outputs_and_gradients(layers, x, grad, fused=False, residual=skip)
     exact = pair(act, act_first, 70).double()
     exact.load_state_dict(layers.state_dict())
-    reference = outputs_and_gradients(exact, x.double(), grad.double(), fused=False)
-    for name, mine, theirs, truth in zip(["output", "input grad", "weight grad", "bias grad"], ours, torchs, reference):
+    reference = outputs_and_gradients(exact, x.double(), grad.double(), fused=False,
+                                      residual=None if skip is None else skip.double())
+    names = ["output", "input grad", "weight grad", "bias grad", "residual grad"]
+    assert len(ours) == len(torchs) == len(reference) == 4 + residual
+    for name, mine, theirs, truth in zip(names, ours, torchs, reference):
         assert mine.dtype == theirs.dtype, name
         scale = truth.abs().max().item()
         error, torch_error = ((t.double() - truth).abs().max().item() / scale for t in (mine, theirs))
@@ -88,6 +97,19 @@ def test_running_statistics_and_eval_outputs_as_batchnorm(momentum):
     assert int(fused[1].num_batches_tracked) == 3
     x = channels_last(2, 12, 5, 5)
     torch.testing.assert_close(fused.eval()(x), plain.eval()(x))
+
+
+def test_a_residual_of_another_dtype_or_layout_is_added_after_the_pair():
+    torch.manual_seed(0)
+    layers, x = pair(nn.GELU, True, 8), channels_last(2, 8, 4, 4).requires_grad_()
+    assert adds_fused(x, x.detach())
+    for skip in (x.detach().double(), x.detach().contiguous(), x.detach()[:1]):
+        assert not adds_fused(x, skip)
+    for skip in (x.detach().double(), x.detach().contiguous()):
+        with fused_norm_act(False):
+            expected = skip + layers(x)
+        assert takes_fused_path(x, *layers)
+        torch.testing.assert_close(run_fusing_norm_act(layers, x, residual=skip), expected, rtol=1e-5, atol=1e-5)
 
 
 def test_fused_path_only_where_it_applies():
@@ -122,20 +144,22 @@ def test_fused_path_only_where_it_applies():
 def test_blocks_fuse_every_pair_keeping_their_state_dict(monkeypatch):
     calls = []
     apply = _BatchNormActFunction.apply
-    monkeypatch.setattr(_BatchNormActFunction, "apply", lambda *a: calls.append(a[4:]) or apply(*a))
+    # (residual given, act_first) of every fused pair: apply(x, weight, bias, residual, eps, act, act_first)
+    monkeypatch.setattr(_BatchNormActFunction, "apply", lambda *a: calls.append((a[3] is not None, a[6])) or apply(*a))
     net = create_model("convmixer_tiny").to(memory_format=torch.channels_last)
     keys = list(net.state_dict())
     with torch.autocast("cpu", dtype=torch.bfloat16):
         net(channels_last(2, 3, 32, 32)).float().sum().backward()
     depth = sum(isinstance(m, ConvNormAct) for m in net.modules())  # stem + 2 per mixer block
     assert len(calls) == depth and all(act_first for _, act_first in calls)
+    assert sum(residual for residual, _ in calls) == (depth - 1) // 2  # each mixer block's residual add is fused
     assert list(net.state_dict()) == keys
     calls.clear()
     net = create_model("mobilenetv2").to(memory_format=torch.channels_last)
     net(channels_last(2, 3, 32, 32)).sum().backward()
     paired = sum(isinstance(m, ConvNormAct) and hasattr(m, "act") and type(getattr(m, "norm", None)) is nn.BatchNorm2d
                  for m in net.modules())
-    assert len(calls) == paired > 0 and not any(act_first for _, act_first in calls)
+    assert len(calls) == paired > 0 and not any(act_first or residual for residual, act_first in calls)
 
 
 def test_scripting_and_tracing_take_the_plain_path():

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from convzoo.layers import LayerSpec
+from convzoo.norm_act import FusingSequential, _hooked, run_fusing_norm_act
 from convzoo.registry import ConfigError, suggest
 
 __all__ = ["Residual", "SHORTCUTS", "make_shortcut"]
@@ -36,7 +37,17 @@ class Residual(nn.Module):
         self.out_channels = getattr(block, "out_channels", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.jit.is_scripting():
+            return self._forward_fusing(x)
         skip = x if self.shortcut is None else self.shortcut(x)
+        return skip + self.block(x)
+
+    @torch.jit.unused
+    def _forward_fusing(self, x: torch.Tensor) -> torch.Tensor:
+        """The add joins the block's last BatchNorm + activation pair where that runs fused (CPU training)."""
+        skip = x if self.shortcut is None else self.shortcut(x)
+        if isinstance(self.block, FusingSequential) and not _hooked(self.block):
+            return run_fusing_norm_act(self.block, x, residual=skip)
         return skip + self.block(x)
 
 

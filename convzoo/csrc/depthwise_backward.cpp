@@ -32,52 +32,90 @@ struct Shape {
 constexpr int kLanes = 16;
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
 
+// Channels [0, width) of p as fp32 lanes, zero beyond width. A full bf16 block is one vector
+// load, a widening and a shift (bf16 is the upper half of an fp32); element by element it was
+// half of the weight gradient's time.
+inline Vec load_lanes(const float* p, int width) {
+  Vec v = {};
+  if (width == kLanes) std::memcpy(&v, p, sizeof v);  // a constant size: one vector load
+  else std::memcpy(&v, p, sizeof(float) * width);
+  return v;
+}
+
+inline Vec load_lanes(const uint16_t* p, int width) {
+  typedef uint16_t Bf16s __attribute__((vector_size(kLanes * sizeof(uint16_t))));
+  typedef uint32_t Bits __attribute__((vector_size(kLanes * sizeof(uint32_t))));
+  Bf16s half = {};
+  if (width == kLanes) std::memcpy(&half, p, sizeof half);
+  else std::memcpy(&half, p, sizeof(uint16_t) * width);
+  const Bits bits = __builtin_convertvector(half, Bits) << 16;
+  Vec v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
 // Copies channels [c0, c0 + width) of one image (NHWC, rows x cols pixels) into buf as fp32 vectors,
 // at row offset pad_r and column offset pad_c of a (buf_rows x buf_cols) buffer whose border is zero.
 template <typename T>
 void load_plane(const T* src, Vec* buf, int rows, int cols, int C, int c0, int width, int buf_cols, int pad_r,
                 int pad_c) {
-  for (int r = 0; r < rows; ++r) {
-    for (int q = 0; q < cols; ++q) {
-      const T* p = src + (int64_t(r) * cols + q) * C + c0;
-      float lanes[kLanes] = {};
-      for (int c = 0; c < width; ++c) lanes[c] = to_float(p[c]);
-      std::memcpy(&buf[(r + pad_r) * buf_cols + q + pad_c], lanes, sizeof(Vec));
-    }
-  }
+  for (int r = 0; r < rows; ++r)
+    for (int q = 0; q < cols; ++q)
+      buf[(r + pad_r) * buf_cols + q + pad_c] = load_lanes(src + (int64_t(r) * cols + q) * C + c0, width);
 }
 
-// acc[i * kw + j] += sum over h, w of xbuf[h*sh + i*dh][w*sw + j*dw] * gbuf[h][w]; KW > 0 fixes kw at
-// compile time so that one row's kw sums live in registers while w runs.
+// acc[i * kw + j] += sum over h, w of xbuf[h*sh + i*dh][w*sw + j*dw] * gbuf[h][w]. KW > 0 fixes kw
+// at compile time, so that the sums of R output rows x KW taps stay in registers while a kernel row
+// sweeps the image: R * KW >= 10 independent FMA chains hide the FMA latency (one row of a 5x5
+// kernel alone has 5 and runs at half speed).
 template <int KW>
 void accumulate_taps(const Vec* xbuf, const Vec* gbuf, Vec* acc, int xcols, const Shape& s) {
-  const int kw = KW > 0 ? KW : s.kw;
-  for (int h = 0; h < s.Ho; ++h) {
-    const Vec* grow = gbuf + h * s.Wo;
+  if constexpr (KW > 0) {
+    constexpr int R = KW <= 3 ? 4 : 2;
     for (int i = 0; i < s.kh; ++i) {
-      const Vec* xrow = xbuf + (h * s.sh + i * s.dh) * xcols;
-      Vec sum[KW > 0 ? KW : 1] = {};
-      if (KW > 0) {
+      Vec sum[R][KW] = {};
+      int h = 0;
+      for (; h + R <= s.Ho; h += R) {
         for (int w = 0; w < s.Wo; ++w) {
-          const Vec g = grow[w];
-          const Vec* xp = xrow + w * s.sw;
-          for (int j = 0; j < KW; ++j) sum[j] += xp[j * s.dw] * g;
+          for (int r = 0; r < R; ++r) {
+            const Vec g = gbuf[(h + r) * s.Wo + w];
+            const Vec* xp = xbuf + ((h + r) * s.sh + i * s.dh) * xcols + w * s.sw;
+            for (int j = 0; j < KW; ++j) sum[r][j] += xp[j * s.dw] * g;
+          }
         }
-        for (int j = 0; j < KW; ++j) acc[i * kw + j] += sum[j];
-      } else {
-        for (int j = 0; j < kw; ++j) {
-          Vec one = {};
-          for (int w = 0; w < s.Wo; ++w) one += xrow[w * s.sw + j * s.dw] * grow[w];
-          acc[i * kw + j] += one;
+      }
+      for (; h < s.Ho; ++h) {  // the rows left over
+        for (int w = 0; w < s.Wo; ++w) {
+          const Vec g = gbuf[h * s.Wo + w];
+          const Vec* xp = xbuf + (h * s.sh + i * s.dh) * xcols + w * s.sw;
+          for (int j = 0; j < KW; ++j) sum[0][j] += xp[j * s.dw] * g;
         }
+      }
+      for (int r = 0; r < R; ++r)
+        for (int j = 0; j < KW; ++j) acc[i * KW + j] += sum[r][j];
+    }
+  } else {
+    for (int i = 0; i < s.kh; ++i) {
+      for (int j = 0; j < s.kw; ++j) {
+        Vec one = {};
+        for (int h = 0; h < s.Ho; ++h) {
+          const Vec* grow = gbuf + h * s.Wo;
+          const Vec* xrow = xbuf + (h * s.sh + i * s.dh) * xcols + j * s.dw;
+          for (int w = 0; w < s.Wo; ++w) one += xrow[w * s.sw] * grow[w];
+        }
+        acc[i * s.kw + j] += one;
       }
     }
   }
 }
 
 // out[split, c, tap] (taps = kh * kw) and out[split, c, taps] (the bias gradient): sums over the
-// split's samples; the caller adds up the splits. Each (split, 16-channel block) is one task: it
-// copies a sample's input (zero-padded) and output gradient into fp32 buffers, then accumulates.
+// split's samples; the caller adds up the splits. Each split is one task, which takes its samples
+// one at a time and, for each, every 16-channel block in turn: it copies the block of the sample's
+// input (zero-padded) and output gradient into fp32 buffers, then accumulates. Going through all
+// blocks of a sample before the next one reads each cache line of the tensors from memory once;
+// the other blocks of the line come from the core's cache (a task per block instead fetched every
+// line once per block sharing it, and that was most of the kernel's time).
 template <typename T>
 void weight_grad(const T* x, const T* g, float* out, int splits, const Shape& s) {
   const int blocks = (s.C + kLanes - 1) / kLanes;
@@ -86,34 +124,40 @@ void weight_grad(const T* x, const T* g, float* out, int splits, const Shape& s)
   const int xcols = (s.Wo - 1) * s.sw + (s.kw - 1) * s.dw + 1;
   const int rows = s.H < xrows - s.ph ? s.H : xrows - s.ph;  // input rows that land in the buffer
   const int cols = s.W < xcols - s.pw ? s.W : xcols - s.pw;
-#pragma omp parallel for collapse(2) schedule(dynamic)
+#pragma omp parallel for schedule(dynamic)
   for (int split = 0; split < splits; ++split) {
-    for (int b = 0; b < blocks; ++b) {
-      const int c0 = b * kLanes;
-      const int width = s.C - c0 < kLanes ? s.C - c0 : kLanes;
-      std::vector<Vec> xbuf(size_t(xrows) * xcols), gbuf(size_t(s.Ho) * s.Wo), acc(taps + 1);
-      for (auto& v : xbuf) v = Vec{};
-      for (auto& v : acc) v = Vec{};
-      const int n0 = int(int64_t(s.N) * split / splits), n1 = int(int64_t(s.N) * (split + 1) / splits);
-      for (int n = n0; n < n1; ++n) {
+    std::vector<Vec> xbuf(size_t(xrows) * xcols), gbuf(size_t(s.Ho) * s.Wo), acc(size_t(blocks) * (taps + 1));
+    for (auto& v : xbuf) v = Vec{};
+    for (auto& v : acc) v = Vec{};
+    const int n0 = int(int64_t(s.N) * split / splits), n1 = int(int64_t(s.N) * (split + 1) / splits);
+    for (int n = n0; n < n1; ++n) {
+      for (int b = 0; b < blocks; ++b) {
+        const int c0 = b * kLanes;
+        const int width = s.C - c0 < kLanes ? s.C - c0 : kLanes;
+        Vec* block_acc = acc.data() + size_t(b) * (taps + 1);
         // rows/cols beyond the buffer are never read (stride overhang); the border stays zero
         for (int r = 0; r < rows; ++r)
           load_plane(x + (int64_t(n) * s.H + r) * s.W * s.C, xbuf.data(), 1, cols, s.C, c0, width, xcols,
                      r + s.ph, s.pw);
         load_plane(g + int64_t(n) * s.Ho * s.Wo * s.C, gbuf.data(), s.Ho, s.Wo, s.C, c0, width, s.Wo, 0, 0);
         switch (s.kw) {
-          case 3: accumulate_taps<3>(xbuf.data(), gbuf.data(), acc.data(), xcols, s); break;
-          case 5: accumulate_taps<5>(xbuf.data(), gbuf.data(), acc.data(), xcols, s); break;
-          case 7: accumulate_taps<7>(xbuf.data(), gbuf.data(), acc.data(), xcols, s); break;
-          case 9: accumulate_taps<9>(xbuf.data(), gbuf.data(), acc.data(), xcols, s); break;
-          default: accumulate_taps<0>(xbuf.data(), gbuf.data(), acc.data(), xcols, s);
+          case 3: accumulate_taps<3>(xbuf.data(), gbuf.data(), block_acc, xcols, s); break;
+          case 5: accumulate_taps<5>(xbuf.data(), gbuf.data(), block_acc, xcols, s); break;
+          case 7: accumulate_taps<7>(xbuf.data(), gbuf.data(), block_acc, xcols, s); break;
+          case 9: accumulate_taps<9>(xbuf.data(), gbuf.data(), block_acc, xcols, s); break;
+          default: accumulate_taps<0>(xbuf.data(), gbuf.data(), block_acc, xcols, s);
         }
-        for (int p = 0; p < s.Ho * s.Wo; ++p) acc[taps] += gbuf[p];
+        Vec bias[4] = {};  // four independent sums: one would wait on the add's latency at every pixel
+        int p = 0;
+        for (; p + 4 <= s.Ho * s.Wo; p += 4)
+          for (int k = 0; k < 4; ++k) bias[k] += gbuf[p + k];
+        for (; p < s.Ho * s.Wo; ++p) bias[0] += gbuf[p];
+        block_acc[taps] += (bias[0] + bias[1]) + (bias[2] + bias[3]);
       }
-      float* o = out + int64_t(split) * s.C * (taps + 1);
-      for (int c = 0; c < width; ++c)
-        for (int t = 0; t <= taps; ++t) o[int64_t(c0 + c) * (taps + 1) + t] = acc[t][c];
     }
+    float* o = out + int64_t(split) * s.C * (taps + 1);
+    for (int c = 0; c < s.C; ++c)
+      for (int t = 0; t <= taps; ++t) o[int64_t(c) * (taps + 1) + t] = acc[size_t(c / kLanes) * (taps + 1) + t][c % kLanes];
   }
 }
 
