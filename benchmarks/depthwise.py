@@ -3,9 +3,10 @@
 1. ``--ops``: every distinct depthwise layer of the zoo's depthwise families (ConvMixer-256/8,
    MobileNetV2, separable, ConvNeXt-CIFAR) at its input shape and the family's benchmark batch:
    forward, input-gradient and weight-gradient times, bf16 and fp32, NHWC and NCHW. Both
-   gradients are timed both ways (torch's ``convolution_backward`` and convzoo's kernels; the fast
-   path uses each of convzoo's only where it wins, see ``convzoo.depthwise._own_kernels``); the
-   forward is torch's in both paths. Variants take turns, medians.
+   gradients are timed both ways (torch's ``convolution_backward`` and the fast path's: convzoo's
+   kernels, and at stride 1 the input gradient as a forward conv; the fast path is taken only where
+   one of convzoo's kernels wins, see ``convzoo.depthwise._own_kernels``); the forward is torch's in
+   both paths. Variants take turns, medians.
 2. ``--steps``: whole training steps (bf16 autocast, channels-last, SGD; ``benchmarks/common.py``)
    of each family with the fast path on and off, and timm's ConvMixer (same dim, depth, kernel,
    patch; needs ``pip install timm``, the ``bench`` extra) as the external peer, all in turns in one
@@ -47,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
-from convzoo.depthwise import _input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
+from convzoo.depthwise import _fast_input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
 from convzoo.global_pool import GlobalAvgPool2d  # noqa: E402
 from convzoo.norm_act import FusingSequential, _norm_and_act, fused_norm_act, run_fusing_norm_act, takes_fused_path  # noqa: E402
 
@@ -101,7 +102,7 @@ def op_times(shape: dict, dtype: torch.dtype, channels_last: bool, rounds: int) 
     times = time_in_turns({
         "forward": lambda: F.conv2d(x, weight, None, s, p, d, c),
         "input_grad_torch": lambda: backward([True, False, False]),
-        "input_grad_convzoo": lambda: _input_grad(grad_out, weight, (h, w), (s, s), (p, p), (d, d)),
+        "input_grad_convzoo": lambda: _fast_input_grad(grad_out, weight, (h, w), (s, s), (p, p), (d, d)),
         "weight_grad_torch": lambda: backward([False, True, False]),
         "weight_grad_convzoo": lambda: _weight_and_bias_grad(x, grad_out, (k, k), (s, s), (p, p), (d, d)),
     }, rounds)
@@ -182,7 +183,7 @@ def print_tables(report: dict) -> None:
             pair = lambda torch_ms, ours_ms, ours: (f"{torch_ms:.2f} / **{ours_ms:.2f}**" if ours  # noqa: E731
                                                     else f"**{torch_ms:.2f}** / {ours_ms:.2f}")
             print(f"| {row['family']} | {', '.join(map(str, row['input']))} | {row['kernel']}, {row['stride']} | "
-                  f"{ms['forward']:.2f} | {pair(ms['input_grad_torch'], ms['input_grad_convzoo'], own[0])} | "
+                  f"{ms['forward']:.2f} | {pair(ms['input_grad_torch'], ms['input_grad_convzoo'], any(own))} | "
                   f"{pair(ms['weight_grad_torch'], ms['weight_grad_convzoo'], own[1])} |")
     if "norm_act" in report:
         print("\n| family | input (N, C, H, W) | pair | torch ms | fused ms | torch / fused |")

@@ -152,6 +152,16 @@ def _input_grad_as_conv(grad_out: torch.Tensor, weight: torch.Tensor, padding: t
                         dilation, weight.shape[0])
 
 
+def _fast_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: tuple[int, int],
+                     stride: tuple[int, int], padding: tuple[int, int],
+                     dilation: tuple[int, int]) -> torch.Tensor | None:
+    """The input gradient the fast path computes: convzoo's kernel where torch's is slow (stride > 1),
+    else the forward conv of :func:`_input_grad_as_conv`; ``None`` where neither applies (torch's)."""
+    if _own_kernels(tuple(weight.shape[2:]), stride)[0]:
+        return _input_grad(grad_out, weight, input_size, stride, padding, dilation)
+    return _input_grad_as_conv(grad_out, weight, padding, dilation)
+
+
 class _DepthwiseConv2dFunction(torch.autograd.Function):
     """``F.conv2d(x, weight, bias, groups=C)`` in ``dtype``; gradients come back in the inputs' dtypes."""
 
@@ -171,14 +181,11 @@ class _DepthwiseConv2dFunction(torch.autograd.Function):
         stride, padding, dilation = ctx.conv
         x_dtype, weight_dtype, bias_dtype = ctx.dtypes
         grad_out = grad_out.to(x.dtype)
-        own_input, own_weight = _own_kernels(tuple(weight.shape[2:]), stride)
+        own_weight = _own_kernels(tuple(weight.shape[2:]), stride)[1]
         need_x, need_w = ctx.needs_input_grad[:2]
         need_b = bias_dtype is not None and ctx.needs_input_grad[2]
-        grad_x = grad_weight = grad_bias = None
-        if need_x and own_input:
-            grad_x = _input_grad(grad_out, weight, tuple(x.shape[2:]), stride, padding, dilation)
-        elif need_x:
-            grad_x = _input_grad_as_conv(grad_out, weight, padding, dilation)
+        grad_x = _fast_input_grad(grad_out, weight, tuple(x.shape[2:]), stride, padding, dilation) if need_x else None
+        grad_weight = grad_bias = None
         torch_mask = [need_x and grad_x is None, need_w and not own_weight, need_b and not own_weight]
         if any(torch_mask):
             grad_x_torch, grad_weight, grad_bias = torch.ops.aten.convolution_backward(
