@@ -18,13 +18,16 @@
    two ops and with convzoo's fused kernel (``convzoo.norm_act``), ConvMixer's also under
    ``torch.compile``; and the classifier's global average pool, ``nn.AdaptiveAvgPool2d`` against
    ``convzoo.global_pool.GlobalAvgPool2d``.
+4. ``--breakdown``: where each family's fast-path training step goes, in ms per step: the fused
+   pairs and the depthwise convs (forward and backward, by the clock around their autograd
+   functions), the rest of the forward and backward (the dense convs, adds, head), the optimizer.
 
 The fast path of ``--steps`` is both switches on (``fast_depthwise``, ``fused_norm_act``), the
 plain one both off; both use the same global pool (``GlobalAvgPool2d``, whose speed ``--norm-act``
 shows).
 
 Usage:
-    python benchmarks/depthwise.py --ops --norm-act --steps     # ~10 minutes on 2 quiet cores
+    python benchmarks/depthwise.py --ops --norm-act --breakdown --steps     # ~10 minutes on 2 quiet cores
     python benchmarks/depthwise.py --tables benchmarks/results/depthwise.json
 Writes benchmarks/results/depthwise.json and prints the README tables.
 """
@@ -36,6 +39,7 @@ import json
 import statistics
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -48,11 +52,15 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
-from convzoo.depthwise import _fast_input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
+from convzoo.depthwise import _DepthwiseConv2dFunction, _fast_input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
 from convzoo.global_pool import GlobalAvgPool2d  # noqa: E402
-from convzoo.norm_act import FusingSequential, _norm_and_act, fused_norm_act, run_fusing_norm_act, takes_fused_path  # noqa: E402
+from convzoo.training.allocator import keep_freed_memory  # noqa: E402
+from convzoo.norm_act import _BatchNormActFunction, FusingSequential, _norm_and_act, fused_norm_act, run_fusing_norm_act, takes_fused_path  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
+#: The columns of the step breakdown's table, ms per step.
+BREAKDOWN = ("fused norm + act forward", "depthwise conv forward", "rest of forward", "fused norm + act backward",
+             "depthwise conv backward", "rest of backward", "optimizer")
 FAMILIES = {"convmixer": 128, "mobilenetv2": 128, "separable": 256, "convnext_cifar": 128}  # flops.py's batches
 
 
@@ -165,6 +173,69 @@ def steps(families: list[str], batch_size: int, steps_per_window: int, rounds: i
     return results
 
 
+@contextmanager
+def clocked(functions: dict[str, type], totals: dict[str, float]):
+    """Adds the wall time of each autograd function's forward and backward to ``totals`` while inside."""
+    originals = {}
+    for name, function in functions.items():
+        for direction in ("forward", "backward"):
+            original = originals[function, direction] = getattr(function, direction)
+
+            def timed(*args, _original=original, _key=f"{name} {direction}"):
+                start = time.perf_counter()
+                try:
+                    return _original(*args)
+                finally:
+                    totals[_key] = totals.get(_key, 0.0) + time.perf_counter() - start
+
+            setattr(function, direction, staticmethod(timed))
+    try:
+        yield
+    finally:
+        for (function, direction), original in originals.items():
+            setattr(function, direction, staticmethod(original))
+
+
+def breakdown(families: list[str], batch_size: int, steps: int) -> dict:
+    """Where a fast-path training step's time goes (ms per step): the clock around convzoo's own
+    autograd functions, the whole forward and backward, the optimizer. ``torch.profiler`` is not
+    used: on this machine it inflates these ctypes kernels several-fold (the fused pairs' forward
+    read 155 ms a ConvMixer step under it, 35-42 ms by the clock)."""
+    keep_freed_memory()  # as train() and --steps: freed activations are reused, not page-faulted in anew
+    results = {}
+    for family in families:
+        torch.manual_seed(0)
+        net = create_model(family).to(memory_format=torch.channels_last).train()
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        images = torch.randn(batch_size, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+        labels = torch.randint(0, 10, (batch_size,))
+        totals: dict[str, float] = {}
+        functions = {"fused norm + act": _BatchNormActFunction, "depthwise conv": _DepthwiseConv2dFunction}
+        with clocked(functions, totals):
+            for step in range(steps + 2):  # two untimed steps first
+                if step == 2:
+                    totals.clear()
+                start = time.perf_counter()
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = F.cross_entropy(net(images).float(), labels)
+                middle = time.perf_counter()
+                loss.backward()
+                end = time.perf_counter()
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                totals["whole forward"] = totals.get("whole forward", 0.0) + middle - start
+                totals["whole backward"] = totals.get("whole backward", 0.0) + end - middle
+                totals["optimizer"] = totals.get("optimizer", 0.0) + time.perf_counter() - end
+        ms = {name: 1e3 * seconds / steps for name, seconds in totals.items()}
+        for direction in ("forward", "backward"):
+            ms[f"rest of {direction}"] = ms[f"whole {direction}"] - sum(
+                ms.get(f"{name} {direction}", 0.0) for name in functions)
+        results[family] = {"ms_per_step": ms, "images_per_s": batch_size * 1e3 / (
+            ms["whole forward"] + ms["whole backward"] + ms["optimizer"])}
+        print(f"{family:14s} " + "  ".join(f"{k} {v:.1f}" for k, v in ms.items()) + " ms a step", flush=True)
+    return results
+
+
 def print_tables(report: dict) -> None:
     """The README tables: per-layer times (bf16, NHWC: what training runs) and whole training steps."""
     peak_conv = report["peak_gflop_per_s"]["conv3x3_256_fwd_bwd_bf16"]
@@ -196,6 +267,13 @@ def print_tables(report: dict) -> None:
         for row in report["norm_act"]["pools"]:
             print(f"| {row['family']} | {', '.join(map(str, row['input']))} | global avg pool | {row['adaptive_ms']:.2f} | "
                   f"{row['convzoo_ms']:.2f} | {row['adaptive_ms'] / row['convzoo_ms']:.2f}x |")
+    if "breakdown" in report:
+        print("\n| family | " + " | ".join(BREAKDOWN) + " | images/s |")
+        print("|---|" + "---:|" * (len(BREAKDOWN) + 1))
+        for family, row in report["breakdown"].items():
+            ms = row["ms_per_step"]
+            print(f"| {family} | " + " | ".join(f"{ms.get(name, 0.0):.1f}" for name in BREAKDOWN)
+                  + f" | {row['images_per_s']:,.0f} |")
     if "steps" in report:
         print("\n| family (batch " + str(report["settings"]["batch_size"]) + ") | fast path | nn.Conv2d path | timm | "
               "fast / plain | fast / timm | fast: training GFLOP/s, of conv peak |")
@@ -280,6 +358,7 @@ def main() -> None:
     parser.add_argument("--ops", action="store_true", help="per-layer forward / input-grad / weight-grad times")
     parser.add_argument("--steps", action="store_true", help="whole training steps, fast path on vs off vs timm")
     parser.add_argument("--norm-act", action="store_true", help="norm + act pairs and global pools, torch vs convzoo")
+    parser.add_argument("--breakdown", action="store_true", help="where a fast-path step's time goes, by the clock")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")
     parser.add_argument("--batch-size", type=int, default=128, help="for --steps")
     parser.add_argument("--steps-per-window", type=int, default=2)
@@ -292,8 +371,8 @@ def main() -> None:
     if args.tables:
         print_tables(json.loads(Path(args.tables).read_text()))
         return
-    if not (args.ops or args.steps or args.norm_act):
-        parser.error("choose --ops, --steps and/or --norm-act")
+    if not (args.ops or args.steps or args.norm_act or args.breakdown):
+        parser.error("choose --ops, --norm-act, --breakdown and/or --steps")
     if not fast_depthwise_available():
         raise SystemExit("the fast depthwise kernel does not build here (needs a C++ compiler and ninja)")
     if args.threads:
@@ -305,6 +384,8 @@ def main() -> None:
         report["ops"] = ops(args.families.split(","), args.rounds)
     if args.norm_act:
         report["norm_act"] = elementwise(args.families.split(","), args.rounds)
+    if args.breakdown:
+        report["breakdown"] = breakdown(args.families.split(","), args.batch_size, 10)
     if args.steps:
         report["steps"] = steps(args.families.split(","), args.batch_size, args.steps_per_window, args.rounds)
     # the peak again at the end: a peak is the best the machine does, and others' load can hide it once
