@@ -21,6 +21,9 @@
 4. ``--breakdown``: where each family's fast-path training step goes, in ms per step: the fused
    pairs and the depthwise convs (forward and backward, by the clock around their autograd
    functions), the rest of the forward and backward (the dense convs, adds, head), the optimizer.
+   ``--input-grad-choice``: the same steps with the stride-1 input gradient as a forward conv (the
+   fast path's) and as torch's backward kernel, in turns: alone the two are close (``--ops``),
+   inside a step the forward conv is the faster.
 
 The fast path of ``--steps`` is both switches on (``fast_depthwise``, ``fused_norm_act``), the
 plain one both off; both use the same global pool (``GlobalAvgPool2d``, whose speed ``--norm-act``
@@ -196,7 +199,31 @@ def clocked(functions: dict[str, type], totals: dict[str, float]):
             setattr(function, direction, staticmethod(original))
 
 
-def breakdown(families: list[str], batch_size: int, steps: int) -> dict:
+def input_grad_choice(families: list[str], batch_size: int, steps: int, rounds: int) -> dict:
+    """Whole fast-path steps with the stride-1 input gradient as a forward conv (what the fast path
+    runs) and as torch's backward kernel, taking turns: ``depthwise conv backward`` ms and images/s."""
+    import convzoo.depthwise as depthwise
+
+    as_conv = depthwise._input_grad_as_conv
+    results: dict[str, dict[str, list]] = {}
+    try:
+        for _ in range(rounds):
+            for variant, function in (("forward conv", as_conv), ("torch's backward", lambda *args: None)):
+                depthwise._input_grad_as_conv = function
+                for family, row in breakdown(families, batch_size, steps, quiet=True).items():
+                    entry = results.setdefault(family, {}).setdefault(variant, {"depthwise_backward_ms": [], "images_per_s": []})
+                    entry["depthwise_backward_ms"].append(row["ms_per_step"]["depthwise conv backward"])
+                    entry["images_per_s"].append(row["images_per_s"])
+    finally:
+        depthwise._input_grad_as_conv = as_conv
+    for family, variants in results.items():
+        print(f"{family:14s} " + "  ".join(
+            f"{variant}: depthwise backward {statistics.median(v['depthwise_backward_ms']):.1f} ms, "
+            f"{statistics.median(v['images_per_s']):.0f} images/s" for variant, v in variants.items()), flush=True)
+    return results
+
+
+def breakdown(families: list[str], batch_size: int, steps: int, quiet: bool = False) -> dict:
     """Where a fast-path training step's time goes (ms per step): the clock around convzoo's own
     autograd functions, the whole forward and backward, the optimizer. ``torch.profiler`` is not
     used: on this machine it inflates these ctypes kernels several-fold (the fused pairs' forward
@@ -232,7 +259,8 @@ def breakdown(families: list[str], batch_size: int, steps: int) -> dict:
                 ms.get(f"{name} {direction}", 0.0) for name in functions)
         results[family] = {"ms_per_step": ms, "images_per_s": batch_size * 1e3 / (
             ms["whole forward"] + ms["whole backward"] + ms["optimizer"])}
-        print(f"{family:14s} " + "  ".join(f"{k} {v:.1f}" for k, v in ms.items()) + " ms a step", flush=True)
+        if not quiet:
+            print(f"{family:14s} " + "  ".join(f"{k} {v:.1f}" for k, v in ms.items()) + " ms a step", flush=True)
     return results
 
 
@@ -359,6 +387,8 @@ def main() -> None:
     parser.add_argument("--steps", action="store_true", help="whole training steps, fast path on vs off vs timm")
     parser.add_argument("--norm-act", action="store_true", help="norm + act pairs and global pools, torch vs convzoo")
     parser.add_argument("--breakdown", action="store_true", help="where a fast-path step's time goes, by the clock")
+    parser.add_argument("--input-grad-choice", action="store_true",
+                        help="whole steps with the stride-1 input gradient as a forward conv vs torch's backward kernel")
     parser.add_argument("--families", default=",".join(FAMILIES), help=f"comma-separated, from {', '.join(FAMILIES)}")
     parser.add_argument("--batch-size", type=int, default=128, help="for --steps")
     parser.add_argument("--steps-per-window", type=int, default=2)
@@ -371,8 +401,8 @@ def main() -> None:
     if args.tables:
         print_tables(json.loads(Path(args.tables).read_text()))
         return
-    if not (args.ops or args.steps or args.norm_act or args.breakdown):
-        parser.error("choose --ops, --norm-act, --breakdown and/or --steps")
+    if not (args.ops or args.steps or args.norm_act or args.breakdown or args.input_grad_choice):
+        parser.error("choose --ops, --norm-act, --breakdown, --input-grad-choice and/or --steps")
     if not fast_depthwise_available():
         raise SystemExit("the fast depthwise kernel does not build here (needs a C++ compiler and ninja)")
     if args.threads:
@@ -386,6 +416,8 @@ def main() -> None:
         report["norm_act"] = elementwise(args.families.split(","), args.rounds)
     if args.breakdown:
         report["breakdown"] = breakdown(args.families.split(","), args.batch_size, 10)
+    if args.input_grad_choice:
+        report["input_grad_choice"] = input_grad_choice(args.families.split(","), args.batch_size, 8, args.rounds)
     if args.steps:
         report["steps"] = steps(args.families.split(","), args.batch_size, args.steps_per_window, args.rounds)
     # the peak again at the end: a peak is the best the machine does, and others' load can hide it once
