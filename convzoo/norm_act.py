@@ -5,10 +5,12 @@ In a CPU training step of ConvMixer, BatchNorm and GELU take more time than the 
 forward and again backward, and keeps the activation's output for the backward. :func:`batch_norm_act`
 computes BatchNorm with batch statistics and an activation before it (``conv -> act -> norm``,
 ConvMixer) or after it (``conv -> norm -> act``, ResNet, MobileNet) in one C++ kernel
-(``convzoo/csrc/norm_act.cpp``) per direction: two passes over the input each, the activation
-recomputed instead of saved, sums in fp32 then fp64, the running statistics updated as
-``nn.BatchNorm2d`` updates them. Blocks whose layers run in a row (:class:`ConvNormAct`, ``NormAct``)
-call :func:`run_fusing_norm_act`, which takes the fused path for each adjacent pair where it applies:
+(``convzoo/csrc/norm_act.cpp``) per direction: two passes over the input each, an activation that
+comes first evaluated once per direction (its output kept, as torch keeps it), sums in fp32 then
+fp64, the running statistics updated as ``nn.BatchNorm2d`` updates them, and a residual, when given,
+added in the same pass (``Residual`` hands its skip to a :class:`FusingSequential` block). Blocks
+whose layers run in a row (:class:`ConvNormAct`, ``NormAct``) call :func:`run_fusing_norm_act`,
+which takes the fused path for each adjacent pair where it applies:
 CPU training (gradients recorded, the norm in training mode) of a channels-last fp32 or bf16 tensor,
 an exact ``nn.BatchNorm2d`` with fp32 parameters, and a ReLU, ReLU6, GELU (erf) or SiLU, outside
 scripting, tracing, compiling and export. Everything else -- CUDA, inference, export -- runs the

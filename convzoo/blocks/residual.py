@@ -18,7 +18,9 @@ class Residual(nn.Module):
     In a model spec, ``residual: true`` wraps each copy of a layer's block with the identity skip;
     ``residual: {block: ...}`` (or a list of blocks) gives the skip path its own blocks, built
     where the block changes the shape (a ResNet projection shortcut) and the identity elsewhere.
-    Without a shortcut the parameter names are those of the wrapped block under ``block.``.
+    Without a shortcut the parameter names are those of the wrapped block under ``block.``. A block
+    that is a ``FusingSequential`` (``ConvNormAct``) gets the skip, so that a last BatchNorm +
+    activation pair running fused in CPU training adds it in its own pass (``convzoo.norm_act``).
 
     Example:
         >>> from convzoo.blocks.conv import ConvNormAct
