@@ -125,8 +125,9 @@ class _BatchNormActFunction(torch.autograd.Function):
         weight_f = torch.ones(channels) if weight is None else weight.detach()
         bias_f = torch.zeros(channels) if bias is None else bias.detach()
         y = torch.empty_like(x, memory_format=torch.channels_last)
-        # act(x), which BatchNorm normalises: kept, as torch's two ops keep it, so that neither the
-        # forward's second pass nor the backward evaluates the activation again (GELU is the costly part)
+        # act(x), which BatchNorm normalises: kept, as torch's two ops keep it, so that the forward's
+        # second pass and the backward read it, and the activation (GELU is the costly part) is
+        # evaluated once per direction: here, and for its slope in the backward
         v = torch.empty_like(y) if act_first else None
         mean, var, invstd = torch.empty(3, channels).unbind()
         forward = _kernel().norm_act_forward_bf16 if x.dtype == torch.bfloat16 else _kernel().norm_act_forward_f32
