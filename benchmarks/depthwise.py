@@ -122,6 +122,7 @@ def op_times(shape: dict, dtype: torch.dtype, channels_last: bool, rounds: int) 
 
 
 def ops(families: list[str], rounds: int) -> list[dict]:
+    keep_freed_memory()  # else a tensor over glibc's 32 MB mmap limit is page-faulted in anew every call
     rows = []
     for family in families:
         batch = FAMILIES[family]
