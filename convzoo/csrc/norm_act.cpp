@@ -294,13 +294,17 @@ void backward(const T* x, const T* v, const T* dy, T* dx, const float* weight, c
       g = d * slope<A>(u * scale.at(c0) + shift.at(c0)), xhat = (u - mu.at(c0)) * is.at(c0);
     }
   };
+  // A costly slope after the norm (GELU, SiLU) is evaluated once: the first pass keeps g in dx (in
+  // T, as torch's path keeps the activation's gradient), and the second reads it back from there.
+  constexpr bool kKeepG = !kActFirst && (A == kGelu || A == kSilu);
   std::vector<double> sum_g(C), sum_gx(C);
   channel_sums(M, C, [&](int64_t r, int c0, int width, Vec& s1, Vec& s2) __attribute__((always_inline)) {
     Vec g, xhat;
     at(r * C + c0, c0, width, g, xhat);
+    if constexpr (kKeepG) g = rounded<T>(g);
     s1 = g, s2 = g * xhat;
-    return Vec{};
-  }, static_cast<T*>(nullptr), sum_g.data(), sum_gx.data());
+    return g;
+  }, kKeepG ? dx : nullptr, sum_g.data(), sum_gx.data());
   Lanes mean_g(C), mean_gx(C);
   for (int c = 0; c < C; ++c) {
     grad_bias[c] = float(sum_g[c]), grad_weight[c] = float(sum_gx[c]);
@@ -309,7 +313,8 @@ void backward(const T* x, const T* v, const T* dy, T* dx, const float* weight, c
   write_rows(M, C, dx, [&](int64_t r, int c0, int width) __attribute__((always_inline)) {
     const int64_t i = r * C + c0;
     Vec g, xhat;
-    at(i, c0, width, g, xhat);
+    if constexpr (kKeepG) g = load_lanes(dx + i, width), xhat = (load_lanes(x + i, width) - mu.at(c0)) * is.at(c0);
+    else at(i, c0, width, g, xhat);
     const Vec grad_v = scale.at(c0) * (g - mean_g.at(c0) - xhat * mean_gx.at(c0));  // scale = weight * invstd
     if constexpr (kActFirst) return grad_v * slope<A>(load_lanes(x + i, width));
     else return grad_v;
