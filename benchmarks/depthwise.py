@@ -55,6 +55,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
+from convzoo.layers import conv_output_size  # noqa: E402
+from convzoo.registry import suggest  # noqa: E402
 from convzoo.depthwise import _DepthwiseConv2dFunction, _fast_input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
 from convzoo.global_pool import GlobalAvgPool2d  # noqa: E402
 from convzoo.training.allocator import keep_freed_memory  # noqa: E402
@@ -122,6 +124,7 @@ def op_times(shape: dict, dtype: torch.dtype, channels_last: bool, rounds: int) 
 
 
 def ops(families: list[str], rounds: int) -> list[dict]:
+    keep_freed_memory()  # else a tensor over glibc's 32 MB mmap limit is page-faulted in anew every call
     rows = []
     for family in families:
         batch = FAMILIES[family]
@@ -278,7 +281,9 @@ def print_tables(report: dict) -> None:
             if row["dtype"] != "bfloat16" or row["layout"] != "NHWC":
                 continue
             ms = row["ms"]
-            own = _own_kernels((row["kernel"], row["kernel"]), (row["stride"], row["stride"]))
+            n, _, h, w = row["input"]
+            out = [conv_output_size(size, row["kernel"], row["stride"], row["padding"], row["dilation"]) for size in (h, w)]
+            own = _own_kernels((row["kernel"], row["kernel"]), (row["stride"], row["stride"]), n * out[0] * out[1])
             pair = lambda torch_ms, ours_ms, ours: (f"{torch_ms:.2f} / **{ours_ms:.2f}**" if ours  # noqa: E731
                                                     else f"**{torch_ms:.2f}** / {ours_ms:.2f}")
             print(f"| {row['family']} | {', '.join(map(str, row['input']))} | {row['kernel']}, {row['stride']} | "
@@ -403,6 +408,10 @@ def main() -> None:
         return
     if not (args.ops or args.steps or args.norm_act or args.breakdown or args.input_grad_choice):
         parser.error("choose --ops, --norm-act, --breakdown, --input-grad-choice and/or --steps")
+    families = args.families.split(",")
+    for family in families:
+        if family not in FAMILIES:
+            parser.error(f"--families: unknown family {family!r} (choose from {', '.join(FAMILIES)}).{suggest(family, FAMILIES)}")
     if not fast_depthwise_available():
         raise SystemExit("the fast depthwise kernel does not build here (needs a C++ compiler and ninja)")
     if args.threads:
@@ -411,15 +420,15 @@ def main() -> None:
     report = {**machine(), "settings": {**vars(args), "threads": torch.get_num_threads()}, "peak_gflop_per_s": peak(args.rounds)}
     print("peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflop_per_s"].items()), flush=True)
     if args.ops:
-        report["ops"] = ops(args.families.split(","), args.rounds)
+        report["ops"] = ops(families, args.rounds)
     if args.norm_act:
-        report["norm_act"] = elementwise(args.families.split(","), args.rounds)
+        report["norm_act"] = elementwise(families, args.rounds)
     if args.breakdown:
-        report["breakdown"] = breakdown(args.families.split(","), args.batch_size, 10)
+        report["breakdown"] = breakdown(families, args.batch_size, 10)
     if args.input_grad_choice:
-        report["input_grad_choice"] = input_grad_choice(args.families.split(","), args.batch_size, 8, args.rounds)
+        report["input_grad_choice"] = input_grad_choice(families, args.batch_size, 8, args.rounds)
     if args.steps:
-        report["steps"] = steps(args.families.split(","), args.batch_size, args.steps_per_window, args.rounds)
+        report["steps"] = steps(families, args.batch_size, args.steps_per_window, args.rounds)
     # the peak again at the end: a peak is the best the machine does, and others' load can hide it once
     report["peak_gflop_per_s"] = {name: max(value, again) for (name, value), again
                                   in zip(report["peak_gflop_per_s"].items(), peak(args.rounds).values())}

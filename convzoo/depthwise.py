@@ -43,6 +43,7 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from convzoo import kernels
+from convzoo.layers import conv_output_size
 
 __all__ = [
     "DepthwiseConv2d", "depthwise_conv2d", "fast_depthwise", "fast_depthwise_available", "fast_depthwise_enabled",
@@ -109,16 +110,24 @@ def _weight_and_bias_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: 
     return total[:, :taps].reshape(c, 1, *kernel_size), total[:, taps]
 
 
-def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int]) -> tuple[bool, bool]:
-    """Which gradients convzoo's kernels compute (input, weight): where torch's are measured slower.
+def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int], positions: int) -> tuple[bool, bool]:
+    """Which gradients convzoo's kernels compute (input, weight) for a layer with ``positions``
+    output pixels per channel (N * Ho * Wo): where torch's are measured slower.
 
     ``benchmarks/depthwise.py --ops --threads 1`` on the zoo's shapes (bf16, NHWC): at stride 2
     torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster (and its forward
     conv faster still, :func:`_input_grad_as_conv`). Its weight gradient is 14-20x slower than ours
-    for 5x5 and 7x7 kernels (2 threads, 2026-12-05); for 3x3 ones it is faster on 12 of the zoo's
-    17 shapes (up to 2.2x), slower on the rest (up to 1.5x), so 3x3 layers keep torch's.
+    for 5x5 and 7x7 kernels (2 threads, 2026-12-05). For 3x3 kernels at stride 1 it is 1.2-1.7x
+    slower from 16,384 positions on (MobileNetV2's 96-192 channel layers at batch 128 and 16x16 or
+    more, all of the separable net's), and up to 1.9x faster below (its 8x8 and 4x4 ones); at
+    stride 2 the two are within 25% either way, so those keep torch's.
     """
-    return max(stride) > 1, kernel_size[0] * kernel_size[1] > 9
+    taps = kernel_size[0] * kernel_size[1]
+    return max(stride) > 1, taps > 9 or (max(stride) == 1 and positions >= _OWN_3X3_WEIGHT_GRAD_POSITIONS)
+
+
+#: From this many output positions per channel on, a 3x3 stride-1 weight gradient is convzoo's (see :func:`_own_kernels`).
+_OWN_3X3_WEIGHT_GRAD_POSITIONS = 16384
 
 
 def _input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: tuple[int, int], stride: tuple[int, int],
@@ -157,7 +166,8 @@ def _fast_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: t
                      dilation: tuple[int, int]) -> torch.Tensor | None:
     """The input gradient the fast path computes: convzoo's kernel where torch's is slow (stride > 1),
     else the forward conv of :func:`_input_grad_as_conv`; ``None`` where neither applies (torch's)."""
-    if _own_kernels(tuple(weight.shape[2:]), stride)[0]:
+    n, _, ho, wo = grad_out.shape
+    if _own_kernels(tuple(weight.shape[2:]), stride, n * ho * wo)[0]:
         return _input_grad(grad_out, weight, input_size, stride, padding, dilation)
     return _input_grad_as_conv(grad_out, weight, padding, dilation)
 
@@ -181,7 +191,8 @@ class _DepthwiseConv2dFunction(torch.autograd.Function):
         stride, padding, dilation = ctx.conv
         x_dtype, weight_dtype, bias_dtype = ctx.dtypes
         grad_out = grad_out.to(x.dtype)
-        own_weight = _own_kernels(tuple(weight.shape[2:]), stride)[1]
+        n, _, ho, wo = grad_out.shape
+        own_weight = _own_kernels(tuple(weight.shape[2:]), stride, n * ho * wo)[1]
         need_x, need_w = ctx.needs_input_grad[:2]
         need_b = bias_dtype is not None and ctx.needs_input_grad[2]
         grad_x = _fast_input_grad(grad_out, weight, tuple(x.shape[2:]), stride, padding, dilation) if need_x else None
@@ -248,8 +259,8 @@ class DepthwiseConv2d(nn.Conv2d):
         True only for a depthwise layer with zero padding on a CPU input with gradients being
         recorded, in fp32 or bf16 (autocast included), with the switch on, outside scripting,
         tracing, ``torch.compile`` and export, where the kernels build, and where one of them is
-        faster than torch's: a kernel larger than 3x3 (weight gradient) or a stride > 1 (input
-        gradient; see :func:`_own_kernels`).
+        faster than torch's: a kernel larger than 3x3 or a large stride-1 3x3 layer (weight
+        gradient), or a stride > 1 (input gradient; see :func:`_own_kernels`).
         """
         if not (fast_depthwise and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()):
             return False
@@ -259,8 +270,11 @@ class DepthwiseConv2d(nn.Conv2d):
             return False
         if self._numeric_padding() is None or _compute_dtype(x, self.weight) not in _KERNEL_DTYPES:
             return False
-        if not any(_own_kernels(self.kernel_size, self.stride)):
-            return False  # a 3x3 at stride 1: torch's backward is the faster one
+        padding = self._numeric_padding()
+        out = [conv_output_size(size, *args) for size, args in
+               zip(x.shape[2:], zip(self.kernel_size, self.stride, padding, self.dilation))]
+        if not any(_own_kernels(self.kernel_size, self.stride, x.shape[0] * out[0] * out[1])):
+            return False  # a small 3x3 at stride 1: torch's backward is the faster one
         if kernels.capturing_graph():
             return False
         return fast_depthwise_available()

@@ -73,6 +73,10 @@ def _cpu_tag() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:10]
 
 
+#: How every kernel is compiled (``benchmarks/norm_act_kernel.py`` builds an earlier revision's the same way).
+COMPILE_FLAGS = ("-O3", "-march=native", "-fopenmp")
+
+
 @functools.cache
 def load(source: str, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDLL | None:
     """The compiled ``csrc/<source>.cpp`` with each ``(function, argtypes)`` declared (returning
@@ -83,7 +87,7 @@ def load(source: str, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDLL 
     try:
         path = cpp_extension.load(
             name=f"convzoo_{source}_{_cpu_tag()}", sources=[str(SOURCES / f"{source}.cpp")], is_python_module=False,
-            extra_cflags=["-O3", "-march=native", "-fopenmp"], extra_ldflags=["-fopenmp"], verbose=False,
+            extra_cflags=list(COMPILE_FLAGS), extra_ldflags=["-fopenmp"], verbose=False,
         )
         library = ctypes.CDLL(path)
     except Exception as error:  # no compiler, no ninja, a read-only cache: train on torch's path

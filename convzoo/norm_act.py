@@ -4,13 +4,15 @@ In a CPU training step of ConvMixer, BatchNorm and GELU take more time than the 
 (``benchmarks/depthwise.py --norm-act``): torch runs each as its own op, two or three memory passes
 forward and again backward, and keeps the activation's output for the backward. :func:`batch_norm_act`
 computes BatchNorm with batch statistics and an activation before it (``conv -> act -> norm``,
-ConvMixer) or after it (``conv -> norm -> act``, ResNet, MobileNet) in one C++ kernel
+ConvMixer), after it (``conv -> norm -> act``, ResNet, MobileNet) or none (a BatchNorm alone: the
+linear projection of MobileNet, the last norm of a residual branch) in one C++ kernel
 (``convzoo/csrc/norm_act.cpp``) per direction: two passes over the input each, an activation that
 comes first evaluated once per direction (its output kept, as torch keeps it), sums in fp32 then
 fp64, the running statistics updated as ``nn.BatchNorm2d`` updates them, and a residual, when given,
 added in the same pass (``Residual`` hands its skip to a :class:`FusingSequential` block). Blocks
 whose layers run in a row (:class:`ConvNormAct`, ``NormAct``) call :func:`run_fusing_norm_act`,
-which takes the fused path for each adjacent pair where it applies:
+which takes the fused path for each adjacent pair, and each BatchNorm without an activation next
+to it, where it applies:
 CPU training (gradients recorded, the norm in training mode) of a channels-last fp32 or bf16 tensor,
 an exact ``nn.BatchNorm2d`` with fp32 parameters, and a ReLU, ReLU6, GELU (erf) or SiLU, outside
 scripting, tracing, compiling and export. Everything else -- CUDA, inference, export -- runs the
@@ -40,7 +42,7 @@ from torch.autograd.function import once_differentiable
 from convzoo import kernels
 
 __all__ = [
-    "FusingSequential", "adds_fused", "batch_norm_act", "fused_norm_act", "fused_norm_act_available",
+    "FusingSequential", "add_to_block", "adds_fused", "batch_norm_act", "fused_norm_act", "fused_norm_act_available",
     "run_fusing_norm_act", "takes_fused_path",
 ]
 
@@ -68,22 +70,24 @@ def fused_norm_act_available() -> bool:
     return _kernel() is not None
 
 
-def _activation_code(act: nn.Module) -> int | None:
+def _activation_code(act: nn.Module | None) -> int | None:
+    if act is None:
+        return 0  # a BatchNorm alone: the identity
     code = ACTIVATIONS.get(type(act))
     return None if isinstance(act, nn.GELU) and act.approximate != "none" else code
 
 
-def _norm_and_act(first: nn.Module, second: nn.Module) -> tuple[nn.Module, nn.Module, bool]:
-    """A pair of adjacent modules as ``(norm, act, act_first)``: the activation comes first when the
-    BatchNorm is the second module."""
+def _norm_and_act(first: nn.Module, second: nn.Module | None) -> tuple[nn.Module, nn.Module | None, bool]:
+    """Adjacent modules as ``(norm, act, act_first)``: the activation comes first when the BatchNorm
+    is the second module; ``second=None`` is a BatchNorm alone."""
     act_first = type(second) is nn.BatchNorm2d
     return (second, first, True) if act_first else (first, second, False)
 
 
-def takes_fused_path(x: torch.Tensor, first: nn.Module, second: nn.Module) -> bool:
-    """Whether ``second(first(x))`` runs fused: one is an ``nn.BatchNorm2d`` in training mode, the
-    other a supported activation, neither hooked, and ``x`` a channels-last CPU tensor whose
-    gradients are recorded."""
+def takes_fused_path(x: torch.Tensor, first: nn.Module, second: nn.Module | None = None) -> bool:
+    """Whether ``second(first(x))`` (``first(x)`` without ``second``) runs fused: one is an
+    ``nn.BatchNorm2d`` in training mode, the other a supported activation or absent, neither hooked,
+    and ``x`` a channels-last CPU tensor whose gradients are recorded."""
     norm, act, _ = _norm_and_act(first, second)
     if not (fused_norm_act and type(norm) is nn.BatchNorm2d and norm.training and _activation_code(act) is not None):
         return False
@@ -97,7 +101,7 @@ def takes_fused_path(x: torch.Tensor, first: nn.Module, second: nn.Module) -> bo
         return False  # a wrong width or a single value per channel: torch's own error; NCHW: torch's kernels
     if kernels.capturing_graph():
         return False
-    if _hooked(norm) or _hooked(act):
+    if _hooked(norm) or (act is not None and _hooked(act)):
         return False  # fused, neither module's forward would run, nor so its hooks
     return fused_norm_act_available()
 
@@ -156,11 +160,11 @@ class _BatchNormActFunction(torch.autograd.Function):
                 grad_y if needs_residual else None, None, None, None)
 
 
-def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module, act_first: bool,
+def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module | None, act_first: bool,
                    residual: torch.Tensor | None = None) -> torch.Tensor:
-    """``norm(act(x))`` (``act_first``) or ``act(norm(x))`` in training mode, fused, plus ``residual``
-    if given (:func:`adds_fused`); updates ``norm``'s running statistics as ``nn.BatchNorm2d`` does.
-    The caller checks :func:`takes_fused_path`.
+    """``norm(act(x))`` (``act_first``), ``act(norm(x))`` or, with ``act=None``, ``norm(x)`` in
+    training mode, fused, plus ``residual`` if given (:func:`adds_fused`); updates ``norm``'s running
+    statistics as ``nn.BatchNorm2d`` does. The caller checks :func:`takes_fused_path`.
 
     Example:
         >>> x = torch.randn(8, 4, 3, 3).to(memory_format=torch.channels_last).requires_grad_()
@@ -182,22 +186,43 @@ def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module, act_fi
 
 
 def run_fusing_norm_act(layers: nn.Sequential, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-    """``layers(x)``, each adjacent BatchNorm + activation pair fused where :func:`takes_fused_path` says
-    so; with ``residual``, ``residual + layers(x)``, the add fused into a last pair that runs fused
-    (:func:`adds_fused`)."""
+    """``layers(x)``, each adjacent BatchNorm + activation pair, and each BatchNorm without an
+    activation beside it, fused where :func:`takes_fused_path` says so; with ``residual``,
+    ``residual + layers(x)``, the add fused into a last norm that runs fused (:func:`adds_fused`)."""
     modules = list(layers)
     i = 0
     while i < len(modules):
-        if i + 1 < len(modules) and takes_fused_path(x, modules[i], modules[i + 1]):
-            last = i + 2 == len(modules)
-            if last and residual is not None and adds_fused(x, residual):
-                return batch_norm_act(x, *_norm_and_act(modules[i], modules[i + 1]), residual=residual)
-            x = batch_norm_act(x, *_norm_and_act(modules[i], modules[i + 1]))
+        first = modules[i]
+        second = modules[i + 1] if i + 1 < len(modules) else None
+        if second is not None and takes_fused_path(x, first, second):
             i += 2
+        elif takes_fused_path(x, first):  # a BatchNorm with no activation the kernel computes beside it
+            second, i = None, i + 1
         else:
-            x = modules[i](x)
+            x = first(x)
             i += 1
+            continue
+        if i == len(modules) and residual is not None and adds_fused(x, residual):
+            return batch_norm_act(x, *_norm_and_act(first, second), residual=residual)
+        x = batch_norm_act(x, *_norm_and_act(first, second))
     return x if residual is None else residual + x
+
+
+def add_to_block(block: nn.Module, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+    """``skip + block(x)``: a residual join. For a :class:`FusingSequential` block whose last norm runs
+    fused, the kernel adds ``skip`` in its own pass; a hooked block runs its own forward.
+
+    Example:
+        >>> block = FusingSequential(nn.Conv2d(8, 8, 1), nn.BatchNorm2d(8))
+        >>> x = torch.randn(2, 8, 4, 4).to(memory_format=torch.channels_last).requires_grad_()
+        >>> with fused_norm_act(False):
+        ...     expected = x + block(x)
+        >>> torch.allclose(add_to_block(block, x, x), expected, atol=1e-5)
+        True
+    """
+    if isinstance(block, FusingSequential) and not _hooked(block):
+        return run_fusing_norm_act(block, x, residual=skip)
+    return skip + block(x)
 
 
 def adds_fused(x: torch.Tensor, residual: torch.Tensor) -> bool:

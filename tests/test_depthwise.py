@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from convzoo import create_model
+from convzoo import create_model, depthwise
 from convzoo.depthwise import DepthwiseConv2d, fast_depthwise, fast_depthwise_available, fast_depthwise_enabled
 
 # Skipped only on a machine without a C++ compiler; CI has one, so there a kernel that fails to build fails these tests.
@@ -60,6 +60,25 @@ def test_gradients_match_fp64_no_worse_than_conv2d(kernel, stride, dilation, hei
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(3, channels, height, width).contiguous(memory_format=memory_format)
     assert conv.takes_fast_path(x.requires_grad_()) == (kernel > 3 or stride > 1)  # 3x3 at stride 1: torch's
+    assert_no_worse_than_conv2d(conv, x, dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("dilation", [1, 3])
+def test_a_large_3x3_stride_one_layer_takes_the_weight_gradient_kernel(monkeypatch, dilation, channels_last, dtype):
+    # the rule: from 16,384 output positions per channel on (N * Ho * Wo), a 64 x 16 x 16 batch ...
+    x = torch.randn(64, 8, 16, 16, requires_grad=True)
+    assert DepthwiseConv2d(8, 8, 3, padding=1, groups=8).takes_fast_path(x)
+    assert not DepthwiseConv2d(8, 8, 3, padding=1, groups=8).takes_fast_path(x[1:])
+    # ... and its gradients, on an input small enough for an fp64 reference once the threshold is lowered
+    monkeypatch.setattr(depthwise, "_OWN_3X3_WEIGHT_GRAD_POSITIONS", 3 * 9 * 9)
+    torch.manual_seed(dilation)
+    channels = 70
+    conv = DepthwiseConv2d(channels, channels, 3, 1, dilation, dilation, groups=channels)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(3, channels, 9, 9).contiguous(memory_format=memory_format)
+    assert conv.takes_fast_path(x.requires_grad_())
     assert_no_worse_than_conv2d(conv, x, dtype)
 
 
@@ -122,7 +141,7 @@ def test_fast_path_only_where_it_applies():
     assert not conv.takes_fast_path(x.double())  # no fp64 kernel
     with torch.autocast("cpu", dtype=torch.float16):
         assert not conv.takes_fast_path(x)  # no fp16 kernel
-    assert not DepthwiseConv2d(8, 8, 3, padding=1, groups=8).takes_fast_path(x)  # torch's 3x3 backward is faster
+    assert not DepthwiseConv2d(8, 8, 3, padding=1, groups=8).takes_fast_path(x)  # a small 3x3: torch's is faster
     assert DepthwiseConv2d(8, 8, 3, stride=2, padding=1, groups=8).takes_fast_path(x)  # except at stride 2
     assert not DepthwiseConv2d(8, 16, 5, padding=2, groups=8).takes_fast_path(x)  # depth multiplier 2
     assert not DepthwiseConv2d(8, 8, 5, padding=2, groups=4).takes_fast_path(x)  # grouped, not depthwise

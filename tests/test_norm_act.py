@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from convzoo import create_model
-from convzoo.blocks import ConvNormAct
+from convzoo.blocks import ConvNormAct, InvertedResidual
 from convzoo.norm_act import (
     _BatchNormActFunction,
     adds_fused,
@@ -32,10 +32,13 @@ def channels_last(*shape: int, scale: float = 1.0, shift: float = 0.0) -> torch.
     return (torch.randn(*shape) * scale + shift).to(memory_format=torch.channels_last)
 
 
-def pair(act: type, act_first: bool, channels: int) -> nn.Sequential:
+def pair(act: type | None, act_first: bool, channels: int) -> nn.Sequential:
+    """The norm and its activation in that order; a BatchNorm alone for ``act=None``."""
     norm = nn.BatchNorm2d(channels)
     with torch.no_grad():
         norm.weight.uniform_(0.5, 1.5), norm.bias.uniform_(-0.5, 0.5)
+    if act is None:
+        return nn.Sequential(norm)
     return nn.Sequential(act(), norm) if act_first else nn.Sequential(norm, act())
 
 
@@ -55,10 +58,11 @@ def outputs_and_gradients(layers: nn.Sequential, x: torch.Tensor, grad: torch.Te
 
 @pytest.mark.parametrize("residual", [False, True], ids=["", "residual"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-@pytest.mark.parametrize("act_first", [True, False], ids=["act_norm", "norm_act"])
-@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a.__name__)
+@pytest.mark.parametrize(("act", "act_first"), [(act, first) for act in ACTIVATIONS for first in (True, False)]
+                         + [(None, False)], ids=lambda v: v.__name__ if isinstance(v, type) else
+                         {True: "act_norm", False: "norm_act", None: "norm_alone"}[v])
 def test_outputs_and_gradients_match_fp64_no_worse_than_torch(act, act_first, dtype, residual):
-    torch.manual_seed(len(act.__name__) * 10 + act_first)
+    torch.manual_seed(len(getattr(act, "__name__", "")) * 10 + act_first)
     layers = pair(act, act_first, channels=70)  # four 16-lane vectors and a partial one
     x = channels_last(6, 70, 5, 7, scale=2.0, shift=1.0).to(dtype)  # a mean far from 0 tests the statistics
     grad = channels_last(6, 70, 5, 7).to(dtype)
@@ -116,6 +120,7 @@ def test_fused_path_only_where_it_applies():
     norm, act = nn.BatchNorm2d(8), nn.GELU()
     x = channels_last(2, 8, 4, 4).requires_grad_()
     assert takes_fused_path(x, act, norm) and takes_fused_path(x, norm, act)
+    assert takes_fused_path(x, norm) and not takes_fused_path(x, act)  # a BatchNorm alone: the identity
     assert not takes_fused_path(x.contiguous(), act, norm)  # NCHW: torch's kernels
     assert not takes_fused_path(x.double(), act, norm)
     assert not takes_fused_path(x.detach(), act, nn.BatchNorm2d(8, affine=False))  # nothing to train
@@ -157,9 +162,24 @@ def test_blocks_fuse_every_pair_keeping_their_state_dict(monkeypatch):
     calls.clear()
     net = create_model("mobilenetv2").to(memory_format=torch.channels_last)
     net(channels_last(2, 3, 32, 32)).sum().backward()
-    paired = sum(isinstance(m, ConvNormAct) and hasattr(m, "act") and type(getattr(m, "norm", None)) is nn.BatchNorm2d
-                 for m in net.modules())
-    assert len(calls) == paired > 0 and not any(act_first or residual for residual, act_first in calls)
+    # every norm: the expansion and depthwise ones with ReLU6, the linear projections alone; and the
+    # add of every inverted residual with a skip joins its projection's norm
+    norms = sum(isinstance(m, ConvNormAct) and type(getattr(m, "norm", None)) is nn.BatchNorm2d for m in net.modules())
+    skips = sum(isinstance(m, InvertedResidual) and m.has_skip for m in net.modules())
+    assert len(calls) == norms > 0 and not any(act_first for _, act_first in calls)
+    assert sum(residual for residual, _ in calls) == skips > 0
+
+
+def test_a_norm_whose_activation_the_kernel_lacks_runs_alone_fused(monkeypatch):
+    calls = []
+    apply = _BatchNormActFunction.apply
+    monkeypatch.setattr(_BatchNormActFunction, "apply", lambda *a: calls.append(a[5]) or apply(*a))
+    layers = ConvNormAct(4, 8, act="leaky_relu")
+    x = channels_last(2, 4, 6, 6).requires_grad_()
+    y = run_fusing_norm_act(layers, x)
+    assert calls == [0]  # the norm, with the identity; the LeakyReLU after it is torch's
+    with fused_norm_act(False):
+        torch.testing.assert_close(y, layers(x), rtol=1e-5, atol=1e-5)
 
 
 def test_scripting_and_tracing_take_the_plain_path():

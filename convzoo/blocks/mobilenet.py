@@ -9,6 +9,7 @@ from convzoo.blocks.conv import ConvNormAct
 from convzoo.blocks.residual import make_shortcut
 from convzoo.blocks.resnet import squeeze_excite_or_none
 from convzoo.layers import LayerSpec
+from convzoo.norm_act import add_to_block
 from convzoo.registry import BLOCKS, ConfigError
 
 __all__ = ["InvertedResidual"]
@@ -61,7 +62,14 @@ class InvertedResidual(nn.Module):
         out = self.depthwise(out)
         if self.se is not None:
             out = self.se(out)
-        out = self.project(out)
         if not self.has_skip:
-            return out
-        return out + (x if self.shortcut is None else self.shortcut(x))
+            return self.project(out)
+        skip = x if self.shortcut is None else self.shortcut(x)
+        if not torch.jit.is_scripting():
+            return self._project_adding(out, skip)
+        return skip + self.project(out)
+
+    @torch.jit.unused
+    def _project_adding(self, out: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """``skip + project(out)``, the add joining the projection's BatchNorm where that runs fused (CPU training)."""
+        return add_to_block(self.project, out, skip)

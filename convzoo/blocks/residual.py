@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from convzoo.layers import LayerSpec
-from convzoo.norm_act import FusingSequential, _hooked, run_fusing_norm_act
+from convzoo.norm_act import add_to_block
 from convzoo.registry import ConfigError, suggest
 
 __all__ = ["Residual", "SHORTCUTS", "make_shortcut"]
@@ -19,8 +19,8 @@ class Residual(nn.Module):
     ``residual: {block: ...}`` (or a list of blocks) gives the skip path its own blocks, built
     where the block changes the shape (a ResNet projection shortcut) and the identity elsewhere.
     Without a shortcut the parameter names are those of the wrapped block under ``block.``. A block
-    that is a ``FusingSequential`` (``ConvNormAct``) gets the skip, so that a last BatchNorm +
-    activation pair running fused in CPU training adds it in its own pass (``convzoo.norm_act``).
+    that is a ``FusingSequential`` (``ConvNormAct``) gets the skip, so that a last BatchNorm (+
+    activation) running fused in CPU training adds it in its own pass (``convzoo.norm_act``).
 
     Example:
         >>> from convzoo.blocks.conv import ConvNormAct
@@ -46,11 +46,8 @@ class Residual(nn.Module):
 
     @torch.jit.unused
     def _forward_fusing(self, x: torch.Tensor) -> torch.Tensor:
-        """The add joins the block's last BatchNorm + activation pair where that runs fused (CPU training)."""
-        skip = x if self.shortcut is None else self.shortcut(x)
-        if isinstance(self.block, FusingSequential) and not _hooked(self.block):
-            return run_fusing_norm_act(self.block, x, residual=skip)
-        return skip + self.block(x)
+        """The add joins the block's last BatchNorm (+ activation) where that runs fused (CPU training)."""
+        return add_to_block(self.block, x, x if self.shortcut is None else self.shortcut(x))
 
 
 SHORTCUTS = ("projection", "zero_pad", "none")

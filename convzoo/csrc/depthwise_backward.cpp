@@ -19,40 +19,16 @@
 namespace {
 
 using convzoo::from_float;
+using convzoo::kLanes;
+using convzoo::load_lanes;
 using convzoo::to_float;
+using convzoo::Vec;
 
 constexpr int kBlock = 64;  // input gradient: channels per block, four AVX-512 registers of fp32 sums
 
 struct Shape {
   int N, H, W, C, Ho, Wo, kh, kw, sh, sw, ph, pw, dh, dw;
 };
-
-// 16 fp32 lanes (one AVX-512 register; two AVX2 ones), as a GCC/Clang vector type: portable code
-// that the compiler maps onto whatever vector width -march=native offers.
-constexpr int kLanes = 16;
-typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
-
-// Channels [0, width) of p as fp32 lanes, zero beyond width. A full bf16 block is one vector
-// load, a widening and a shift (bf16 is the upper half of an fp32): these copies into the
-// buffers took about half of the weight gradient's time when written element by element.
-inline Vec load_lanes(const float* p, int width) {
-  Vec v = {};
-  if (width == kLanes) std::memcpy(&v, p, sizeof v);  // a constant size: one vector load
-  else std::memcpy(&v, p, sizeof(float) * width);
-  return v;
-}
-
-inline Vec load_lanes(const uint16_t* p, int width) {
-  typedef uint16_t Bf16s __attribute__((vector_size(kLanes * sizeof(uint16_t))));
-  typedef uint32_t Bits __attribute__((vector_size(kLanes * sizeof(uint32_t))));
-  Bf16s half = {};
-  if (width == kLanes) std::memcpy(&half, p, sizeof half);
-  else std::memcpy(&half, p, sizeof(uint16_t) * width);
-  const Bits bits = __builtin_convertvector(half, Bits) << 16;
-  Vec v;
-  std::memcpy(&v, &bits, sizeof v);
-  return v;
-}
 
 // Copies channels [c0, c0 + width) of one image (NHWC, rows x cols pixels) into buf as fp32 vectors,
 // at row offset pad_r and column offset pad_c of a (buf_rows x buf_cols) buffer whose border is zero.

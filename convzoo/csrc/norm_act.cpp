@@ -18,12 +18,16 @@
 //
 // Plain C ABI (called through ctypes), compiled on first use like depthwise_backward.cpp.
 
+// Schedule instructions before register allocation too (GCC does so only after it on x86): the
+// independent chains of a few rows' or blocks' GELU then interleave, which the core's reorder window,
+// halved between the two threads of a core, does not do alone (GELU ~10% faster here).
+#pragma GCC optimize("schedule-insns", "sched-pressure")
+
 #include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -31,50 +35,48 @@
 
 namespace {
 
-using convzoo::from_float;
-using convzoo::to_float;
+using convzoo::Bits;
+using convzoo::Ints;
+using convzoo::kLanes;
+using convzoo::load_lanes;
+using convzoo::splat;
+using convzoo::store_lanes;
+using convzoo::Vec;
 
 enum Act { kIdentity = 0, kRelu = 1, kRelu6 = 2, kGelu = 3, kSilu = 4 };  // convzoo.norm_act.ACTIVATIONS
 
 constexpr int kRowsPerSum = 64;  // rows summed in fp32 before the sum joins the fp64 total
 
-// Ternaries, not std::min/max: those take references, which stop GCC from vectorising the loop.
-inline float clamp(float x, float lo, float hi) { return x < lo ? lo : (x > hi ? hi : x); }
+[[gnu::always_inline]] inline Vec clamp(Vec x, float lo, float hi) { return x < lo ? splat(lo) : (x > hi ? splat(hi) : x); }  // NaN stays
+[[gnu::always_inline]] inline Vec select(Ints mask, Vec a, Vec b) { return mask ? a : b; }
 
-inline float bits_to_float(int32_t bits) {
-  float f;
-  std::memcpy(&f, &bits, sizeof f);
-  return f;
-}
-
-// e^x by Cephes' expf (range reduction by ln 2 and a degree-6 polynomial; ~1 ulp), written with
-// arithmetic only so that a loop over channels vectorises.
-inline float exp_approx(float x) {
+// e^x by Cephes' expf (range reduction by ln 2 and a degree-6 polynomial; ~1 ulp).
+[[gnu::always_inline]] inline Vec exp_approx(Vec x) {
   x = clamp(x, -87.f, 88.f);
-  const float n = std::nearbyint(x * 1.44269504088896341f);  // floor() would not vectorise
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  const Vec n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;  // nearest integer (1.5 * 2^23)
+  const Vec r = x - n * 0.693359375f + n * 2.12194440e-4f;
+  Vec p = splat(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  return (p * r * r + r + 1.f) * bits_to_float((int32_t(n) + 127) << 23);
+  return (p * r * r + r + 1.f) * (Vec)((Bits)(__builtin_convertvector(n, Ints) + 127) << 23);
 }
 
 // erf(x) as a rational function (Eigen's and XLA's fast erf: |error| < 5e-7 in fp32, no exp):
 // the forward only needs GELU's value, and this is about half the work of the form with a density.
-inline float erf_rational(float x) {
+[[gnu::always_inline]] inline Vec erf_rational(Vec x) {
   x = clamp(x, -4.f, 4.f);  // |erf| rounds to 1 in fp32 beyond 4
-  const float x2 = x * x;
-  float p = -2.72614225801306e-10f;
+  const Vec x2 = x * x;
+  Vec p = splat(-2.72614225801306e-10f);
   p = p * x2 + 2.77068142495902e-08f;
   p = p * x2 - 2.10102402082508e-06f;
   p = p * x2 - 5.69250639462346e-05f;
   p = p * x2 - 7.34990630326855e-04f;
   p = p * x2 - 2.95459980854025e-03f;
   p = p * x2 - 1.60960333262415e-02f;
-  float q = -1.45660718464996e-05f;
+  Vec q = splat(-1.45660718464996e-05f);
   q = q * x2 - 2.13374055278905e-04f;
   q = q * x2 - 1.68282697438203e-03f;
   q = q * x2 - 7.37332916720468e-03f;
@@ -84,11 +86,11 @@ inline float erf_rational(float x) {
 
 // The activation at x. GELU is the exact (erf) one.
 template <int A>
-inline float activation(float x) {
+[[gnu::always_inline]] inline Vec activation(Vec x) {
   if constexpr (A == kIdentity) {
     return x;
   } else if constexpr (A == kRelu) {
-    return x > 0.f ? x : 0.f;
+    return select(x > 0.f, x, Vec{});
   } else if constexpr (A == kRelu6) {
     return clamp(x, 0.f, 6.f);
   } else if constexpr (A == kGelu) {
@@ -101,31 +103,33 @@ inline float activation(float x) {
 // The activation's derivative at x. GELU's is Phi(x) + x phi(x): erf by Abramowitz & Stegun 7.1.26
 // (|error| < 1.5e-7), whose exp(-x^2 / 2) is also the density phi's.
 template <int A>
-inline float slope(float x) {
+[[gnu::always_inline]] inline Vec slope(Vec x) {
   if constexpr (A == kIdentity) {
-    return 1.f;
+    return splat(1.f);
   } else if constexpr (A == kRelu) {
-    return x > 0.f ? 1.f : 0.f;
+    return select(x > 0.f, splat(1.f), Vec{});
   } else if constexpr (A == kRelu6) {
-    return (x > 0.f && x < 6.f) ? 1.f : 0.f;
+    return select((x > 0.f) & (x < 6.f), splat(1.f), Vec{});
   } else if constexpr (A == kGelu) {
-    const float z = std::fabs(x) * 0.70710678118654752f;
-    const float t = 1.f / (1.f + 0.3275911f * z);
-    const float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
-                        0.254829592f) * t;
-    const float density = exp_approx(-z * z);  // e^(-x^2 / 2)
-    const float cdf = 0.5f * (1.f + std::copysign(1.f - poly * density, x));
+    const Bits sign = (Bits)x & 0x80000000u;
+    const Vec z = (Vec)((Bits)x ^ sign) * 0.70710678118654752f;  // |x| / sqrt(2)
+    const Vec t = 1.f / (1.f + 0.3275911f * z);
+    const Vec poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t +
+                      0.254829592f) * t;
+    const Vec density = exp_approx(-z * z);  // e^(-x^2 / 2)
+    const Vec cdf = 0.5f * (1.f + (Vec)((Bits)(1.f - poly * density) ^ sign));  // 1 - poly * density >= 0
     return cdf + x * density * 0.39894228040143268f;  // 1 / sqrt(2 pi)
   } else {  // kSilu
-    const float sigmoid = 1.f / (1.f + exp_approx(-x));
+    const Vec sigmoid = 1.f / (1.f + exp_approx(-x));
     return sigmoid * (1.f + x * (1.f - sigmoid));
   }
 }
 
-// f rounded to T (bf16 keeps 8 bits of mantissa): what a stored value reads back as.
+// v as a value of T reads back (bf16 keeps 8 bits of mantissa).
 template <typename T>
-inline float rounded(float f) {
-  return to_float(from_float<T>(f));
+[[gnu::always_inline]] inline Vec rounded(Vec v) {
+  T stored[kLanes];
+  return store_lanes(stored, v);
 }
 
 // Row chunks for the reductions: a few per thread, so that uneven threads even out.
@@ -133,10 +137,34 @@ inline int64_t chunk_count(int64_t rows) {
   return std::max<int64_t>(1, std::min<int64_t>(rows, 4 * omp_get_max_threads()));
 }
 
-// Per-channel sums over all rows of first(row, c) and second(row, c), fp32 within kRowsPerSum rows
-// and fp64 across them; written to sum1[C] and sum2[C].
-template <typename Terms>
-void channel_sums(int64_t rows, int C, const Terms& terms, double* sum1, double* sum2) {
+// A per-channel vector of C values padded with zeros to whole 16-lane blocks: every block loads it whole.
+struct Lanes {
+  std::vector<float> values;
+  explicit Lanes(int C) : values((C + kLanes - 1) / kLanes * kLanes, 0.f) {}
+  float& operator[](int c) { return values[c]; }
+  Vec at(int c0) const { return load_lanes(values.data() + c0); }
+};
+
+// Calls f(c0, width) for the 16-channel blocks of a row of C channels: whole blocks with the
+// constant width 16 (so that f, inlined, has no partial-block branch left), then the partial one.
+template <typename Block>
+[[gnu::always_inline]] inline void for_blocks(int C, const Block& f) {
+  const int whole = C / kLanes * kLanes;
+#pragma GCC unroll 2
+  for (int c0 = 0; c0 < whole; c0 += kLanes) f(c0, kLanes);
+  if (whole < C) f(whole, C - whole);
+}
+
+// Per-channel sums over all rows of the two terms term(row, c0, width, first, second) gives for the
+// channels [c0, c0 + width) of a row (width <= 16, zero lanes beyond), fp32 within kRowsPerSum rows
+// and fp64 across them; written to sum1[C] and sum2[C]. term returns a value of the row to keep,
+// stored at kept when that is not null (the forward's act(x)). Rows are read in memory order, four
+// at a time: their terms are added in registers before they join the running sums, which live in
+// memory (one update per row would wait on the store of the row before), and their kept values
+// are stored after all four are computed, so that the four chains of arithmetic overlap (a store
+// might alias the next row's loads).
+template <typename T, typename Term>
+void channel_sums(int64_t rows, int C, const Term& term, T* kept, double* sum1, double* sum2) {
   const int64_t chunks = chunk_count(rows);
   std::vector<double> partial(size_t(chunks) * 2 * C, 0.0);
 #pragma omp parallel for schedule(static)
@@ -144,12 +172,36 @@ void channel_sums(int64_t rows, int C, const Terms& terms, double* sum1, double*
     const int64_t r0 = rows * chunk / chunks, r1 = rows * (chunk + 1) / chunks;
     double* p1 = partial.data() + size_t(chunk) * 2 * C;
     double* p2 = p1 + C;
-    std::vector<float> s1(C), s2(C);
+    Lanes s1(C), s2(C);
+    float *a = s1.values.data(), *b = s2.values.data();
     for (int64_t start = r0; start < r1; start += kRowsPerSum) {
-      std::fill(s1.begin(), s1.end(), 0.f);
-      std::fill(s2.begin(), s2.end(), 0.f);
-      for (int64_t r = start; r < std::min(r1, start + kRowsPerSum); ++r) terms(r, s1.data(), s2.data());
-      for (int c = 0; c < C; ++c) p1[c] += s1[c], p2[c] += s2[c];
+      std::fill(s1.values.begin(), s1.values.end(), 0.f);
+      std::fill(s2.values.begin(), s2.values.end(), 0.f);
+      const int64_t end = std::min(r1, start + kRowsPerSum);
+      int64_t r = start;
+      for (; r + 4 <= end; r += 4) {
+        for_blocks(C, [&](int c0, int width) __attribute__((always_inline)) {
+          Vec a0, b0, a1, b1, a2, b2, a3, b3;
+          const Vec k0 = term(r, c0, width, a0, b0), k1 = term(r + 1, c0, width, a1, b1);
+          const Vec k2 = term(r + 2, c0, width, a2, b2), k3 = term(r + 3, c0, width, a3, b3);
+          if (kept) {
+            T* at = kept + r * C + c0;
+            store_lanes(at, k0, width), store_lanes(at + C, k1, width);
+            store_lanes(at + 2 * C, k2, width), store_lanes(at + 3 * C, k3, width);
+          }
+          store_lanes(a + c0, load_lanes(a + c0) + ((a0 + a1) + (a2 + a3)));
+          store_lanes(b + c0, load_lanes(b + c0) + ((b0 + b1) + (b2 + b3)));
+        });
+      }
+      for (; r < end; ++r) {
+        for_blocks(C, [&](int c0, int width) __attribute__((always_inline)) {
+          Vec a0, b0;
+          const Vec k0 = term(r, c0, width, a0, b0);
+          if (kept) store_lanes(kept + r * C + c0, k0, width);
+          store_lanes(a + c0, load_lanes(a + c0) + a0), store_lanes(b + c0, load_lanes(b + c0) + b0);
+        });
+      }
+      for (int c = 0; c < C; ++c) p1[c] += a[c], p2[c] += b[c];
     }
   }
   std::fill(sum1, sum1 + C, 0.0);
@@ -158,53 +210,65 @@ void channel_sums(int64_t rows, int C, const Terms& terms, double* sum1, double*
     for (int c = 0; c < C; ++c) sum1[c] += partial[(chunk * 2) * C + c], sum2[c] += partial[(chunk * 2 + 1) * C + c];
 }
 
+// out[row, c] = value(row, c0, width) for every 16-channel block [c0, c0 + width) of every row, rows
+// in parallel. Two blocks' values are computed before either is stored: a store might alias the
+// next block's loads, so otherwise the second block's long chain of arithmetic (GELU's slope) could
+// not start before the first one's ended.
+template <typename T, typename Value>
+void write_rows(int64_t rows, int C, T* out, const Value& value) {
+  const int whole = C / kLanes * kLanes;
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    T* row = out + r * C;
+    int c0 = 0;
+    for (; c0 + 2 * kLanes <= whole; c0 += 2 * kLanes) {
+      const Vec first = value(r, c0, kLanes), second = value(r, c0 + kLanes, kLanes);
+      store_lanes(row + c0, first), store_lanes(row + c0 + kLanes, second);
+    }
+    for (; c0 < C; c0 += kLanes) {
+      const int width = std::min(kLanes, C - c0);
+      store_lanes(row + c0, value(r, c0, width), width);
+    }
+  }
+}
+
 template <typename T, int A, bool kActFirst>
 void forward(const T* x, const T* residual, T* y, T* v_out, const float* weight, const float* bias, float* mean,
              float* var, float* invstd, int64_t M, int C, float eps) {
   // Sums of v - v(row 0): shifted by a value of the channel's own, so that E[v^2] - E[v]^2 does
   // not cancel catastrophically when the mean is far from 0.
-  std::vector<float> shift0(C);
-  for (int c = 0; c < C; ++c) shift0[c] = kActFirst ? rounded<T>(activation<A>(to_float(x[c]))) : to_float(x[c]);
+  Lanes shift0(C);
+  for (int c0 = 0; c0 < C; c0 += kLanes) {
+    const int width = std::min(kLanes, C - c0);
+    const Vec v = load_lanes(x + c0, width);
+    store_lanes(&shift0[c0], kActFirst ? rounded<T>(activation<A>(v)) : v, width);
+  }
   std::vector<double> sum(C), squares(C);
-  const float* k = shift0.data();
-  channel_sums(M, C, [&](int64_t r, float* s1, float* s2) {
-    const T* row = x + r * C;
-    T* saved = kActFirst ? v_out + r * C : nullptr;
-#pragma omp simd
-    for (int c = 0; c < C; ++c) {
-      float v = to_float(row[c]);
-      if constexpr (kActFirst) {  // the activation's output, kept (in T) for the second pass and the backward
-        const T stored = from_float<T>(activation<A>(v));
-        saved[c] = stored, v = to_float(stored);
-      }
-      v -= k[c];
-      s1[c] += v, s2[c] += v * v;
-    }
-  }, sum.data(), squares.data());
-  std::vector<float> scale(C), shift(C);
+  // the activation's output, kept (in T) for the second pass and the backward
+  channel_sums(M, C, [&](int64_t r, int c0, int width, Vec& s1, Vec& s2) __attribute__((always_inline)) {
+    Vec v = load_lanes(x + r * C + c0, width);
+    if constexpr (kActFirst) v = rounded<T>(activation<A>(v));
+    s1 = v - shift0.at(c0), s2 = s1 * s1;
+    return v;
+  }, kActFirst ? v_out : nullptr, sum.data(), squares.data());
+  Lanes scale(C), shift(C);
   for (int c = 0; c < C; ++c) {
     const double centred = sum[c] / double(M);
-    mean[c] = float(k[c] + centred);
+    mean[c] = float(shift0[c] + centred);
     var[c] = float(std::max(0.0, squares[c] / double(M) - centred * centred));
     invstd[c] = 1.f / std::sqrt(var[c] + eps);
     scale[c] = weight[c] * invstd[c];
     shift[c] = bias[c] - mean[c] * scale[c];
   }
-  const float* sc = scale.data();
-  const float* sh = shift.data();
+  const T* in = kActFirst ? v_out : x;
   auto write = [&](auto add_residual) {
-#pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < M; ++r) {
-      const T* in = (kActFirst ? v_out : x) + r * C;
-      const T* res = decltype(add_residual)::value ? residual + r * C : nullptr;
-      T* out = y + r * C;
-#pragma omp simd
-      for (int c = 0; c < C; ++c) {
-        const float u = to_float(in[c]);
-        const float result = kActFirst ? u * sc[c] + sh[c] : activation<A>(u * sc[c] + sh[c]);
-        out[c] = from_float<T>(decltype(add_residual)::value ? result + to_float(res[c]) : result);
-      }
-    }
+    write_rows(M, C, y, [&](int64_t r, int c0, int width) __attribute__((always_inline)) {
+      const int64_t i = r * C + c0;
+      const Vec z = load_lanes(in + i, width) * scale.at(c0) + shift.at(c0);
+      const Vec result = kActFirst ? z : activation<A>(z);
+      if constexpr (decltype(add_residual)::value) return result + load_lanes(residual + i, width);
+      else return result;
+    });
   };
   if (residual) write(std::true_type{});
   else write(std::false_type{});
@@ -213,48 +277,48 @@ void forward(const T* x, const T* residual, T* y, T* v_out, const float* weight,
 template <typename T, int A, bool kActFirst>
 void backward(const T* x, const T* v, const T* dy, T* dx, const float* weight, const float* bias, const float* mean,
               const float* invstd, float* grad_weight, float* grad_bias, int64_t M, int C) {
-  std::vector<float> scale(C), shift(C);
-  for (int c = 0; c < C; ++c) scale[c] = weight[c] * invstd[c], shift[c] = bias[c] - mean[c] * scale[c];
-  const float *sc = scale.data(), *sh = shift.data(), *mu = mean, *is = invstd;
-  // g (the gradient at BatchNorm's output) and xhat at element i of channel c; with the activation
-  // first, xhat comes from the forward's saved v and the activation is only evaluated (for its
-  // slope) where the gradient reaches x
-  auto at = [&](int64_t i, int c, float& g, float& xhat) {
-    const float d = to_float(dy[i]);
+  Lanes scale(C), shift(C), mu(C), is(C);
+  for (int c = 0; c < C; ++c) {
+    scale[c] = weight[c] * invstd[c], shift[c] = bias[c] - mean[c] * scale[c];
+    mu[c] = mean[c], is[c] = invstd[c];
+  }
+  // g (the gradient at BatchNorm's output) and xhat at the channels [c0, c0 + width) of element i;
+  // with the activation first, xhat comes from the forward's saved v and the activation is only
+  // evaluated (for its slope) where the gradient reaches x
+  auto at = [&](int64_t i, int c0, int width, Vec& g, Vec& xhat) __attribute__((always_inline)) {
+    const Vec d = load_lanes(dy + i, width);
     if constexpr (kActFirst) {
-      g = d, xhat = (to_float(v[i]) - mu[c]) * is[c];
+      g = d, xhat = (load_lanes(v + i, width) - mu.at(c0)) * is.at(c0);
     } else {
-      const float u = to_float(x[i]);
-      g = d * slope<A>(u * sc[c] + sh[c]), xhat = (u - mu[c]) * is[c];
+      const Vec u = load_lanes(x + i, width);
+      g = d * slope<A>(u * scale.at(c0) + shift.at(c0)), xhat = (u - mu.at(c0)) * is.at(c0);
     }
   };
+  // A costly slope after the norm (GELU, SiLU) is evaluated once: the first pass keeps g in dx (in
+  // T, as torch's path keeps the activation's gradient), and the second reads it back from there.
+  constexpr bool kKeepG = !kActFirst && (A == kGelu || A == kSilu);
   std::vector<double> sum_g(C), sum_gx(C);
-  channel_sums(M, C, [&](int64_t r, float* s1, float* s2) {
-#pragma omp simd
-    for (int c = 0; c < C; ++c) {
-      float g, xhat;
-      at(r * C + c, c, g, xhat);
-      s1[c] += g, s2[c] += g * xhat;
-    }
-  }, sum_g.data(), sum_gx.data());
-  std::vector<float> mean_g(C), mean_gx(C);
+  channel_sums(M, C, [&](int64_t r, int c0, int width, Vec& s1, Vec& s2) __attribute__((always_inline)) {
+    Vec g, xhat;
+    at(r * C + c0, c0, width, g, xhat);
+    if constexpr (kKeepG) g = rounded<T>(g);
+    s1 = g, s2 = g * xhat;
+    return g;
+  }, kKeepG ? dx : nullptr, sum_g.data(), sum_gx.data());
+  Lanes mean_g(C), mean_gx(C);
   for (int c = 0; c < C; ++c) {
     grad_bias[c] = float(sum_g[c]), grad_weight[c] = float(sum_gx[c]);
     mean_g[c] = float(sum_g[c] / double(M)), mean_gx[c] = float(sum_gx[c] / double(M));
   }
-  const float *mg = mean_g.data(), *mgx = mean_gx.data();
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < M; ++r) {
-#pragma omp simd
-    for (int c = 0; c < C; ++c) {
-      const int64_t i = r * C + c;
-      float g, xhat;
-      at(i, c, g, xhat);
-      float grad_v = sc[c] * (g - mg[c] - xhat * mgx[c]);  // scale = weight * invstd
-      if constexpr (kActFirst) grad_v *= slope<A>(to_float(x[i]));
-      dx[i] = from_float<T>(grad_v);
-    }
-  }
+  write_rows(M, C, dx, [&](int64_t r, int c0, int width) __attribute__((always_inline)) {
+    const int64_t i = r * C + c0;
+    Vec g, xhat;
+    if constexpr (kKeepG) g = load_lanes(dx + i, width), xhat = (load_lanes(x + i, width) - mu.at(c0)) * is.at(c0);
+    else at(i, c0, width, g, xhat);
+    const Vec grad_v = scale.at(c0) * (g - mean_g.at(c0) - xhat * mean_gx.at(c0));  // scale = weight * invstd
+    if constexpr (kActFirst) return grad_v * slope<A>(load_lanes(x + i, width));
+    else return grad_v;
+  });
 }
 
 // One entry per direction and dtype; the activation and the order are run-time arguments turned
