@@ -55,7 +55,6 @@ sys.path.insert(0, str(REPO))
 from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
-from convzoo.layers import conv_output_size  # noqa: E402
 from convzoo.registry import suggest  # noqa: E402
 from convzoo.depthwise import _DepthwiseConv2dFunction, _fast_input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
 from convzoo.global_pool import GlobalAvgPool2d  # noqa: E402
@@ -282,8 +281,7 @@ def print_tables(report: dict) -> None:
                 continue
             ms = row["ms"]
             n, _, h, w = row["input"]
-            out = [conv_output_size(size, row["kernel"], row["stride"], row["padding"], row["dilation"]) for size in (h, w)]
-            own = _own_kernels((row["kernel"], row["kernel"]), (row["stride"], row["stride"]), n * out[0] * out[1])
+            own = _own_kernels((row["kernel"], row["kernel"]), (row["stride"], row["stride"]), n * h * w)
             pair = lambda torch_ms, ours_ms, ours: (f"{torch_ms:.2f} / **{ours_ms:.2f}**" if ours  # noqa: E731
                                                     else f"**{torch_ms:.2f}** / {ours_ms:.2f}")
             print(f"| {row['family']} | {', '.join(map(str, row['input']))} | {row['kernel']}, {row['stride']} | "

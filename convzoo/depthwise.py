@@ -43,7 +43,6 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from convzoo import kernels
-from convzoo.layers import conv_output_size
 
 __all__ = [
     "DepthwiseConv2d", "depthwise_conv2d", "fast_depthwise", "fast_depthwise_available", "fast_depthwise_enabled",
@@ -111,8 +110,8 @@ def _weight_and_bias_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel_size: 
 
 
 def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int], positions: int) -> tuple[bool, bool]:
-    """Which gradients convzoo's kernels compute (input, weight) for a layer with ``positions``
-    output pixels per channel (N * Ho * Wo): where torch's are measured slower.
+    """Which gradients convzoo's kernels compute (input, weight) for a layer whose input has
+    ``positions`` pixels per channel (N * H * W): where torch's are measured slower.
 
     ``benchmarks/depthwise.py --ops --threads 1`` on the zoo's shapes (bf16, NHWC): at stride 2
     torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster (and its forward
@@ -126,7 +125,7 @@ def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int], position
     return max(stride) > 1, taps > 9 or (max(stride) == 1 and positions >= _OWN_3X3_WEIGHT_GRAD_POSITIONS)
 
 
-#: From this many output positions per channel on, a 3x3 stride-1 weight gradient is convzoo's (see :func:`_own_kernels`).
+#: From this many input positions per channel on, a 3x3 stride-1 weight gradient is convzoo's (see :func:`_own_kernels`).
 _OWN_3X3_WEIGHT_GRAD_POSITIONS = 16384
 
 
@@ -166,8 +165,7 @@ def _fast_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: t
                      dilation: tuple[int, int]) -> torch.Tensor | None:
     """The input gradient the fast path computes: convzoo's kernel where torch's is slow (stride > 1),
     else the forward conv of :func:`_input_grad_as_conv`; ``None`` where neither applies (torch's)."""
-    n, _, ho, wo = grad_out.shape
-    if _own_kernels(tuple(weight.shape[2:]), stride, n * ho * wo)[0]:
+    if _own_kernels(tuple(weight.shape[2:]), stride, grad_out.shape[0] * input_size[0] * input_size[1])[0]:
         return _input_grad(grad_out, weight, input_size, stride, padding, dilation)
     return _input_grad_as_conv(grad_out, weight, padding, dilation)
 
@@ -191,8 +189,7 @@ class _DepthwiseConv2dFunction(torch.autograd.Function):
         stride, padding, dilation = ctx.conv
         x_dtype, weight_dtype, bias_dtype = ctx.dtypes
         grad_out = grad_out.to(x.dtype)
-        n, _, ho, wo = grad_out.shape
-        own_weight = _own_kernels(tuple(weight.shape[2:]), stride, n * ho * wo)[1]
+        own_weight = _own_kernels(tuple(weight.shape[2:]), stride, x.shape[0] * x.shape[2] * x.shape[3])[1]
         need_x, need_w = ctx.needs_input_grad[:2]
         need_b = bias_dtype is not None and ctx.needs_input_grad[2]
         grad_x = _fast_input_grad(grad_out, weight, tuple(x.shape[2:]), stride, padding, dilation) if need_x else None
@@ -270,13 +267,10 @@ class DepthwiseConv2d(nn.Conv2d):
             return False
         if self._numeric_padding() is None or _compute_dtype(x, self.weight) not in _KERNEL_DTYPES:
             return False
-        padding = self._numeric_padding()
-        out = [conv_output_size(size, *args) for size, args in
-               zip(x.shape[2:], zip(self.kernel_size, self.stride, padding, self.dilation))]
-        if not any(_own_kernels(self.kernel_size, self.stride, x.shape[0] * out[0] * out[1])):
-            return False  # a small 3x3 at stride 1: torch's backward is the faster one
         if kernels.capturing_graph():
-            return False
+            return False  # first: the size test below would put a guard on a traced batch size
+        if not any(_own_kernels(self.kernel_size, self.stride, x.shape[0] * x.shape[2] * x.shape[3])):
+            return False  # a small 3x3 at stride 1: torch's backward is the faster one
         return fast_depthwise_available()
 
     def _numeric_padding(self) -> tuple[int, int] | None:

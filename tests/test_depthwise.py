@@ -67,7 +67,7 @@ def test_gradients_match_fp64_no_worse_than_conv2d(kernel, stride, dilation, hei
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("dilation", [1, 3])
 def test_a_large_3x3_stride_one_layer_takes_the_weight_gradient_kernel(monkeypatch, dilation, channels_last, dtype):
-    # the rule: from 16,384 output positions per channel on (N * Ho * Wo), a 64 x 16 x 16 batch ...
+    # the rule: from 16,384 input positions per channel on (N * H * W), a 64 x 16 x 16 batch ...
     x = torch.randn(64, 8, 16, 16, requires_grad=True)
     assert DepthwiseConv2d(8, 8, 3, padding=1, groups=8).takes_fast_path(x)
     assert not DepthwiseConv2d(8, 8, 3, padding=1, groups=8).takes_fast_path(x[1:])
