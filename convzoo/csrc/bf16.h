@@ -1,6 +1,6 @@
 // bf16 <-> fp32 for convzoo's CPU kernels: bf16 is the upper half of an fp32, so both ways are bit
 // shifts that the compiler vectorises (no torch headers: the kernels compile in about a second).
-// Scalars (to_float, from_float) and 16-lane vectors (load_lanes, store_lanes) round the same way.
+// Scalars (to_float, from_float) and vectors (load_lanes, store_lanes) round the same way.
 #pragma once
 
 #include <cstdint>
@@ -51,7 +51,7 @@ typedef uint16_t UnalignedBf16s __attribute__((vector_size(kLanes * sizeof(uint1
 
 [[gnu::always_inline]] inline Vec splat(float f) { return Vec{} + f; }
 
-// Elements [0, 16) of p as fp32 lanes. bf16: one vector load, a widening and a shift.
+// Elements [0, kLanes) of p as fp32 lanes. bf16: one vector load, a widening and a shift.
 [[gnu::always_inline]] inline Vec load_lanes(const float* p) { return *reinterpret_cast<const UnalignedVec*>(p); }
 [[gnu::always_inline]] inline Vec load_lanes(const uint16_t* p) {
 #if defined(__AVX512F__)  // one widening load: GCC 12 splits __builtin_convertvector's into four instructions

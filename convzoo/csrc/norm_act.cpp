@@ -137,7 +137,7 @@ inline int64_t chunk_count(int64_t rows) {
   return std::max<int64_t>(1, std::min<int64_t>(rows, 4 * omp_get_max_threads()));
 }
 
-// A per-channel vector of C values padded with zeros to whole 16-lane blocks: every block loads it whole.
+// A per-channel vector of C values padded with zeros to whole blocks of kLanes: every block loads it whole.
 struct Lanes {
   std::vector<float> values;
   explicit Lanes(int C) : values((C + kLanes - 1) / kLanes * kLanes, 0.f) {}
@@ -145,18 +145,18 @@ struct Lanes {
   Vec at(int c0) const { return load_lanes(values.data() + c0); }
 };
 
-// Calls f(c0, width) for the 16-channel blocks of a row of C channels: whole blocks with the
-// constant width 16 (so that f, inlined, has no partial-block branch left), then the partial one.
+// Calls f(c0, width) for the blocks of kLanes channels (16 with AVX-512) of a row of C channels:
+// whole blocks with the constant width kLanes (so that f, inlined, has no partial-block branch
+// left), then the partial one.
 template <typename Block>
 [[gnu::always_inline]] inline void for_blocks(int C, const Block& f) {
   const int whole = C / kLanes * kLanes;
-#pragma GCC unroll 2
   for (int c0 = 0; c0 < whole; c0 += kLanes) f(c0, kLanes);
   if (whole < C) f(whole, C - whole);
 }
 
 // Per-channel sums over all rows of the two terms term(row, c0, width, first, second) gives for the
-// channels [c0, c0 + width) of a row (width <= 16, zero lanes beyond), fp32 within kRowsPerSum rows
+// channels [c0, c0 + width) of a row (width <= kLanes, zero lanes beyond), fp32 within kRowsPerSum rows
 // and fp64 across them; written to sum1[C] and sum2[C]. term returns a value of the row to keep,
 // stored at kept when that is not null (the forward's act(x)). Rows are read in memory order, four
 // at a time: their terms are added in registers before they join the running sums, which live in
@@ -210,7 +210,7 @@ void channel_sums(int64_t rows, int C, const Term& term, T* kept, double* sum1, 
     for (int c = 0; c < C; ++c) sum1[c] += partial[(chunk * 2) * C + c], sum2[c] += partial[(chunk * 2 + 1) * C + c];
 }
 
-// out[row, c] = value(row, c0, width) for every 16-channel block [c0, c0 + width) of every row, rows
+// out[row, c] = value(row, c0, width) for every block of channels [c0, c0 + width) of every row, rows
 // in parallel. Two blocks' values are computed before either is stored: a store might alias the
 // next block's loads, so otherwise the second block's long chain of arithmetic (GELU's slope) could
 // not start before the first one's ended.
