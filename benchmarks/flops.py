@@ -49,6 +49,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from throughput import run_worker, window_throughputs  # noqa: E402
 
+from convzoo.training.allocator import keep_freed_memory  # noqa: E402
+
 # name -> throughput.py arguments: the presets at their own batch size (airbench94 trains the same
 # network as cpu_fast at the same batch); every other model config at its default size, at a batch
 # that keeps a step within seconds here (256 for the small nets, less for the large ones).
@@ -120,17 +122,22 @@ def peak(repeats: int) -> dict[str, float]:
 
 
 def _fwd_bwd(layer: nn.Module, x: torch.Tensor) -> None:
-    """Forward + backward (input and weight gradients) under bf16 autocast, as inside a network."""
+    """Forward + backward (input and weight gradients) under bf16 autocast, as inside a network: the
+    gradients start afresh, as after ``zero_grad(set_to_none=True)``, not added to the last call's."""
+    x.grad = None
+    layer.zero_grad(set_to_none=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = layer(x)
     out.backward(torch.ones_like(out))
 
 
 def layer_ceiling(model: nn.Module, batch: int, repeats: int) -> dict[str, float]:
-    """Each conv/linear alone, forward + backward at its own input shape: FLOPs (x3) over summed time."""
+    """Each conv/linear alone, forward + backward at its own input shape: FLOPs (x3) over summed time,
+    and each layer's own figures (``per_layer``: its module name, input shape, GFLOP and ms)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     inputs: dict[nn.Module, tuple[int, ...]] = {}
+    names = {module: name for name, module in model.named_modules()}
 
     def record(module: nn.Module, args: tuple, output: torch.Tensor) -> None:
         inputs.setdefault(module, tuple(args[0].shape))
@@ -140,16 +147,19 @@ def layer_ceiling(model: nn.Module, batch: int, repeats: int) -> dict[str, float
         model.eval()(torch.zeros(1, model.in_channels, *model.input_size))
     for hook in hooks:
         hook.remove()
-    total_flops, total_seconds = 0, 0.0
+    total_flops, total_seconds, per_layer = 0, 0.0, []
     for layer, shape in inputs.items():
+        name = names[layer]
         layer = layer.train().to(memory_format=torch.channels_last) if isinstance(layer, nn.Conv2d) else layer.train()
         x = torch.randn(batch, *shape[1:], dtype=torch.bfloat16)  # inside the network activations are bf16
         x = (x.to(memory_format=torch.channels_last) if x.dim() == 4 else x).requires_grad_()
         with FlopCounterMode(display=False) as counter, torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             layer(x)
-        total_flops += 3 * counter.get_total_flops()
-        total_seconds += median_seconds(lambda: _fwd_bwd(layer, x), repeats)
-    return {"layers": len(inputs), "gflop_per_s": total_flops / total_seconds / 1e9}
+        flops, seconds = 3 * counter.get_total_flops(), median_seconds(lambda: _fwd_bwd(layer, x), repeats)
+        total_flops += flops
+        total_seconds += seconds
+        per_layer.append({"layer": name, "input": list(x.shape), "gflop": flops / 1e9, "ms": seconds * 1e3})
+    return {"layers": len(inputs), "gflop_per_s": total_flops / total_seconds / 1e9, "per_layer": per_layer}
 
 
 class ProfileSteps(L.Callback):
@@ -225,6 +235,7 @@ def measure_network(name: str, args: argparse.Namespace) -> dict:
     sustained = 3 * flops * images_per_s / 1e9
     return {"batch_size": batch, "mflops_per_image": flops / 1e6, "images_per_s": images_per_s,
             "sustained_gflop_per_s": sustained, "op_mix_ceiling_gflop_per_s": ceiling["gflop_per_s"],
+            "layers_alone": ceiling["per_layer"],
             "fraction_of_op_mix": sustained / ceiling["gflop_per_s"]}
 
 
@@ -247,6 +258,7 @@ def main() -> None:
 
     report: dict = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
                     "torch": torch.__version__, "load_start": Path("/proc/loadavg").read_text().split()[:3]}
+    keep_freed_memory()  # as train() does: else every large tensor a layer timing makes is page-faulted in anew
     report["peak_gflop_per_s"] = peak(args.repeats)
     print("peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report["peak_gflop_per_s"].items()), flush=True)
     report["networks"] = {}
