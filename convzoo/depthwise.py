@@ -116,10 +116,12 @@ def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int], position
     ``benchmarks/depthwise.py --ops --threads 1`` on the zoo's shapes (bf16, NHWC): at stride 2
     torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster (and its forward
     conv faster still, :func:`_input_grad_as_conv`). Its weight gradient is 14-20x slower than ours
-    for 5x5 and 7x7 kernels (2 threads, 2026-12-05). For 3x3 kernels at stride 1 it is 1.2-1.7x
-    slower from 16,384 positions on (MobileNetV2's 96-192 channel layers at batch 128 and 16x16 or
-    more, all of the separable net's), and up to 1.9x faster below (its 8x8 and 4x4 ones); at
-    stride 2 the two are within 25% either way, so those keep torch's.
+    for 5x5 and 7x7 kernels (2 threads, 2026-12-05). For 3x3 kernels at stride 1, from 16,384
+    positions on, it is 1.3-1.7x slower on the large layers where the time is (MobileNetV2's
+    96-192 channel ones at batch 128 and 16x16 or more, the separable net's 32x32 and 16x16 ones)
+    and ~0.2 ms faster on two small ones (MobileNetV2's 32-channel layer, the separable net's 8x8
+    one); below, up to 1.9x faster (MobileNetV2's 8x8 and 4x4 layers). At stride 2 the two are
+    within 25% either way, so those keep torch's.
     """
     taps = kernel_size[0] * kernel_size[1]
     return max(stride) > 1, taps > 9 or (max(stride) == 1 and positions >= _OWN_3X3_WEIGHT_GRAD_POSITIONS)
