@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.common import machine  # noqa: E402
 from convzoo import kernels  # noqa: E402
-from convzoo.norm_act import _SIGNATURES, _kernel  # noqa: E402
+from convzoo.norm_act import _SIGNATURES, _address, _kernel  # noqa: E402
 from convzoo.registry import suggest  # noqa: E402
 from convzoo.training.allocator import keep_freed_memory  # noqa: E402
 
@@ -80,20 +80,12 @@ def kernel_sources(revision: str | None) -> dict[str, str]:
 
 def build(sources: dict[str, str], tag: str, march: str | None) -> ctypes.CDLL:
     """The kernel compiled from ``sources`` as convzoo compiles it, for ``-march=<march>`` if given."""
-    from torch.utils import cpp_extension
-
     folder = Path(tempfile.mkdtemp(prefix=f"convzoo-norm-act-{tag}-"))
     for name, text in sources.items():
         (folder / name).write_text(text)
-    flags = [f"-march={march}" if march and flag == "-march=native" else flag for flag in kernels.COMPILE_FLAGS]
-    path = cpp_extension.load(name=f"convzoo_norm_act_{tag}", sources=[str(folder / "norm_act.cpp")],
-                              is_python_module=False, extra_cflags=flags, extra_ldflags=["-fopenmp"],
-                              build_directory=str(folder))
-    library = ctypes.CDLL(path)
-    for name, argtypes in _SIGNATURES:
-        function = getattr(library, name)
-        function.restype, function.argtypes = None, list(argtypes)
-    return library
+    flags = tuple(f"-march={march}" if march and flag == "-march=native" else flag for flag in kernels.COMPILE_FLAGS)
+    library = kernels.build(f"convzoo_norm_act_{tag}", folder / "norm_act.cpp", flags, build_directory=str(folder))
+    return kernels.declare(library, _SIGNATURES)
 
 
 def tensors(case: dict) -> dict[str, torch.Tensor | None]:
@@ -107,7 +99,6 @@ def tensors(case: dict) -> dict[str, torch.Tensor | None]:
 
 def time_calls(library: ctypes.CDLL, case: dict, t: dict, calls: int) -> tuple[float, float]:
     """Median seconds of one forward and one backward call, over ``calls`` of each."""
-    address = lambda tensor: None if tensor is None else tensor.data_ptr()  # noqa: E731
     channels = case["shape"][1]
     rows = t["x"].numel() // channels
     mean, var, invstd = t["stats"].unbind()
@@ -116,12 +107,12 @@ def time_calls(library: ctypes.CDLL, case: dict, t: dict, calls: int) -> tuple[f
     for _ in range(calls):
         start = time.perf_counter()
         library.norm_act_forward_bf16(
-            t["x"].data_ptr(), address(t["residual"]), t["y"].data_ptr(), address(t["v"]), t["weight"].data_ptr(),
+            t["x"].data_ptr(), _address(t["residual"]), t["y"].data_ptr(), _address(t["v"]), t["weight"].data_ptr(),
             t["bias"].data_ptr(), mean.data_ptr(), var.data_ptr(), invstd.data_ptr(), rows, channels, 1e-5,
             case["act"], int(case["act_first"]))
         middle = time.perf_counter()
         library.norm_act_backward_bf16(
-            t["x"].data_ptr(), address(t["v"]), t["dy"].data_ptr(), t["dx"].data_ptr(), t["weight"].data_ptr(),
+            t["x"].data_ptr(), _address(t["v"]), t["dy"].data_ptr(), t["dx"].data_ptr(), t["weight"].data_ptr(),
             t["bias"].data_ptr(), mean.data_ptr(), invstd.data_ptr(), grad_weight.data_ptr(), grad_bias.data_ptr(),
             rows, channels, case["act"], int(case["act_first"]))
         forward.append(middle - start)

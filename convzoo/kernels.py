@@ -77,25 +77,35 @@ def _cpu_tag() -> str:
 COMPILE_FLAGS = ("-O3", "-march=native", "-fopenmp")
 
 
-@functools.cache
-def load(source: str, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDLL | None:
-    """The compiled ``csrc/<source>.cpp`` with each ``(function, argtypes)`` declared (returning
-    nothing); ``None``, with one warning, if it cannot be built here."""
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its "no CUDA runtime" notice
+def build(name: str, source: Path, cflags: tuple[str, ...] = COMPILE_FLAGS,
+          build_directory: str | None = None) -> ctypes.CDLL:
+    """``source`` compiled as the extension ``name`` (in torch's cache, or ``build_directory``) and
+    loaded; raises if it cannot be built."""
     from torch.utils import cpp_extension
 
-    try:
-        path = cpp_extension.load(
-            name=f"convzoo_{source}_{_cpu_tag()}", sources=[str(SOURCES / f"{source}.cpp")], is_python_module=False,
-            extra_cflags=list(COMPILE_FLAGS), extra_ldflags=["-fopenmp"], verbose=False,
-        )
-        library = ctypes.CDLL(path)
-    except Exception as error:  # no compiler, no ninja, a read-only cache: train on torch's path
-        warnings.warn(f"convzoo: could not build the {source} kernel ({one_line(error)[:300]}); torch's ops run "
-                      f"instead. Install a C++ compiler and ninja to enable it.", RuntimeWarning, stacklevel=3)
-        return None
+    path = cpp_extension.load(name=name, sources=[str(source)], is_python_module=False, extra_cflags=list(cflags),
+                              extra_ldflags=["-fopenmp"], build_directory=build_directory, verbose=False)
+    return ctypes.CDLL(path)
+
+
+def declare(library: ctypes.CDLL, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDLL:
+    """``library`` with each ``(function, argtypes)`` declared, returning nothing."""
     for name, argtypes in signatures:
         function = getattr(library, name)
         function.restype = None
         function.argtypes = list(argtypes)
     return library
+
+
+@functools.cache
+def load(source: str, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDLL | None:
+    """The compiled ``csrc/<source>.cpp`` with each ``(function, argtypes)`` declared (returning
+    nothing); ``None``, with one warning, if it cannot be built here."""
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its "no CUDA runtime" notice
+    try:
+        library = build(f"convzoo_{source}_{_cpu_tag()}", SOURCES / f"{source}.cpp")
+    except Exception as error:  # no compiler, no ninja, a read-only cache: train on torch's path
+        warnings.warn(f"convzoo: could not build the {source} kernel ({one_line(error)[:300]}); torch's ops run "
+                      f"instead. Install a C++ compiler and ninja to enable it.", RuntimeWarning, stacklevel=3)
+        return None
+    return declare(library, signatures)

@@ -238,11 +238,10 @@ void forward(const T* x, const T* residual, T* y, T* v_out, const float* weight,
   // Sums of v - v(row 0): shifted by a value of the channel's own, so that E[v^2] - E[v]^2 does
   // not cancel catastrophically when the mean is far from 0.
   Lanes shift0(C);
-  for (int c0 = 0; c0 < C; c0 += kLanes) {
-    const int width = std::min(kLanes, C - c0);
+  for_blocks(C, [&](int c0, int width) {
     const Vec v = load_lanes(x + c0, width);
     store_lanes(&shift0[c0], kActFirst ? rounded<T>(activation<A>(v)) : v, width);
-  }
+  });
   std::vector<double> sum(C), squares(C);
   // the activation's output, kept (in T) for the second pass and the backward
   channel_sums(M, C, [&](int64_t r, int c0, int width, Vec& s1, Vec& s2) __attribute__((always_inline)) {
