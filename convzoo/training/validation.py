@@ -29,6 +29,7 @@ from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+import convzoo.config  # noqa: F401 -- registers the configs' resolvers (${mixed_precision:...}) before any is read
 from convzoo.errors.arguments import Naming, fits_annotation, mismatch, target_signature
 from convzoo.errors.arguments import check_arguments as check_against_signature
 from convzoo.errors import ConfigError, at, one_line
