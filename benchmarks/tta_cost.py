@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from convzoo.data import CIFAR10DataModule  # noqa: E402
-from convzoo.training.module import TTA_MODES, flip_translate_views, load_model  # noqa: E402
+from convzoo.data.augment import TTA_MODES, tta_views  # noqa: E402
+from convzoo.training.module import load_model  # noqa: E402
 
 
 def main() -> None:
@@ -44,11 +45,11 @@ def main() -> None:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             for first in range(0, len(labels), args.batch_size):
                 x = data.eval_transform(images[first:first + args.batch_size])
-                views = flip_translate_views(x, mode)
+                views = tta_views(x, mode)
                 logits = sum(w * net(v).float() for v, w in views) / sum(w for _, w in views)
                 correct += (logits.argmax(1) == labels[first:first + args.batch_size]).sum().item()
         seconds = time.perf_counter() - start
-        results["modes"][mode] = {"views": len(flip_translate_views(images[:1].float(), mode)),
+        results["modes"][mode] = {"views": len(tta_views(images[:1].float(), mode)),
                                   "test_acc": correct / len(labels), "seconds": seconds}
         print(f"{mode:15s} {results['modes'][mode]['views']} views  {100 * correct / len(labels):.2f}%  {seconds:.1f} s",
               flush=True)

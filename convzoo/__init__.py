@@ -18,6 +18,7 @@ from convzoo.errors import ConfigError
 from convzoo.network.build import ConvNet, build_block, build_model
 from convzoo.network.summary import ModelSummary, summary
 from convzoo.network.weights import WeightTransfer, load_weights
+from convzoo.network.pretrained import list_pretrained
 from convzoo.network.zoo import create_model, list_models
 from convzoo.norm_act import fused_norm_act
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, Registry
@@ -28,5 +29,5 @@ _moved.install()
 __all__ = [
     "ACTIVATIONS", "BLOCKS", "INITS", "NORMS", "ConfigError", "ConvNet", "DepthwiseConv2d", "ModelSummary", "Registry",
     "WeightTransfer", "build_block", "build_model", "create_model", "fast_depthwise", "fused_norm_act", "list_models",
-    "load_weights", "register_block", "summary",
+    "list_pretrained", "load_weights", "register_block", "summary",
 ]

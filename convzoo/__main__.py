@@ -1,5 +1,5 @@
 """``python -m convzoo list [blocks|models]``, ``summary [overrides]``, ``compare RUN_DIR...``,
-``export SOURCE --format F`` and ``predict MODEL IMAGES``."""
+``export SOURCE --format F``, ``predict MODEL IMAGES`` and ``evaluate SOURCE``."""
 
 from __future__ import annotations
 
@@ -58,7 +58,10 @@ def list_zoo() -> str:
     lines = [f"{'model':{width}}  {'params':>11}  {'MFLOPs':>9}  {'input':9}  description"]
     for r in rows:
         lines.append(f"{r['model']:{width}}  {r['params']:>11,}  {r['mflops']:>9,.1f}  {r['input']:9}  {r['description']}")
-    return "\n".join(lines + ["", "sizes by override, e.g. python -m convzoo summary model=resnet_cifar model.depth=110"])
+        if r["weights"]:
+            lines.append(f"{'':{width}}  trained weights (name, tag, CIFAR-10 test top-1, single view): {r['weights']}")
+    return "\n".join(lines + ["", "sizes by override, e.g. python -m convzoo summary model=resnet_cifar model.depth=110",
+                              "trained weights: create_model(name, pretrained=TAG), or init=pretrained init.weights=NAME"])
 
 
 def summary_text(arguments: list[str]) -> str:
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     comparing.add_argument("runs", nargs="+", help="run directories, or folders of them (a multirun sweep)")
     comparing.add_argument("-o", "--output", help="PNG to write (default: <sweep>/compare.png, else ./compare.png); "
                                                   "an existing PNG there is replaced, a run's record is refused")
-    add_deploy_commands(commands)  # export, predict
+    add_deploy_commands(commands)  # export, predict, evaluate
     args = parser.parse_args(argv)
     from convzoo.errors import exit_code, report
 

@@ -1,9 +1,11 @@
-"""Where each module that moved into a package (0.3: packages by concern) used to live.
+"""Where each module that moved into a package (0.3.0: packages by concern) used to live.
 
 An old path still imports, for one release: ``import convzoo.classifier`` gives the very module
 :mod:`convzoo.training.module` (one object under two names, so ``isinstance`` checks, pickles,
 ``monkeypatch`` and the Hydra ``_target_`` paths in saved runs' ``.hydra/config.yaml`` all keep
-working). One line per old path; :func:`install` is called by ``convzoo/__init__.py``.
+working), and warns once with a ``DeprecationWarning`` naming the new path. One line per old path;
+:func:`install` is called by ``convzoo/__init__.py``; the docs' migration page is generated from
+:data:`MOVED`.
 
 Example:
     >>> import convzoo.classifier, convzoo.training.module
@@ -17,9 +19,13 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import sys
+import warnings
 from types import ModuleType
 
-__all__ = ["MOVED", "install"]
+__all__ = ["MOVED", "MOVED_IN", "install"]
+
+#: the release that moved the modules (the old paths go in the release after it)
+MOVED_IN = "0.3.0"
 
 #: old module path -> the module that holds its code now
 MOVED = {
@@ -60,7 +66,10 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         return None
 
     def exec_module(self, module: ModuleType) -> None:
-        sys.modules[module.__name__] = importlib.import_module(MOVED[module.__name__])
+        new = MOVED[module.__name__]
+        warnings.warn(f"{module.__name__} moved to {new} in convzoo {MOVED_IN}; import {new} instead "
+                      f"(the old path goes in the next minor release)", DeprecationWarning, stacklevel=2)
+        sys.modules[module.__name__] = importlib.import_module(new)
 
 
 def install() -> None:

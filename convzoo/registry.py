@@ -32,7 +32,7 @@ from convzoo.errors.arguments import (  # noqa: F401
     type_hints,
     type_name,
 )
-from convzoo.errors import ConfigError, about, at, closest, suggest  # also importable from here, their home until 0.3
+from convzoo.errors import ConfigError, about, at, closest, suggest  # also importable from here, their home before 0.3.0
 
 __all__ = [
     "ConfigError", "Registry", "Resolved", "about", "closest", "suggest", "type_name", "fits_annotation",

@@ -88,3 +88,11 @@ def test_the_network_package_imports_neither_lightning_nor_hydra():
     code = ("import sys, convzoo.network, convzoo.specs, convzoo.layers, convzoo.blocks, convzoo.weight_init; "
             "loaded = [m for m in ('lightning', 'hydra') if m in sys.modules]; assert not loaded, loaded")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("old", ["convzoo.classifier", "convzoo.callbacks"])
+def test_an_old_path_warns_naming_the_new_one(old):
+    code = (f"import warnings; warnings.simplefilter('error', DeprecationWarning)\n"
+            f"try:\n    import {old}\nexcept DeprecationWarning as warning:\n    print(warning)\n")
+    printed = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert f"{old} moved to {MOVED[old]} in convzoo" in printed

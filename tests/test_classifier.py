@@ -7,7 +7,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from convzoo import classifier
 from convzoo.blocks.whitening import WhiteningConv
-from convzoo.training.module import ImageClassifier, flip_translate_views, make_optimizer
+from convzoo.data.augment import tta_views as flip_translate_views
+from convzoo.training.module import ImageClassifier, make_optimizer
 from convzoo.network.build import build_model
 from convzoo.registry import ConfigError
 from convzoo.training.schedules import one_cycle, piecewise_linear, warmup_cosine

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from convzoo import list_pretrained
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -37,6 +39,8 @@ def test_wheel_carries_the_zoo_and_trains_outside_the_checkout(tmp_path):
     wheel = next((tmp_path / "dist").glob("convzoo-*.whl"))
     files = set(zipfile.ZipFile(wheel).namelist())
     assert {"convzoo/configs/train.yaml", "convzoo/configs/model/resnet_cifar.yaml", "convzoo/configs/recipe/wrn_cifar.yaml"} <= files
+    shipped = {f"convzoo/pretrained/{e['file']}" for e in list_pretrained() if e.get("file")}
+    assert shipped and {"convzoo/pretrained/manifest.json", *shipped} <= files
 
     # A fresh environment outside the checkout; torch and the other dependencies are borrowed from this
     # one through a path entry (a .pth line adds the folder, it does not run this environment's editable hook).
@@ -56,6 +60,9 @@ def test_wheel_carries_the_zoo_and_trains_outside_the_checkout(tmp_path):
         "print(convzoo.__file__, sum(p.numel() for p in net.parameters()))"
     ), cwd=work, env=env).stdout.split()
     assert built[0].startswith(str(site)) and built[1] == "858868"
+    trained = run(python, "-c", "import convzoo; print(convzoo.create_model('resnet_cifar', pretrained='cifar10').training)",
+                  cwd=work, env=env).stdout
+    assert trained.strip() == "False"
     summary = run(python, "-m", "convzoo", "summary", "model=convmixer", cwd=work, env=env).stdout
     assert "594,186" in summary
     run(venv / "bin" / "convzoo-train", "data=synthetic", "model=resnet_cifar", "debug=fast_dev_run", "data.batch_size=16",

@@ -1,4 +1,4 @@
-"""``python -m convzoo export`` and ``python -m convzoo predict`` (see README, "Export and deploy").
+"""``python -m convzoo export``, ``predict`` and ``evaluate`` (docs: Export, deploy and predict; Pretrained weights).
 
 Each command is a subparser whose ``run(args) -> exit status`` does the work: 0 done, 1 the artifact
 does not match the network. What it raises, ``python -m convzoo`` reports in one line with the exit
@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-__all__ = ["add_commands", "run_export", "run_predict"]
+__all__ = ["add_commands", "run_evaluate", "run_export", "run_predict"]
 
 _FORMATS = ("onnx", "export", "torchscript")  # convzoo.deploy.export.EXPORT_FORMATS, without importing torch for --help
 
@@ -52,6 +52,24 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default 256)")
     predict.add_argument("--allow-imports", action="store_true", help=_ALLOW_IMPORTS_HELP)
     predict.set_defaults(run=run_predict)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="test-set accuracy of a zoo model's weights, a checkpoint or a run: top-1, per class, "
+                         "confusion matrix",
+        description="Classify a data set's official test images and print top-1 and per-class accuracy; draw the "
+                    "confusion matrix to a PNG.",
+    )
+    evaluate.add_argument("source", help="a zoo model with shipped weights (resnet_cifar, or resnet_cifar:depth=20 "
+                                         "with overrides), a checkpoint (.ckpt) or a run directory (its last.ckpt)")
+    evaluate.add_argument("--pretrained", default="cifar10", help="the weight set's tag, for a zoo model (default cifar10)")
+    evaluate.add_argument("--data", choices=["cifar10", "cifar100", "cifar100-coarse"], default="cifar10")
+    evaluate.add_argument("--root", help="the folder holding the data set (default: $CONVZOO_DATA, else ./data)")
+    evaluate.add_argument("--tta", choices=["none", "flip", "flip_translate"], default="none",
+                          help="test-time views averaged (default none: single view)")
+    evaluate.add_argument("--limit", type=int, help="only the first N test images")
+    evaluate.add_argument("--out", type=Path, help="confusion-matrix PNG (default: <name>-<data>-confusion.png here)")
+    evaluate.add_argument("--allow-imports", action="store_true", help=_ALLOW_IMPORTS_HELP)
+    evaluate.set_defaults(run=run_evaluate)
 
 
 def _note(message: str) -> None:
@@ -112,4 +130,28 @@ def run_predict(args: argparse.Namespace) -> int:
               f"CIFAR-10's statistics and class names are used (class_<i> for another number of classes).")
     for path, top in predict_files(predictor, args.images, topk=args.topk, batch_size=args.batch_size):
         print(f"{path}  " + "  ".join(f"{name} {probability:.3f}" for name, probability in top))
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import os
+
+    from convzoo.data.cifar10 import CIFAR10, CIFAR100, load_cifar
+    from convzoo.deploy.evaluate import evaluate, load_for_evaluation, plot_confusion
+    from convzoo.errors import ConfigError
+    from convzoo.runs.directory import refuse_to_replace_a_record
+
+    net, info = load_for_evaluation(args.source, args.pretrained, allow_imports=args.allow_imports)
+    fmt = {"cifar10": CIFAR10, "cifar100": CIFAR100, "cifar100-coarse": CIFAR100.with_labels("coarse")}[args.data]
+    data = load_cifar(args.root or os.environ.get("CONVZOO_DATA") or "data", fmt)
+    if len(data.classes) != len(info.classes):
+        raise ConfigError(f"{args.source} has {len(info.classes)} outputs and {args.data} {len(data.classes)} classes; "
+                          f"evaluate it on the data set it was trained for.")
+    images, labels = data.test_images[:args.limit], data.test_labels[:args.limit]
+    result = evaluate(net, images, labels, info.mean, info.std, data.classes, tta=args.tta)
+    out = refuse_to_replace_a_record(args.out or Path(f"{info.name}-{args.data}-confusion.png"), "--out")
+    plot_confusion(result, data.classes, out, f"{args.source} on {args.data} test ({len(labels):,} images)")
+    print(f"{args.source} on the {args.data} test set")
+    print(result.table())
+    print(f"confusion matrix: {out}")
     return 0

@@ -25,6 +25,8 @@ from torch import Tensor, nn
 from convzoo.errors import ConfigError, suggest
 
 __all__ = [
+    "TTA_MODES",
+    "tta_views",
     "CIFAR10_MEAN",
     "CIFAR10_STD",
     "AlternatingFlip",
@@ -370,3 +372,34 @@ class BatchAugment(nn.Module):
             f"crop_padding={self.crop_padding}, padding_mode={self.padding_mode!r}, flip={self.flip}, "
             f"cutout={self.cutout}, rand_augment={self.rand_augment}, size={self.size}"
         )
+
+
+#: test-time augmentation modes: the recipes' ``module.tta`` and ``python -m convzoo evaluate --tta``
+TTA_MODES = ("none", "flip", "flip_translate")
+
+
+def tta_views(x: Tensor, mode: str) -> list[tuple[Tensor, float]]:
+    """Test-time views of a batch and their weights: the batch, its mirror (``flip``), and 1-px
+    diagonal shifts of both (``flip_translate``, airbench94's six views).
+
+    Args:
+        x: a normalised batch ``(N, C, H, W)``.
+        mode: one of ``TTA_MODES``.
+
+    Returns:
+        ``(view, weight)`` pairs; average the logits with these weights.
+
+    Example:
+        >>> [w for _, w in tta_views(torch.zeros(1, 3, 4, 4), "flip_translate")]
+        [1.0, 1.0, 0.5, 0.5, 0.5, 0.5]
+    """
+    if mode not in TTA_MODES:
+        raise ConfigError(f"tta={mode!r} is not known; use one of {', '.join(TTA_MODES)}.{suggest(str(mode), TTA_MODES)}")
+    views = [(x, 1.0)]
+    if mode in ("flip", "flip_translate"):
+        views.append((x.flip(-1), 1.0))
+    if mode == "flip_translate":
+        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+        for shifted in (padded[..., :-2, :-2], padded[..., 2:, 2:]):
+            views += [(shifted, 0.5), (shifted.flip(-1), 0.5)]
+    return views

@@ -145,6 +145,14 @@ def read_state_dict(source: WeightSource) -> tuple[dict[str, Tensor], str]:
     """
     if isinstance(source, nn.Module):
         return dict(source.state_dict()), f"a {type(source).__name__}"
+    if isinstance(source, (str, os.PathLike)) and Path(source).suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:  # tensors only: a safetensors file cannot run code
+            return load_file(os.fspath(source)), f"{source} (safetensors)"
+        except (OSError, SafetensorError) as error:
+            raise ConfigError(f"weights file {str(source)!r} cannot be read as safetensors ({error}).") from None
     if isinstance(source, (str, os.PathLike)):
         loaded = read_checkpoint_file(
             source, f"weights file {str(source)!r}",
@@ -197,8 +205,8 @@ def load_weights(net: nn.Module, source: WeightSource, strict: bool = False) -> 
 
     Args:
         net: the network to fill, in place.
-        source: a checkpoint path (a convzoo or Lightning ``.ckpt``, or a ``torch.save``-d state
-            dict), a loaded checkpoint, a state dict, or a module.
+        source: a checkpoint path (a convzoo or Lightning ``.ckpt``, a ``torch.save``-d state dict,
+            or a ``.safetensors`` file), a loaded checkpoint, a state dict, or a module.
         strict: require an exact match of names and shapes.
 
     Returns:

@@ -1,4 +1,5 @@
-"""The model zoo by name: every config in ``configs/model/``, built like timm's ``create_model``.
+"""The model zoo by name: every config in ``configs/model/``, built like timm's ``create_model``, with
+the published references each family is held to and, where convzoo ships them, trained weights.
 
 Example:
     >>> from convzoo import create_model
@@ -10,23 +11,99 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from convzoo.network.build import ConvNet, build_model
 from convzoo.errors import ConfigError, suggest
 
-__all__ = ["create_model", "list_models", "model_table"]
+__all__ = ["PUBLISHED", "Reference", "create_model", "list_models", "model_table", "zoo_spec"]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A published network a zoo config reproduces: its parameter count (asserted by ``tests/test_zoo.py``)
+    and, where published, its CIFAR-10 test top-1.
+
+    Attributes:
+        network: the published name (``ResNet-20``).
+        model: the zoo config (``resnet_cifar``).
+        overrides: the config's top-level overrides for this size.
+        params: parameters for 10 classes at 32x32, as published.
+        top1: published CIFAR-10 test accuracy in percent, ``None`` where none is published.
+        source: where ``top1`` (or, without one, the architecture) was published.
+
+    Example:
+        >>> next(r for r in PUBLISHED if r.network == "ResNet-56").top1
+        93.03
+    """
+
+    network: str
+    model: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    params: int = 0
+    top1: float | None = None
+    source: str = ""
+
+
+_HE = "He et al. 2016, Table 6"
+#: Every published network the zoo reproduces, in the order the docs list them.
+PUBLISHED: tuple[Reference, ...] = (
+    Reference("ResNet-20", "resnet_cifar", {"depth": 20}, 269_722, 91.25, _HE),
+    Reference("ResNet-32", "resnet_cifar", {"depth": 32}, 464_154, 92.49, _HE),
+    Reference("ResNet-44", "resnet_cifar", {"depth": 44}, 658_586, 92.83, _HE),
+    Reference("ResNet-56", "resnet_cifar", {"depth": 56}, 853_018, 93.03, _HE),
+    Reference("ResNet-110", "resnet_cifar", {"depth": 110}, 1_727_962, 93.57, _HE),
+    Reference("ResNet-20, option B shortcuts", "resnet_cifar", {"depth": 20, "shortcut": "projection"}, 272_474, None, _HE),
+    Reference("ResNet-18 (CIFAR layout)", "resnet", {"depth": 18}, 11_173_962, 93.02, "kuangliu/pytorch-cifar"),
+    Reference("ResNet-34 (CIFAR layout)", "resnet", {"depth": 34}, 21_282_122, None, "He et al. 2016"),
+    Reference("ResNet-50 (CIFAR layout)", "resnet", {"depth": 50}, 23_520_842, 93.62, "kuangliu/pytorch-cifar"),
+    Reference("PreAct-ResNet-18", "preact_resnet", {"depth": 18}, 11_171_146, 95.11, "kuangliu/pytorch-cifar"),
+    Reference("VGG-11-BN", "vgg", {"depth": 11}, 9_231_114, 92.79, "chenyaofo/pytorch-cifar-models"),
+    Reference("VGG-13-BN", "vgg", {"depth": 13}, 9_416_010, 94.00, "chenyaofo/pytorch-cifar-models"),
+    Reference("VGG-16-BN", "vgg", {"depth": 16}, 14_728_266, 94.16, "chenyaofo/pytorch-cifar-models"),
+    Reference("VGG-19-BN", "vgg", {"depth": 19}, 20_040_522, 93.91, "chenyaofo/pytorch-cifar-models"),
+    Reference("MobileNetV2 x1.0", "mobilenetv2", {}, 2_296_922, 93.79, "chenyaofo/pytorch-cifar-models"),
+    Reference("DenseNet-BC-100, k=12", "densenet", {"depth": 100, "growth_rate": 12}, 769_162, 95.49,
+              "Huang et al. 2017, C10+"),
+    Reference("WRN-16-8", "wrn", {"depth": 16, "widen": 8}, 10_961_370, 95.19, "Zagoruyko & Komodakis 2016"),
+    Reference("WRN-28-10", "wrn", {"depth": 28, "widen": 10}, 36_479_194, 96.00, "Zagoruyko & Komodakis 2016"),
+    Reference("WRN-40-4", "wrn", {"depth": 40, "widen": 4}, 8_949_210, 95.47, "Zagoruyko & Komodakis 2016"),
+    Reference("SE-ResNet-18 (pre-activation)", "se_resnet", {"depth": 18}, 11_260_354, None, "Hu et al. 2018"),
+    Reference("ConvMixer-256/8, k 5, p 2", "convmixer", {}, 594_186, 92.60,
+              "Trockman & Kolter, locuslab/convmixer-cifar10 (25 epochs)"),
+)
 
 
 def list_models() -> list[str]:
-    """The names ``create_model`` and ``model=NAME`` accept."""
+    """The names ``create_model`` and ``model=NAME`` accept.
+
+    Returns:
+        Every config name in ``configs/model/``, sorted.
+
+    Example:
+        >>> {"resnet_cifar", "convmixer", "vgg"} <= set(list_models())
+        True
+    """
     from convzoo.config import config_dir
 
     return sorted(path.stem for path in (config_dir() / "model").glob("*.yaml"))
 
 
 def zoo_spec(name: str, **overrides: Any):
-    """The composed (unresolved) spec of zoo model ``name`` with top-level keys replaced by ``overrides``."""
+    """The composed (unresolved) spec of zoo model ``name`` with top-level keys replaced by ``overrides``.
+
+    Args:
+        name: a zoo model (``list_models()``).
+        **overrides: top-level keys of its config (``depth=56``).
+
+    Returns:
+        The spec as an OmegaConf node, interpolations unresolved.
+
+    Example:
+        >>> zoo_spec("resnet_cifar", depth=56).depth
+        56
+    """
     from convzoo.config import compose
 
     names = list_models()
@@ -43,14 +120,40 @@ def zoo_spec(name: str, **overrides: Any):
     return spec
 
 
-def create_model(name: str, outputs: Sequence[str] | str | None = None, **overrides: Any) -> ConvNet:
+def create_model(name: str, outputs: Sequence[str] | str | None = None, pretrained: str | None = None,
+                 **overrides: Any) -> ConvNet:
     """Build zoo model ``name`` (a config in ``configs/model/``) with its top-level keys overridden.
 
     ``create_model("resnet_cifar", depth=56, num_classes=100)`` is what
-    ``model=resnet_cifar model.depth=56 model.num_classes=100`` gives ``train.py``; ``outputs``
-    returns intermediate layers (see :func:`~convzoo.network.build.build_model`).
+    ``model=resnet_cifar model.depth=56 model.num_classes=100`` gives ``train.py``.
+
+    Args:
+        name: a zoo model (``list_models()``).
+        outputs: layers to return instead of the last (a backbone's features; see ``build_model``).
+        pretrained: a weight set's tag (``"cifar10"``): the network gets convzoo's trained weights and
+            is returned in eval mode. The overrides must describe the network the weights were trained
+            as; otherwise the error names the tags and overrides there are (``convzoo.list_pretrained()``).
+        **overrides: top-level keys of the config (``depth=56``, ``num_classes=100``).
+
+    Returns:
+        The network: a ``ConvNet`` (a chain) or a ``GraphNet``.
+
+    Raises:
+        ConfigError: an unknown model, key or weight tag, with the closest valid names.
+
+    Example:
+        >>> net = create_model("resnet_cifar", depth=20, pretrained="cifar10")
+        >>> net.training, net.num_classes
+        (False, 10)
     """
-    return build_model(zoo_spec(name, **overrides), outputs=outputs)
+    if pretrained is None:
+        return build_model(zoo_spec(name, **overrides), outputs=outputs)
+    from convzoo.network.pretrained import find_pretrained, load_pretrained
+
+    entry = find_pretrained(name, pretrained, overrides)
+    network = build_model(zoo_spec(name, **overrides), outputs=outputs)
+    load_pretrained(network, entry, strict=outputs is None)  # a backbone leaves out the layers no output needs
+    return network.eval()
 
 
 def _description(name: str) -> str:
@@ -66,10 +169,21 @@ def _description(name: str) -> str:
 
 
 def model_table() -> list[dict[str, Any]]:
-    """Every zoo model at its default size: parameters and FLOPs, measured on the meta device (no memory)."""
+    """Every zoo model at its default size: parameters and FLOPs, measured on the meta device (no memory).
+
+    Returns:
+        One row per model: ``model``, ``params``, ``mflops``, ``input``, ``outputs``, ``description``
+        and ``weights`` (the tags and single-view test accuracy of its shipped weight sets).
+
+    Example:
+        >>> next(row for row in model_table() if row["model"] == "resnet_cifar")["params"]
+        269722
+    """
     import torch
 
     from convzoo.network.summary import summary
+
+    from convzoo.network.pretrained import list_pretrained
 
     rows = []
     for name in list_models():
@@ -83,5 +197,6 @@ def model_table() -> list[dict[str, Any]]:
             "input": "x".join(map(str, (network.in_channels, *network.input_size))),
             "outputs": ", ".join(f"{i['module']} {i['num_chs']}" for i in network.feature_info),
             "description": _description(name),
+            "weights": ", ".join(f"{e['name']} {e['tag']} {100 * e['test_acc']:.2f}%" for e in list_pretrained(name)),
         })
     return rows

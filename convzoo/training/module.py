@@ -32,6 +32,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from convzoo._version import __version__
+from convzoo.data.augment import TTA_MODES, tta_views
 from convzoo.layers import NORM_TYPES
 from convzoo.network.build import ConvNet, build_model, check_imports_allowed
 from convzoo.errors import ConfigError, suggest
@@ -41,7 +42,6 @@ from convzoo.network.weights import read_checkpoint_file
 
 __all__ = ["ImageClassifier", "METRICS", "load_model", "make_optimizer", "model_error"]
 
-TTA_MODES = ("none", "flip", "flip_translate")
 #: What ImageClassifier logs (the names a callback's ``monitor`` may use).
 METRICS = ("train/loss", "train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc")
 #: Set while load_from_checkpoint rebuilds a module, whose weights then come from the checkpoint.
@@ -85,18 +85,6 @@ def make_optimizer(factory: Callable[..., Optimizer], model: nn.Module, norm_bia
     boosted["lr"] *= norm_bias_lr_scale
     boosted["weight_decay"] = boosted.get("weight_decay", 0.0) / norm_bias_lr_scale
     return optimizer
-
-
-def flip_translate_views(x: torch.Tensor, mode: str) -> list[tuple[torch.Tensor, float]]:
-    """Test-time views and their weights: identity and mirror, plus 1-px diagonal shifts (airbench)."""
-    views = [(x, 1.0)]
-    if mode in ("flip", "flip_translate"):
-        views.append((x.flip(-1), 1.0))
-    if mode == "flip_translate":
-        padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
-        for shifted in (padded[..., :-2, :-2], padded[..., 2:, 2:]):
-            views += [(shifted, 0.5), (shifted.flip(-1), 0.5)]
-    return views
 
 
 class ImageClassifier(L.LightningModule):
@@ -286,7 +274,7 @@ class ImageClassifier(L.LightningModule):
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         images, labels = batch
-        views = flip_translate_views(images, self.hparams.tta)
+        views = tta_views(images, self.hparams.tta)
         logits = sum(weight * self(view).float() for view, weight in views) / sum(w for _, w in views)
         self.test_acc(logits, labels)
         self.log("test/loss", self._loss(logits, labels), sync_dist=True)

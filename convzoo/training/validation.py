@@ -32,7 +32,7 @@ from omegaconf.errors import OmegaConfBaseException
 import convzoo.config  # noqa: F401 -- registers the configs' resolvers (${mixed_precision:...}) before any is read
 from convzoo.errors.arguments import Naming, fits_annotation, mismatch, target_signature
 from convzoo.errors.arguments import check_arguments as check_against_signature
-from convzoo.errors import ConfigError, at, one_line
+from convzoo.errors import ConfigError, at, one_line, suggest
 
 __all__ = ["check_arguments", "check_config", "check_target", "instantiate", "mismatch", "target_signature"]
 
@@ -161,15 +161,26 @@ def _check_init(init: Any) -> None:
 
     if isinstance(init, DictConfig):
         init = OmegaConf.to_container(init, resolve=True)
-    checkpoint = init.get("checkpoint") if isinstance(init, dict) else None
-    if checkpoint is not None:
-        init = {k: v for k, v in init.items() if k != "checkpoint"}
-        if checkpoint == "???":
-            raise ConfigError("init=pretrained needs the checkpoint to start from: add "
-                              "init.checkpoint=<run>/checkpoints/best.ckpt.")
-        if not Path(str(checkpoint)).expanduser().is_file():
+    sources = {key: init.get(key) for key in ("checkpoint", "weights")} if isinstance(init, dict) else {}
+    if any(value is not None for value in sources.values()) or (isinstance(init, dict) and "weights" in init):
+        init = {k: v for k, v in init.items() if k not in sources}
+        checkpoint, weights = sources.get("checkpoint"), sources.get("weights")
+        if checkpoint is None and weights is None:
+            raise ConfigError("init=pretrained needs the weights to start from: add init.weights=<name> (a shipped weight "
+                              "set: python -m convzoo list models) or init.checkpoint=<run>/checkpoints/best.ckpt.")
+        if checkpoint is not None and weights is not None:
+            raise ConfigError(f"init.checkpoint={checkpoint} and init.weights={weights} both name weights to start from; "
+                              f"set one of them.")
+        if weights is not None:
+            from convzoo.network.pretrained import list_pretrained
+
+            names = sorted(entry["name"] for entry in list_pretrained())
+            if weights not in names:
+                raise ConfigError(f"init.weights={weights}: no shipped weight set has that name.{suggest(str(weights), names)} "
+                                  f"Weight sets: {', '.join(names) or 'none'}.")
+        elif not Path(str(checkpoint)).expanduser().is_file():
             raise ConfigError(f"init.checkpoint={checkpoint}: no such file. Give a run's checkpoints/best.ckpt "
-                              f"(or another checkpoint or state dict) to start from.")
+                              f"(or another checkpoint, state dict or safetensors file) to start from.")
     apply_init_config(torch.nn.Module(), init)  # checks names and arguments; nothing to initialise
 
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.layers import NORM_TYPES
-from convzoo.errors import ConfigError, at
+from convzoo.errors import ConfigError, at, suggest
 from convzoo.registry import INITS
 from convzoo.weight_init.record import PRETRAINED, InitRecord, tensor_stats
 from convzoo.weight_init.schemes import PYTORCH_DEFAULT, InitSpec, SchemeSpec, resolve_init
@@ -30,7 +30,7 @@ from convzoo.weight_init.schemes import PYTORCH_DEFAULT, InitSpec, SchemeSpec, r
 __all__ = ["apply_init", "apply_init_config", "apply_data_init", "INIT_OPTIONS"]
 
 #: Keys of a flat init config (see :func:`apply_init_config`) that are not scheme arguments.
-INIT_OPTIONS = ("conv", "linear", "bias", "norm", "checkpoint")
+INIT_OPTIONS = ("conv", "linear", "bias", "norm", "checkpoint", "weights")
 
 # Layer families. _ConvNd covers Conv1d/2d/3d, their transposed and lazy versions and subclasses.
 _CONV_TYPES: tuple[type, ...] = (nn.modules.conv._ConvNd,)
@@ -68,6 +68,7 @@ def apply_init(
     bias: float | None = 0.0,
     norm: bool = True,
     checkpoint: str | os.PathLike | None = None,
+    weights: str | None = None,
     where: str = "init",
 ) -> InitRecord:
     """Initialise the weights of ``model`` in place and report what was done.
@@ -86,6 +87,8 @@ def apply_init(
           with scheme ``"unchanged"``.
         * Then, with ``checkpoint``, every parameter and buffer whose name and shape match is
           copied from it; the record says ``pretrained`` with the checkpoint and the source name.
+        * ``weights`` does the same from one of convzoo's shipped weight sets, by name; every tensor
+          of the network must come from it but those of another shape (a new head).
 
     Args:
         model: the module to initialise, in place.
@@ -95,7 +98,10 @@ def apply_init(
         linear: scheme for linear weights instead of ``scheme`` (``"pytorch_default"``: leave them).
         bias: constant for conv/linear biases, or ``None`` to leave them.
         norm: reset norm layers to the identity affine transform.
-        checkpoint: a convzoo/Lightning checkpoint or saved state dict to take matching weights from.
+        checkpoint: a convzoo/Lightning checkpoint, saved state dict or safetensors file to take
+            matching weights from.
+        weights: the name of a shipped weight set (``convzoo.list_pretrained()``, e.g. ``"resnet20"``)
+            to start from instead of ``checkpoint``.
         where: config key named in error messages (``"init"`` -> ``"init.conv: ..."``).
 
     Returns:
@@ -114,6 +120,11 @@ def apply_init(
         {'mean': 0.0, 'std': 0.01}
     """
     # Resolve everything first so a bad config fails before any tensor is touched.
+    if weights is not None:
+        if checkpoint is not None:
+            raise at(where, f"checkpoint={os.fspath(checkpoint)!r} and weights={weights!r} both name weights to start "
+                            f"from; set one of them.")
+        checkpoint = _shipped_weights(weights, where)
     main = resolve_init(scheme, where=where)
     conv_spec = resolve_init(conv, where=f"{where}.conv") if conv is not None else main
     linear_spec = resolve_init(linear, where=f"{where}.linear") if linear is not None else main
@@ -159,20 +170,40 @@ def apply_init(
     }
     record = InitRecord.measure(model, done, config)
     if checkpoint is not None:
-        _load_pretrained(model, checkpoint, record, where)
+        _load_pretrained(model, checkpoint, record, f"{where}.weights" if weights else f"{where}.checkpoint",
+                         whole=weights is not None)
     return record
 
 
-def _load_pretrained(model: nn.Module, checkpoint: str | os.PathLike, record: InitRecord, where: str) -> None:
-    """Overwrite the matching tensors with the checkpoint's and say so in ``record``."""
+def _shipped_weights(name: str, where: str) -> os.PathLike:
+    """The checked file of the shipped weight set ``name``."""
+    from convzoo.network.pretrained import list_pretrained, pretrained_file
+
+    entries = {entry["name"]: entry for entry in list_pretrained()}
+    if name not in entries:
+        raise at(f"{where}.weights", f"no shipped weight set is named {name!r}.{suggest(str(name), entries)} "
+                                     f"Weight sets: {', '.join(sorted(entries)) or 'none'}.")
+    return pretrained_file(entries[name])
+
+
+def _load_pretrained(model: nn.Module, checkpoint: str | os.PathLike, record: InitRecord, where: str,
+                     whole: bool = False) -> None:
+    """Overwrite the matching tensors with the checkpoint's and say so in ``record``; ``whole``: every
+    tensor but those of another shape must come from it (a shipped set of another architecture fails)."""
     from convzoo.network.weights import load_weights
 
     try:
         transfer = load_weights(model, checkpoint)
     except ConfigError as error:
-        raise at(f"{where}.checkpoint", error) from None
+        raise at(where, error) from None
+    if whole and (transfer.missing or transfer.unexpected):
+        names = (transfer.missing + transfer.unexpected)[:3]
+        raise at(where, f"the weights of {os.fspath(checkpoint)!r} were trained for another architecture: "
+                        f"{len(transfer.missing)} of the network's tensors are not in them and {len(transfer.unexpected)} "
+                        f"of theirs have no place in it ({', '.join(names)}, ...). Build the model they were trained as "
+                        f"(convzoo.list_pretrained() gives its model and overrides).")
     if not transfer.transferred:
-        raise at(f"{where}.checkpoint",
+        raise at(where,
                  f"{os.fspath(checkpoint)!r} shares no tensor name with this model (its names: "
                  f"{', '.join(transfer.unexpected[:3])}, ...); start from a run of the same architecture.")
     entries = record.by_name()
