@@ -86,13 +86,13 @@ def blocks_page() -> str:
     aliases = _aliases(BLOCKS)
     for name in BLOCKS.names():
         builder = BLOCKS.get(name)
-        lines.append(f"| [`{name}`](#{name.replace('_', '-')}) | {', '.join(f'`{a}`' for a in aliases.get(name, [])) or ''} "
+        lines.append(f"| [`{name}`](#{name}) | {', '.join(f'`{a}`' for a in aliases.get(name, [])) or ''} "
                      f"| `{builder.__module__}.{builder.__qualname__}` |")
     for name in BLOCKS.names():
         builder = BLOCKS.get(name)
         also = f" (alias {', '.join(f'`{a}`' for a in aliases[name])})" if name in aliases else ""
         lines += ["", f"## `{name}`", "", f"`{builder.__module__}.{builder.__qualname__}`{also}", "",
-                  "```python", f"{name}({_signature(builder)})", "```", "",
+                  "```text", f"{name}({_signature(builder)})", "```", "",
                   render_docstring(inspect.getdoc(builder) or "").rstrip()]
     for title, registry, key, skip in [("Norms", NORMS, "norm", ("num_channels",)),
                                        ("Activations", ACTIVATIONS, "act", ()),
@@ -143,7 +143,7 @@ def zoo_page() -> str:
               "published parameter count. The accuracy columns are CIFAR-10 test top-1: as published (with its",
               "source), and as reached by convzoo's shipped weights ([Pretrained weights](../guides/pretrained.md);",
               "how and on which machine: [Results](../results/index.md#zoo-weights)).", "",
-              "| network | overrides | parameters | MFLOPs | published top-1 | source | convzoo weights |",
+              "| network | config and overrides | parameters | MFLOPs | published top-1 | source | convzoo weights |",
               "|---|---|---:|---:|---:|---|---|"]
     for reference in PUBLISHED:
         with torch.device("meta"):
@@ -153,7 +153,8 @@ def zoo_page() -> str:
         shipped = weights.get((reference.model, tuple(sorted(reference.overrides.items()))), [])
         measured = ", ".join(f"`{e['tag']}`: {100 * e['test_acc']:.2f}%" for e in shipped) or ""
         published = f"{reference.top1:.2f}%" if reference.top1 is not None else ""
-        lines.append(f"| {reference.network} | `model={reference.model}` {f'`{_overrides(reference.overrides)}`' if reference.overrides else ''} "
+        command = " ".join(filter(None, [f"model={reference.model}", _overrides(reference.overrides)]))
+        lines.append(f"| {reference.network} | `{command}` "
                      f"| {reference.params:,} | {stats.total_flops / 1e6:,.1f} | {published} | {reference.source} | {measured} |")
     return "\n".join(lines) + "\n"
 
@@ -168,16 +169,33 @@ def migration_page() -> str:
              f"in {__version__}, as the very module it moved to (one object under two names, so pickles, `isinstance`",
              "checks and the Hydra `_target_` paths in saved runs keep working), and warns once with a",
              "`DeprecationWarning` naming the new path. Replace the old paths; they go in the next minor release.", "",
-             "```python", "import warnings", "with warnings.catch_warnings(record=True) as caught:",
-             "    warnings.simplefilter(\"always\")", "    import convzoo.callbacks  # an old path",
-             "assert \"convzoo.training.callbacks\" in str(caught[0].message)", "```", "",
+             "```text", "$ python -W always -c \"import convzoo.callbacks\"",
+             f"DeprecationWarning: convzoo.callbacks moved to convzoo.training.callbacks in convzoo {MOVED_IN}; import "
+             "convzoo.training.callbacks instead (the old path goes in the next minor release)", "```", "",
              "| old path | new path |", "|---|---|"]
     lines += [f"| `{old}` | `{new}` |" for old, new in sorted(MOVED.items())]
     lines += ["", "What else changed between versions: [Changelog](changelog.md)."]
     return "\n".join(lines) + "\n"
 
 
+def pretrained_snippet() -> str:
+    """The shipped weight sets as a table, for the pretrained-weights guide."""
+    from convzoo.network.pretrained import list_pretrained
+
+    lines = [NOTE.format(source="convzoo/pretrained/manifest.json"),
+             "| name | model and overrides | tag | test top-1, single view | recipe (test-time views) | file | trained on | command |",
+             "|---|---|---|---:|---:|---|---|---|"]
+    for e in list_pretrained():
+        command = " ".join(filter(None, [f"model={e['model']}", _overrides(e["overrides"])]))
+        lines.append(f"| `{e['name']}` | `{command}` | `{e['tag']}` | {100 * e['test_acc']:.2f}% | "
+                     f"{100 * e['recipe_test_acc']:.2f}% ({e['tta']}) | {e['size_bytes'] / 1e6:.2f} MB, {e['dtype']} | "
+                     f"{e['machine']}, {e['date']}, {e['train_wall_s'] / 60:.0f} min | `{e['command']}` |")
+    if len(lines) == 3:
+        lines.append("| (none yet) | | | | | | | |")
+    return "\n".join(lines) + "\n"
+
+
 def build() -> dict[str, str]:
     """``{path relative to the repo: text}`` for every page this module generates."""
     return {"docs/reference/blocks.md": blocks_page(), "docs/reference/zoo.md": zoo_page(),
-            "docs/migration.md": migration_page()}
+            "docs/migration.md": migration_page(), "docs/_snippets/pretrained-weights.md": pretrained_snippet()}

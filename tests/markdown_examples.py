@@ -5,7 +5,7 @@ What each fenced block does when a page is run:
 - ```` ```python ```` and ```` ```bash ```` blocks run in order, in one working folder per page, so a
   later block sees what an earlier one wrote: Python blocks share one namespace, bash blocks run
   with ``bash -e -o pipefail``. The folder holds links to the checkout's ``configs/``,
-  ``examples/``, ``benchmarks/`` and ``train.py``, so commands read exactly as in a checkout, and
+  ``examples/``, ``benchmarks/``, ``train.py`` and ``hubconf.py``, so commands read exactly as in a checkout, and
   whatever they write stays out of it.
 - A block with ``title="path"`` (mkdocs-material's file-name header) is a file: when the checkout
   has that file, the block must be its exact text (so the page cannot drift from it); otherwise
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LINKED = ("configs", "examples", "benchmarks", "train.py")
+LINKED = ("configs", "examples", "benchmarks", "train.py", "hubconf.py")
 RUNNABLE = {"python": "python", "py": "python", "bash": "bash", "sh": "bash", "shell": "bash"}  # language -> runner
 MARKERS = ("skip", "train-overrides", "expect-exit", "expect-output")
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>```+)(?P<info>[^`\n]*)$")

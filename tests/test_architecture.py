@@ -1,4 +1,4 @@
-"""README's "Architecture" section is held to the tree: its map lists every module of convzoo/ and
+"""The docs' architecture page is held to the tree: its map lists every module of convzoo/ and
 nothing else, and its import layers are the imports the code makes, so neither can drift."""
 
 import ast
@@ -6,8 +6,9 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SECTION = re.search(r"^## Architecture\n(.*?)^## ", (REPO / "README.md").read_text(), re.S | re.M).group(1)
-MAP, LAYERS = re.findall(r"```\n(.*?)```", SECTION, re.S)[:2]
+PAGE = (REPO / "docs" / "architecture.md").read_text()
+MAP = re.search(r"^## The module map\n.*?```\n(.*?)```", PAGE, re.S | re.M).group(1)
+LAYERS = re.search(r"^## Import layers\n.*?```\n(.*?)```", PAGE, re.S | re.M).group(1)
 
 
 def _mapped_modules() -> set[str]:
@@ -28,8 +29,8 @@ def test_the_map_lists_every_module_and_only_those():
     tree = {str(p.relative_to(REPO).with_suffix("") if p.is_file() else p.relative_to(REPO))
             for p in (REPO / "convzoo").rglob("*") if p.suffix == ".py" or (p / "__init__.py").is_file()}
     mapped = {p.removesuffix(".py") for p in _mapped_modules()}
-    assert sorted(tree - mapped) == [], "modules README's Architecture map leaves out"
-    assert sorted(mapped - tree) == [], "modules README's Architecture map lists that do not exist"
+    assert sorted(tree - mapped) == [], "modules docs/architecture.md's map leaves out"
+    assert sorted(mapped - tree) == [], "modules docs/architecture.md's map lists that do not exist"
 
 
 def _room(module: str) -> str:

@@ -67,7 +67,7 @@ PUBLISHED: tuple[Reference, ...] = (
     Reference("DenseNet-BC-100, k=12", "densenet", {"depth": 100, "growth_rate": 12}, 769_162, 95.49,
               "Huang et al. 2017, C10+"),
     Reference("WRN-16-8", "wrn", {"depth": 16, "widen": 8}, 10_961_370, 95.19, "Zagoruyko & Komodakis 2016"),
-    Reference("WRN-28-10", "wrn", {"depth": 28, "widen": 10}, 36_479_194, 96.00, "Zagoruyko & Komodakis 2016"),
+    Reference("WRN-28-10", "wrn", {"depth": 28, "widen": 10}, 36_479_194, 96.11, "Zagoruyko & Komodakis 2016"),
     Reference("WRN-40-4", "wrn", {"depth": 40, "widen": 4}, 8_949_210, 95.47, "Zagoruyko & Komodakis 2016"),
     Reference("SE-ResNet-18 (pre-activation)", "se_resnet", {"depth": 18}, 11_260_354, None, "Hu et al. 2018"),
     Reference("ConvMixer-256/8, k 5, p 2", "convmixer", {}, 594_186, 92.60,
