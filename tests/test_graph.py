@@ -308,3 +308,25 @@ def test_graph_network_compiles_with_inductor():
     x = torch.randn(2, 3, 32, 32)
     expected = net(x)
     assert torch.allclose(torch.compile(net)(x), expected, atol=1e-4)
+
+
+def test_graph_forward_drops_each_tensor_after_its_last_reader():
+    import weakref
+
+    net = build_model(spec(
+        {"name": "stem", "block": "conv", "out_channels": 4},
+        {"name": "a", "block": "conv", "out_channels": 4},           # the last reader of stem
+        {"name": "b", "block": "conv", "out_channels": 4},
+        {"name": "c", "block": "add", "from": ["b", "a"]},           # the last reader of a and b
+        {"name": "head", "block": "classifier"}))
+    assert isinstance(net, GraphNet)
+    outputs, alive_at = {}, {}
+    for name in ("stem", "a", "b"):
+        getattr(net.layers, name).register_forward_hook(lambda m, i, out, name=name: outputs.__setitem__(name, weakref.ref(out)))
+    for name in ("b", "c", "head"):
+        getattr(net.layers, name).register_forward_pre_hook(
+            lambda m, i, name=name: alive_at.__setitem__(name, {k: ref() is not None for k, ref in outputs.items()}))
+    with torch.no_grad():
+        net(torch.randn(1, 3, 32, 32))
+    assert alive_at["b"] == {"stem": False, "a": True}       # stem was freed once a had read it
+    assert alive_at["head"] == {"stem": False, "a": False, "b": False}

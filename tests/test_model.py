@@ -152,3 +152,16 @@ def test_an_error_names_the_key_an_interpolation_chain_starts_from():
     spec["width"], spec["widths"] = 3, [8, 0]  # a table read by index: named by the table
     with pytest.raises(ConfigError, match=r"^widths=\[8, 0\] is used by layers\[0\]"):
         build_model(spec)
+
+
+@pytest.mark.parametrize("channels, multiplier, divisor, expected", [
+    (28, 0.5, 8, 16),    # 14 channels: the nearest multiple of 8 is 16 (a floor would give 8)
+    (20, 0.5, 8, 8),     # 10 channels: nearest multiple 8
+    (4, 0.25, 8, 8),     # 1 channel: never below the divisor
+    (27, 0.5, 1, 14),    # 13.5 channels rounds to 14 (a floor would give 13)
+    (10, 1.6, 4, 16),    # 16 exactly
+])
+def test_width_multiplier_rounds_to_the_nearest_multiple_of_the_divisor(channels, multiplier, divisor, expected):
+    net = build_model({"in_channels": 3, "width_multiplier": multiplier, "channel_divisor": divisor,
+                       "layers": [{"block": "conv", "out_channels": channels}]})
+    assert net.layers[0].out_channels == expected
