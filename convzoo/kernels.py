@@ -3,9 +3,9 @@
 The sources in ``convzoo/csrc/`` have a plain C ABI and no torch headers, so each compiles in about a
 second with the system's C++ compiler (``torch.utils.cpp_extension`` drives it and caches the result).
 Where no compiler is found the kernel is ``None`` and its users keep torch's path, with one warning.
-Each kernel family has a :class:`Switch`, so a run or a benchmark can turn it off.
+Each kernel family has a [`Switch`][convzoo.kernels.Switch], so a run or a benchmark can turn it off.
 
-Example:
+Examples:
     >>> switch = Switch("an example")
     >>> with switch(False):
     ...     bool(switch)
@@ -73,8 +73,8 @@ def _cpu_tag() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:10]
 
 
-#: How every kernel is compiled (``benchmarks/norm_act_kernel.py`` builds an earlier revision's the same way).
 COMPILE_FLAGS = ("-O3", "-march=native", "-fopenmp")
+"""How every kernel is compiled (``benchmarks/norm_act_kernel.py`` builds an earlier revision's the same way)."""
 
 
 def build(name: str, source: Path, cflags: tuple[str, ...] = COMPILE_FLAGS,
@@ -97,15 +97,60 @@ def declare(library: ctypes.CDLL, signatures: tuple[tuple[str, tuple], ...]) -> 
     return library
 
 
+def _failure_marker(name: str, source: Path) -> Path:
+    """Where a failed build of ``name`` is remembered: one file per kernel version (its source and
+    flags) in torch's extension cache, so a process does not pay for the same failed build again,
+    and a new kernel, other flags or another CPU (``name`` holds the CPU tag) are built afresh."""
+    import os
+
+    from torch.utils import cpp_extension
+
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or cpp_extension.get_default_build_root()  # where torch builds
+    version = hashlib.sha1(source.read_bytes() + " ".join(COMPILE_FLAGS).encode()).hexdigest()[:10]
+    return Path(root) / "convzoo-failed-builds" / f"{name}-{version}.txt"
+
+
+@contextmanager
+def _quiet_build_log() -> Iterator[None]:
+    """torch's extension builder logs a "no CUDA runtime" notice on every build; silence it there only."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+_INSTALL = "Install a C++ compiler (g++ or clang++) and ninja (pip install ninja) to enable it"
+
+
 @functools.cache
 def load(source: str, signatures: tuple[tuple[str, tuple], ...]) -> ctypes.CDLL | None:
     """The compiled ``csrc/<source>.cpp`` with each ``(function, argtypes)`` declared (returning
-    nothing); ``None``, with one warning, if it cannot be built here."""
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # its "no CUDA runtime" notice
+    nothing); ``None``, with one warning, if it cannot be built here.
+
+    A failed build is remembered (`_failure_marker`): later processes warn and skip the build
+    until the kernel's source, its flags or the CPU change, or the marker file is deleted.
+    """
+    name, path = f"convzoo_{source}_{_cpu_tag()}", SOURCES / f"{source}.cpp"
+    marker = _failure_marker(name, path)
+    if marker.is_file():
+        warnings.warn(f"convzoo: the {source} kernel failed to build earlier ({marker.read_text().strip()[:300]}); "
+                      f"torch's ops run instead. {_INSTALL}, then delete {marker} to build it again.",
+                      RuntimeWarning, stacklevel=3)
+        return None
     try:
-        library = build(f"convzoo_{source}_{_cpu_tag()}", SOURCES / f"{source}.cpp")
-    except Exception as error:  # no compiler, no ninja, a read-only cache: train on torch's path
-        warnings.warn(f"convzoo: could not build the {source} kernel ({one_line(error)[:300]}); torch's ops run "
-                      f"instead. Install a C++ compiler and ninja to enable it.", RuntimeWarning, stacklevel=3)
+        with _quiet_build_log():
+            library = build(name, path, COMPILE_FLAGS)
+    except Exception as error:  # no compiler, no ninja, a bad flag, a read-only cache: train on torch's path
+        reason = one_line(error)[:300]
+        try:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.write_text(reason + "\n")
+        except OSError:
+            pass  # a read-only cache: the next process tries again
+        warnings.warn(f"convzoo: could not build the {source} kernel ({reason}); torch's ops run instead. {_INSTALL}.",
+                      RuntimeWarning, stacklevel=3)
         return None
     return declare(library, signatures)
