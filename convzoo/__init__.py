@@ -1,6 +1,6 @@
 """convzoo: conv-net blocks in a registry, networks assembled from YAML specs.
 
-Example:
+Examples:
     >>> import torch
     >>> from convzoo import build_model
     >>> net = build_model({"in_channels": 3, "num_classes": 10, "layers": [

@@ -1,13 +1,13 @@
 """Where each module that moved into a package (0.3.0: packages by concern) used to live.
 
 An old path still imports, for one release: ``import convzoo.classifier`` gives the very module
-:mod:`convzoo.training.module` (one object under two names, so ``isinstance`` checks, pickles,
+[`convzoo.training.module`][convzoo.training.module] (one object under two names, so ``isinstance`` checks, pickles,
 ``monkeypatch`` and the Hydra ``_target_`` paths in saved runs' ``.hydra/config.yaml`` all keep
 working), and warns once with a ``DeprecationWarning`` naming the new path. One line per old path;
-:func:`install` is called by ``convzoo/__init__.py``; the docs' migration page is generated from
-:data:`MOVED`.
+`install` is called by ``convzoo/__init__.py``; the docs' migration page is generated from
+`MOVED`.
 
-Example:
+Examples:
     >>> import convzoo.classifier, convzoo.training.module
     >>> convzoo.classifier is convzoo.training.module
     True
@@ -24,10 +24,9 @@ from types import ModuleType
 
 __all__ = ["MOVED", "MOVED_IN", "install"]
 
-#: the release that moved the modules (the old paths go in the release after it)
 MOVED_IN = "0.3.0"
+"""The release that moved the modules (the old paths go in the release after it)"""
 
-#: old module path -> the module that holds its code now
 MOVED = {
     "convzoo.spec": "convzoo.specs",
     "convzoo.model": "convzoo.network.build",
@@ -52,6 +51,7 @@ MOVED = {
     "convzoo.deploy_cli": "convzoo.cli.deploy",
     "convzoo.arguments": "convzoo.errors.arguments",
 }
+"""Old module path -> the module that holds its code now"""
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -3,7 +3,7 @@
 A depthwise conv (``groups == in_channels == out_channels``) is cheap in FLOPs, yet on CPU torch
 computes its weight gradient for 5x5 and 7x7 kernels in 17-44x the forward pass's time, and its
 bf16 input gradient at stride 2 in 55-165x (``benchmarks/depthwise.py``), so these dominate the
-training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. :class:`DepthwiseConv2d`
+training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. [`DepthwiseConv2d`][convzoo.depthwise.DepthwiseConv2d]
 is an ``nn.Conv2d`` -- same arguments, same ``weight`` / ``bias`` parameters and state-dict keys --
 whose backward on CPU computes those two gradients with small C++ kernels
 (``convzoo/csrc/depthwise_backward.cpp``: NHWC, fp32 sums, compiled on first use with the
@@ -14,10 +14,10 @@ with the kernel turned 180 degrees, which is faster than its input-gradient kern
 The fast path is taken only when it can help and cannot change what is exported: a CPU input,
 gradients being recorded, a depthwise layer with zero padding, fp32 or bf16 (autocast included),
 and not while scripting, tracing, compiling or exporting. Everything else -- CUDA (cuDNN),
-inference, export -- is plain ``nn.Conv2d.forward``. :func:`fast_depthwise` turns it off for the
+inference, export -- is plain ``nn.Conv2d.forward``. [`fast_depthwise`][convzoo.depthwise.fast_depthwise] turns it off for the
 process or a ``with`` block (``fast_depthwise: false`` in ``configs/train.yaml`` for a run).
 
-Example:
+Examples:
     >>> import torch
     >>> conv = DepthwiseConv2d(8, 8, kernel_size=5, padding=2, groups=8)
     >>> x = torch.randn(2, 8, 10, 10, requires_grad=True)
@@ -58,14 +58,14 @@ _SIGNATURES = (  # weight grad: x, g, out + 15 ints; input grad: g, weights, gra
 )
 
 
-#: Turns the fast depthwise path on or off for the process; ``with fast_depthwise(False):`` only inside the block.
 fast_depthwise = kernels.Switch("fast depthwise convs")
+"""Turns the fast depthwise path on or off for the process; ``with fast_depthwise(False):`` only inside the block."""
 
 
 def fast_depthwise_enabled() -> bool:
     """Whether depthwise convs may take the fast CPU training path (the process-wide switch).
 
-    Example:
+    Examples:
         >>> with fast_depthwise(False):
         ...     fast_depthwise_enabled()
         False
@@ -77,7 +77,7 @@ def fast_depthwise_enabled() -> bool:
 
 def set_fast_depthwise(enabled: bool) -> None:
     """Set the process-wide switch from now on (``train()`` scopes the config's ``fast_depthwise`` to its run with
-    :func:`fast_depthwise` instead)."""
+    [`fast_depthwise`][convzoo.depthwise.fast_depthwise] instead)."""
     fast_depthwise.enabled = bool(enabled)
 
 
@@ -115,7 +115,7 @@ def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int], position
 
     ``benchmarks/depthwise.py --ops --threads 1`` on the zoo's shapes (bf16, NHWC): at stride 2
     torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster (and its forward
-    conv faster still, :func:`_input_grad_as_conv`). Its weight gradient is 14-20x slower than ours
+    conv faster still, `_input_grad_as_conv`). Its weight gradient is 14-20x slower than ours
     for 5x5 and 7x7 kernels (2 threads, 2026-12-05). For 3x3 kernels at stride 1, from 16,384
     positions on, it is 1.3-1.7x slower on the large layers where the time is (MobileNetV2's
     96-192 channel ones at batch 128 and 16x16 or more, the separable net's 32x32 and 16x16 ones)
@@ -166,7 +166,7 @@ def _fast_input_grad(grad_out: torch.Tensor, weight: torch.Tensor, input_size: t
                      stride: tuple[int, int], padding: tuple[int, int],
                      dilation: tuple[int, int]) -> torch.Tensor | None:
     """The input gradient the fast path computes: convzoo's kernel where torch's is slow (stride > 1),
-    else the forward conv of :func:`_input_grad_as_conv`; ``None`` where neither applies (torch's)."""
+    else the forward conv of `_input_grad_as_conv`; ``None`` where neither applies (torch's)."""
     if _own_kernels(tuple(weight.shape[2:]), stride, grad_out.shape[0] * input_size[0] * input_size[1])[0]:
         return _input_grad(grad_out, weight, input_size, stride, padding, dilation)
     return _input_grad_as_conv(grad_out, weight, padding, dilation)
@@ -214,7 +214,7 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     """``F.conv2d(x, weight, bias, stride, padding, dilation, groups=channels)`` with the fast backward.
 
     Computes in autocast's dtype when CPU autocast is on (as ``F.conv2d`` would), else in ``x``'s;
-    the caller checks that the fast path applies (:meth:`DepthwiseConv2d.takes_fast_path`).
+    the caller checks that the fast path applies ([`DepthwiseConv2d.takes_fast_path`][convzoo.depthwise.DepthwiseConv2d.takes_fast_path]).
     """
     dtype = _compute_dtype(x, weight)
     return _DepthwiseConv2dFunction.apply(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), dtype)
@@ -234,7 +234,7 @@ class DepthwiseConv2d(nn.Conv2d):
     backward pass of a depthwise layer on CPU differs (see the module docstring). Any other conv
     (dense, grouped, depth multiplier > 1) is exactly ``nn.Conv2d``.
 
-    Example:
+    Examples:
         >>> import torch
         >>> conv = DepthwiseConv2d(16, 16, kernel_size=3, padding=1, groups=16)
         >>> x = torch.randn(4, 16, 8, 8, requires_grad=True)
@@ -259,7 +259,7 @@ class DepthwiseConv2d(nn.Conv2d):
         recorded, in fp32 or bf16 (autocast included), with the switch on, outside scripting,
         tracing, ``torch.compile`` and export, where the kernels build, and where one of them is
         faster than torch's: a kernel larger than 3x3 or a large stride-1 3x3 layer (weight
-        gradient), or a stride > 1 (input gradient; see :func:`_own_kernels`).
+        gradient), or a stride > 1 (input gradient; see `_own_kernels`).
         """
         if not (fast_depthwise and x.device.type == "cpu" and x.dim() == 4 and torch.is_grad_enabled()):
             return False

@@ -1,6 +1,6 @@
 """The global average pool of the classifier head, fast in CPU training.
 
-Example:
+Examples:
     >>> import torch
     >>> x = torch.randn(2, 8, 5, 5, dtype=torch.bfloat16, requires_grad=True)
     >>> GlobalAvgPool2d()(x).shape
@@ -43,7 +43,7 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
     exact results (checkpoints' outputs are compared bit for bit). Inference, CUDA and export run
     ``nn.AdaptiveAvgPool2d`` itself.
 
-    Example:
+    Examples:
         >>> pool = GlobalAvgPool2d()
         >>> x = torch.randn(2, 8, 5, 5, dtype=torch.bfloat16, requires_grad=True)
         >>> torch.equal(pool(x), torch.nn.AdaptiveAvgPool2d(1)(x))

@@ -1,12 +1,12 @@
 """The one place that resolves padding, normalisation, activation and pooling layers from names.
 
-Blocks never construct norms, activations or pools themselves: they call :func:`make_norm`,
-:func:`make_act` and :func:`make_pool`, which look names up in the ``NORMS`` / ``ACTIVATIONS`` /
+Blocks never construct norms, activations or pools themselves: they call [`make_norm`][convzoo.layers.make_norm],
+[`make_act`][convzoo.layers.make_act] and [`make_pool`][convzoo.layers.make_pool], which look names up in the ``NORMS`` / ``ACTIVATIONS`` /
 ``POOLS`` registries, so one registered by another project is usable by every block at once.
 Pooling has one vocabulary everywhere: ``pool`` names the kind (``max``, ``avg``) and
 ``pool_size`` the window; a global pool (the classifier's) has no window.
 
-Example:
+Examples:
     >>> import torch
     >>> from convzoo.layers import conv_output_size, make_act, make_norm, resolve_padding
     >>> conv_output_size(32, kernel_size=3, stride=2, padding=1)
@@ -45,9 +45,9 @@ __all__ = [
     "make_pool",
 ]
 
-#: A norm/activation given by name (``"gelu"``), by mapping (``{"act": "leaky_relu", ...}``) or
-#: switched off (``None`` / ``"none"``).
 LayerSpec = Union[str, Mapping[str, Any], None]
+"""A norm/activation given by name (``"gelu"``), by mapping (``{"act": "leaky_relu", ...}``) or
+switched off (``None`` / ``"none"``)."""
 
 
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
@@ -55,7 +55,7 @@ def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int 
 
     ``H_out = floor((H_in + 2*padding - dilation*(kernel_size-1) - 1) / stride + 1)``
 
-    Example:
+    Examples:
         >>> conv_output_size(5, kernel_size=3)  # a 3x3 "valid" conv over 5x5 gives 3x3
         3
     """
@@ -68,7 +68,7 @@ def resolve_padding(kernel_size: int, dilation: int = 1, padding: int | str | No
     ``None`` and ``"same"`` mean "keep the size at stride 1": ``dilation * (kernel_size - 1) // 2``
     for odd effective kernels. ``"valid"`` means 0. Integers pass through.
 
-    Example:
+    Examples:
         >>> resolve_padding(3), resolve_padding(7, dilation=2), resolve_padding(3, padding="valid")
         (1, 6, 0)
     """
@@ -115,18 +115,18 @@ def make_pool(pool: str, pool_size: int | None = None, stride: int | None = None
     return POOLS.resolve(pool, pool_size=pool_size, stride=stride, padding=padding).built
 
 
-#: The layer types that count as normalisation: weight-init resets their affine parameters and the
-#: optimizer can give their shifts their own LR. ``_NormBase`` covers BatchNorm*, SyncBatchNorm and
-#: InstanceNorm*; subclasses (LayerNorm2d) count.
 NORM_TYPES: tuple[type, ...] = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm) + (
     (nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()
 )
+"""The layer types that count as normalisation: weight-init resets their affine parameters and the
+optimizer can give their shifts their own LR. ``_NormBase`` covers BatchNorm*, SyncBatchNorm and
+InstanceNorm*; subclasses (LayerNorm2d) count."""
 
 
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channel dimension of an NCHW tensor (as in ConvNeXt).
 
-    Example:
+    Examples:
         >>> LayerNorm2d(8)(torch.randn(2, 8, 4, 4)).shape
         torch.Size([2, 8, 4, 4])
     """

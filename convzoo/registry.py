@@ -1,9 +1,9 @@
 """Name -> builder registries: the one mechanism behind blocks, norms, activations and inits.
 
-A :class:`Registry` maps names (and aliases) to callables, builds them from config dicts and
+A [`Registry`][convzoo.registry.Registry] maps names (and aliases) to callables, builds them from config dicts and
 answers unknown names with the closest registered ones.
 
-Example:
+Examples:
     >>> from convzoo.registry import Registry
     >>> POOLS = Registry("pool", key="type")
     >>> @POOLS.register("max", "maxpool")
@@ -50,7 +50,7 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Resolved:
-    """What :meth:`Registry.resolve` made of a config entry."""
+    """What [`Registry.resolve`][convzoo.registry.Registry.resolve] made of a config entry."""
 
     name: str               #: the canonical registered name (aliases resolved)
     args: dict[str, Any]    #: every argument the builder got, its defaults filled in
@@ -62,7 +62,7 @@ class Registry:
 
     Args:
         kind: what the entries are, used in error messages ("block", "norm", ...).
-        key: the config key holding the entry name in :meth:`build` (``{"block": "conv", ...}``).
+        key: the config key holding the entry name in [`build`][convzoo.registry.Registry.build] (``{"block": "conv", ...}``).
         entry_point_group: an importlib-metadata entry-point group whose modules are imported on
             first lookup, so installed packages can contribute entries without being imported.
     """
@@ -145,14 +145,14 @@ class Registry:
     # -- building -----------------------------------------------------------------------------
     def check_arguments(self, name: str, kwargs: Mapping[str, Any], where: str = "",
                         also_accepted: Sequence[str] = (), *, partial: bool | Collection[str] = False) -> None:
-        """Raise a :class:`ConfigError` when ``kwargs`` do not fit the builder's signature
-        (:func:`convzoo.errors.arguments.check_arguments`: names, required ones, types, ranges).
+        """Raise a [`ConfigError`][convzoo.errors.ConfigError] when ``kwargs`` do not fit the builder's signature
+        ([`convzoo.errors.arguments.check_arguments`][convzoo.errors.arguments.check_arguments]: names, required ones, types, ranges).
 
         ``also_accepted`` names keys the caller takes out of the same mapping itself (listed in the
         suggestions, so a typo of one of them finds it). ``partial`` names the required arguments the
         caller fills in later (``("in_channels",)``, once the shapes are known), or is ``True`` for all.
 
-        Example:
+        Examples:
             >>> BLOCKS.check_arguments("conv", {"kernel_size": 3}, where="layers[0]", partial=True)
             >>> BLOCKS.check_arguments("patch_embed", {"patch_size": 2}, where="layers[0]", partial=["in_channels"])
             Traceback (most recent call last):
@@ -192,11 +192,11 @@ class Registry:
         ``spec`` is a name or ``{key: name, **kwargs}`` (a dict or an OmegaConf node); its arguments
         win over ``defaults``. The arguments are checked against the builder's signature (unknown
         names with did-you-mean, missing ones, wrong types), the builder is called, and every error,
-        the builder's own :class:`ConfigError`\\ s included, is prefixed with ``where`` (the config key
+        the builder's own [`ConfigError`][convzoo.errors.ConfigError]ss included, is prefixed with ``where`` (the config key
         the spec came from). Returns the canonical name, every argument with the builder's defaults
         filled in (so logs say exactly what ran) and the built object.
 
-        Example:
+        Examples:
             >>> ACTIVATIONS.resolve({"act": "leaky_relu", "negative_slope": 0.2}, where="model.act").args
             {'negative_slope': 0.2, 'inplace': False}
             >>> ACTIVATIONS.resolve("gelu_", where="model.act")  # doctest: +ELLIPSIS

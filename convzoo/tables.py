@@ -1,7 +1,7 @@
 """Rows of dicts as an aligned text table or a CSV file: the one formatter behind the model summary
 and the init record (plain Python, no torch).
 
-Example:
+Examples:
     >>> rows = [{"layer": "stem", "params": 448}, {"layer": "head", "params": 650}]
     >>> print(text_table(rows, [Column("layer"), Column("params", format="{:,}".format, right=True)],
     ...                  total={"layer": "total", "params": 1098}))

@@ -19,7 +19,7 @@ class SqueezeExcite(nn.Module):
     1); both 1x1 convs have a bias, as SENet's fully connected layers do. MobileNetV3/EfficientNet
     variants are ``gate: hardsigmoid`` and an ``rd_channels`` of their own.
 
-    Example:
+    Examples:
         >>> se = SqueezeExcite(64, reduction=16)
         >>> se(torch.randn(2, 64, 8, 8)).shape, se.out_channels, sum(p.numel() for p in se.parameters())
         (torch.Size([2, 64, 8, 8]), 64, 580)

@@ -39,9 +39,9 @@ class Conv(DepthwiseConv2d):
     """``nn.Conv2d`` whose padding defaults to "same" (``dilation * (kernel_size - 1) // 2``).
 
     A depthwise one (``groups = in_channels = out_channels``) trains with the fast CPU backward of
-    :class:`~convzoo.depthwise.DepthwiseConv2d` unless that is switched off.
+    [`DepthwiseConv2d`][convzoo.depthwise.DepthwiseConv2d] unless that is switched off.
 
-    Example:
+    Examples:
         >>> import torch
         >>> conv = Conv(3, 16, kernel_size=3, stride=2)
         >>> conv(torch.randn(1, 3, 32, 32)).shape, conv.out_channels
@@ -75,9 +75,9 @@ class ConvNormAct(FusingSequential):
     avg) by ``pool_size``: ``conv_pool_norm_act`` (airbench) normalises 4x fewer pixels than pooling after
     the activation. ``bias=None`` gives the conv a bias unless a norm follows it (where the norm's
     shift would make it redundant). A BatchNorm next to its activation trains fused on CPU
-    (:mod:`convzoo.norm_act`).
+    ([`convzoo.norm_act`][convzoo.norm_act]).
 
-    Example:
+    Examples:
         >>> import torch
         >>> layer = ConvNormAct(3, 32, kernel_size=3, norm="batchnorm", act="relu")
         >>> layer(torch.randn(2, 3, 8, 8)).shape, layer.out_channels, layer.conv.bias is None
@@ -121,7 +121,7 @@ class ConvNormAct(FusingSequential):
 class NormAct(FusingSequential):
     """Normalisation then activation, without a conv: the final BN-ReLU of pre-activation nets.
 
-    Example:
+    Examples:
         >>> import torch
         >>> layer = NormAct(16)
         >>> layer(torch.randn(2, 16, 4, 4)).shape, layer.out_channels, [type(m).__name__ for m in layer]

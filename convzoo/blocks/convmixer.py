@@ -17,7 +17,7 @@ __all__ = ["PatchEmbed", "ConvMixerBlock"]
 class PatchEmbed(ConvNormAct):
     """Patch embedding: a conv with kernel = stride = ``patch_size`` -> activation -> norm.
 
-    Example:
+    Examples:
         >>> stem = PatchEmbed(3, 256, patch_size=2)
         >>> stem(torch.randn(1, 3, 32, 32)).shape
         torch.Size([1, 256, 16, 16])
@@ -37,7 +37,7 @@ class ConvMixerBlock(nn.Module):
     The depthwise conv mixes space (``groups = channels``, "same" padding), the pointwise conv
     mixes channels; every conv keeps its bias because the activation, not a norm, follows it.
 
-    Example:
+    Examples:
         >>> block = ConvMixerBlock(256, kernel_size=5)
         >>> block(torch.randn(1, 256, 16, 16)).shape, sum(p.numel() for p in block.parameters())
         (torch.Size([1, 256, 16, 16]), 73472)

@@ -27,7 +27,7 @@ class ConvNeXtBlock(nn.Module):
     The norm and the MLP run channels-last (``Linear`` layers on NHWC, as in the official code);
     ``gamma`` is a learned per-channel layer scale starting at ``layer_scale`` (0 or null: none).
 
-    Example:
+    Examples:
         >>> block = ConvNeXtBlock(32)
         >>> block(torch.randn(2, 32, 8, 8)).shape, sum(p.numel() for p in block.parameters())
         (torch.Size([2, 32, 8, 8]), 10048)

@@ -20,7 +20,7 @@ class DenseLayer(nn.Module):
     drops it, giving the original DenseNet layer); convs are bias-free, as in the paper.
     Repeating the layer builds a dense block: each copy reads everything before it.
 
-    Example:
+    Examples:
         >>> layer = DenseLayer(24, growth_rate=12)
         >>> layer(torch.randn(2, 24, 8, 8)).shape, layer.out_channels
         (torch.Size([2, 36, 8, 8]), 36)
@@ -54,7 +54,7 @@ class DenseLayer(nn.Module):
 class DenseTransition(nn.Sequential):
     """norm -> act -> 1x1 conv to ``floor(in_channels * compression)`` channels -> 2x2 average pool.
 
-    Example:
+    Examples:
         >>> transition = DenseTransition(216, compression=0.5)
         >>> transition(torch.randn(1, 216, 32, 32)).shape
         torch.Size([1, 108, 16, 16])

@@ -15,7 +15,7 @@ __all__ = ["Pool", "Classifier"]
 class Pool(nn.Module):
     """Max or average pooling (``pool``) over ``pool_size`` windows (stride defaults to the window).
 
-    Example:
+    Examples:
         >>> Pool(16, pool="max", pool_size=2)(torch.randn(1, 16, 32, 32)).shape
         torch.Size([1, 16, 16, 16])
     """
@@ -36,7 +36,7 @@ class Classifier(nn.Module):
 
     ``scale`` multiplies the logits (airbench scales by 1/9 to tame the initial loss).
 
-    Example:
+    Examples:
         >>> head = Classifier(256, num_classes=10, dropout=0.1)
         >>> head(torch.randn(4, 256, 8, 8)).shape, head.out_channels
         (torch.Size([4, 10]), 10)

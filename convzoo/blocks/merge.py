@@ -37,7 +37,7 @@ class Add(nn.Module):
 
     ``act`` applies after the sum, as in a ResNet block (``relu(main + shortcut)``).
 
-    Example:
+    Examples:
         >>> merge = Add([16, 16], act="relu")
         >>> a, b = torch.randn(1, 16, 8, 8), torch.randn(1, 16, 8, 8)
         >>> merge(a, b).shape, merge.out_channels, bool((merge(a, b) == (a + b).relu()).all())
@@ -66,7 +66,7 @@ class Add(nn.Module):
 class Concat(nn.Module):
     """Concatenation along the channel axis (DenseNet, Inception, U-Net skips).
 
-    Example:
+    Examples:
         >>> merge = Concat([16, 8])
         >>> merge(torch.randn(1, 16, 8, 8), torch.randn(1, 8, 8, 8)).shape, merge.out_channels
         (torch.Size([1, 24, 8, 8]), 24)
@@ -91,7 +91,7 @@ class Upsample(nn.Module):
     resizes ``x`` to the reference's spatial size (a U-Net decoder meeting its skip): the output
     has ``x``'s channels, and odd sizes need no bookkeeping.
 
-    Example:
+    Examples:
         >>> Upsample(8, scale_factor=2)(torch.randn(1, 8, 4, 4)).shape
         torch.Size([1, 8, 8, 8])
         >>> up = Upsample([8, 3], mode="bilinear")
@@ -142,7 +142,7 @@ class Upsample(nn.Module):
 class Identity(nn.Identity):
     """Passes its input through: a named tap point (an extra output) or a placeholder.
 
-    Example:
+    Examples:
         >>> Identity(8)(torch.ones(1, 8, 2, 2)).shape, Identity(8).out_channels
         (torch.Size([1, 8, 2, 2]), 8)
     """
@@ -159,7 +159,7 @@ class ZeroPadShortcut(nn.Module):
     The extra ``out_channels - in_channels`` channels are split between both ends (as the
     common CIFAR ResNet code does), so a 16 -> 32 shortcut puts the input in channels 8..23.
 
-    Example:
+    Examples:
         >>> skip = ZeroPadShortcut(16, 32, stride=2)
         >>> y = skip(torch.ones(1, 16, 8, 8))
         >>> y.shape, skip.out_channels, sum(p.numel() for p in skip.parameters()), float(y[0, :8].abs().sum())

@@ -24,7 +24,7 @@ class InvertedResidual(nn.Module):
     ``expand_always`` keeps the 1x1 expansion conv even at ``expansion=1`` (as that CIFAR code
     does; the paper and torchvision drop it).
 
-    Example:
+    Examples:
         >>> block = InvertedResidual(16, 24, stride=2, expansion=6)
         >>> block(torch.randn(1, 16, 16, 16)).shape, block.shortcut is None, block.has_skip
         (torch.Size([1, 24, 8, 8]), True, False)

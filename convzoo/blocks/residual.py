@@ -22,7 +22,7 @@ class Residual(nn.Module):
     that is a ``FusingSequential`` (``ConvNormAct``) gets the skip, so that a last BatchNorm (+
     activation) running fused in CPU training adds it in its own pass (``convzoo.norm_act``).
 
-    Example:
+    Examples:
         >>> from convzoo.blocks.conv import ConvNormAct
         >>> block = Residual(ConvNormAct(8, 8))
         >>> block(torch.randn(1, 8, 4, 4)).shape, block.out_channels
@@ -58,11 +58,11 @@ def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, n
 
     ``projection``: a bias-free 1x1 conv with the block's stride, then ``norm`` (He et al.'s option B;
     ``norm: none`` gives the bare conv of pre-activation nets); ``zero_pad``: the parameter-free
-    option A (:class:`~convzoo.blocks.merge.ZeroPadShortcut`). Where the shape is kept, every kind
+    option A ([`ZeroPadShortcut`][convzoo.blocks.merge.ZeroPadShortcut]). Where the shape is kept, every kind
     is the identity. ``none`` is for blocks that drop the skip where the shape changes; they
     check for it themselves.
 
-    Example:
+    Examples:
         >>> projection = make_shortcut("projection", 16, 32, 2, "batchnorm")
         >>> projection.conv, type(projection.norm).__name__
         (Conv(16, 32, kernel_size=(1, 1), stride=(2, 2), bias=False), 'BatchNorm2d')

@@ -48,7 +48,7 @@ class BasicBlock(_PostActivationUnit):
     or ``zero_pad`` (option A, no parameters); elsewhere it is the identity. ``se_reduction``
     adds a squeeze-excite gate on the residual branch.
 
-    Example:
+    Examples:
         >>> block = BasicBlock(16, 32, stride=2, shortcut="zero_pad")
         >>> block(torch.randn(1, 16, 8, 8)).shape, sum(p.numel() for p in block.parameters())
         (torch.Size([1, 32, 4, 4]), 13952)
@@ -85,7 +85,7 @@ class Bottleneck(_PostActivationUnit):
     The 1x1 convs narrow to ``out_channels // expansion`` channels and widen back; the stride
     sits on the 3x3 conv (as torchvision's ResNet v1.5); ``groups`` > 1 makes it a ResNeXt block.
 
-    Example:
+    Examples:
         >>> block = Bottleneck(64, 256)
         >>> block(torch.randn(1, 64, 8, 8)).shape, block.conv2.conv.in_channels
         (torch.Size([1, 256, 8, 8]), 64)
@@ -129,7 +129,7 @@ class PreActBasicBlock(nn.Module):
     for ``projection``); elsewhere it is the input itself. ``dropout`` between the convs makes it
     the wide ResNet block; ``se_reduction`` gates the residual branch (SE-ResNet).
 
-    Example:
+    Examples:
         >>> block = PreActBasicBlock(16, 32, stride=2, dropout=0.3)
         >>> block(torch.randn(2, 16, 8, 8)).shape, type(block.shortcut).__name__
         (torch.Size([2, 32, 4, 4]), 'ConvNormAct')

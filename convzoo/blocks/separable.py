@@ -20,7 +20,7 @@ class SeparableConv(nn.Sequential):
     drop-in replacement for a plain conv at a fraction of the parameters: 3 -> 3 channels with
     ``k = 3`` costs 27 + 3 + 9 + 3 = 42 parameters instead of 81 + 3 = 84.
 
-    Example:
+    Examples:
         >>> import torch
         >>> block = SeparableConv(3, 3, kernel_size=3, norm=None, act=None)
         >>> sum(p.numel() for p in block.parameters())

@@ -19,10 +19,10 @@ class WhiteningConv(nn.Module):
     The filters are the eigenvectors of the training patches' covariance scaled by
     ``1 / sqrt(eigenvalue + eps)``, each used with both signs (``2 * in_channels * k * k``
     outputs), so the first layer starts out decorrelating its input. The weights stay frozen; the
-    bias trains. :meth:`init_from_data` fits the filters; training calls it through
-    :func:`convzoo.weight_init.apply_data_init` before the first step.
+    bias trains. [`init_from_data`][convzoo.blocks.whitening.WhiteningConv.init_from_data] fits the filters; training calls it through
+    [`convzoo.weight_init.apply_data_init`][convzoo.weight_init.apply.apply_data_init] before the first step.
 
-    Example:
+    Examples:
         >>> stem = WhiteningConv(3, kernel_size=2)
         >>> stem.init_from_data(torch.randn(256, 3, 8, 8))
         >>> stem(torch.randn(1, 3, 32, 32)).shape, stem.out_channels

@@ -2,7 +2,7 @@
 
 Each command is a subparser whose ``run(args) -> exit status`` does the work: 0 done, 1 the artifact
 does not match the network. What it raises, ``python -m convzoo`` reports in one line with the exit
-code :mod:`convzoo.errors` gives it (2 a usage problem or a missing extra, 1 a failed export).
+code [`convzoo.errors`][convzoo.errors] gives it (2 a usage problem or a missing extra, 1 a failed export).
 """
 
 from __future__ import annotations

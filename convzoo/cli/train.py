@@ -1,13 +1,14 @@
 """Training from the command line: ``train.py`` in a checkout and the ``convzoo-train`` script of an
-installed package take the same Hydra command line and share :func:`check_command_line` and :func:`run`.
+installed package take the same Hydra command line and share `check_command_line` and `run`.
 
 A mistake in the command line or config is printed as one ``error:`` line (exit code 2), a run
 whose loss diverges stops with one line too (exit code 3); anything else is a bug and shows its
 traceback. ``resume=<run_dir>`` continues a run in its own directory with its own overrides.
 
-Example::
-
+Examples:
+    ```bash
     convzoo-train model=resnet_cifar model.depth=56 trainer.max_epochs=30
+    ```
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def _print_lightning_messages_once() -> None:
 
 
 def run(cfg: DictConfig) -> float | None:
-    """Train with a composed config; what the user can fix is reported in one line (see :mod:`convzoo.errors`)."""
+    """Train with a composed config; what the user can fix is reported in one line (see [`convzoo.errors`][convzoo.errors])."""
     from convzoo.errors import exit_code, report
     from convzoo.training.run import train
 
@@ -66,7 +67,7 @@ def check_command_line(argv: list[str]) -> list[str]:
 
     Hydra would report a bad override on many lines (exit code 1), and only after creating the run
     directory; this reports it on one line and exits 2 before the run directory exists. The config
-    checked here is remembered, so that :func:`run` does not check it again. Runs with Hydra flags
+    checked here is remembered, so that `run` does not check it again. Runs with Hydra flags
     (``--help``, ``-m``, ``--cfg`` ...) go to Hydra untouched, and each of their runs is checked by ``train``.
     """
     global _checked

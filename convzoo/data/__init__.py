@@ -1,11 +1,11 @@
 """Data: CIFAR-10/100, your own image folders (and a synthetic stand-in) as in-memory uint8 tensors,
 augmented in batches on the device.
 
-The loader (:mod:`convzoo.data.loader`), the batched augmentation (:mod:`convzoo.data.augment`)
-and the readers are plain torch; the Lightning data modules (:mod:`convzoo.data.datamodule`, on the base
-:mod:`convzoo.data.in_memory`) are imported on first use, so ``import convzoo.data`` does not import Lightning.
+The loader ([`convzoo.data.loader`][convzoo.data.loader]), the batched augmentation ([`convzoo.data.augment`][convzoo.data.augment])
+and the readers are plain torch; the Lightning data modules ([`convzoo.data.datamodule`][convzoo.data.datamodule], on the base
+[`convzoo.data.in_memory`][convzoo.data.in_memory]) are imported on first use, so ``import convzoo.data`` does not import Lightning.
 
-Example:
+Examples:
     >>> from convzoo.data import SyntheticDataModule
     >>> dm = SyntheticDataModule(batch_size=64)
     >>> dm.setup(); dm.num_classes, dm.input_shape

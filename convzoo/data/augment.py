@@ -4,7 +4,7 @@ Every random op draws its randomness for the whole batch at once, from ``generat
 (on the generator's device, then moved) or from torch's global RNG on the images' device, which
 ``lightning.seed_everything`` seeds.
 
-Example:
+Examples:
     >>> import torch
     >>> from convzoo.data.augment import BatchAugment, Normalize
     >>> images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
@@ -73,7 +73,7 @@ def normalize(
     Float input is taken to be in [0, 1]. ``channels_last`` returns NHWC memory layout (same shape),
     which is what cuDNN convolutions prefer under mixed precision.
 
-    Example:
+    Examples:
         >>> x = torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)
         >>> normalize(x, mean=(0.5,) * 3, std=(0.5,) * 3)[0, :, 0, 0].tolist()
         [1.0, 1.0, 1.0]
@@ -101,7 +101,7 @@ def random_crop(
     Instead of materialising the padded batch, each output pixel gathers its source pixel through
     reflected/clamped indices: two gathers for the whole batch, no Python loop, no host sync.
 
-    Example:
+    Examples:
         >>> x = torch.arange(16.0).view(1, 1, 4, 4)
         >>> torch.equal(random_crop(x, 0), x)
         True
@@ -138,7 +138,7 @@ def resize(images: Tensor, size: int) -> Tensor:
     its memory format; the identity at the current size. Progressive resizing trains early epochs
     on smaller images this way.
 
-    Example:
+    Examples:
         >>> resize(torch.ones(2, 3, 32, 32), 24).shape
         torch.Size([2, 3, 24, 24])
     """
@@ -156,7 +156,7 @@ def random_flip(images: Tensor, generator: torch.Generator | None = None, p: flo
 
     The choice is ``torch.rand(N, generator=generator) < p``, so the same seeded generator reproduces it.
 
-    Example:
+    Examples:
         >>> x = torch.arange(4.0).view(1, 1, 1, 4)
         >>> random_flip(x, p=1.0).flatten().tolist()
         [3.0, 2.0, 1.0, 0.0]
@@ -170,10 +170,10 @@ class AlternatingFlip:
     ``num_images`` images (chosen by ``seed``) is mirrored in even epochs, the other half in odd ones,
     so every image is seen both ways within two epochs, which random flipping only achieves on average.
 
-    ``index`` holds the images' positions in the data set; :class:`~convzoo.data.loader.InMemoryLoader`
+    ``index`` holds the images' positions in the data set; [`InMemoryLoader`][convzoo.data.loader.InMemoryLoader]
     passes them (its ``transform``).
 
-    Example:
+    Examples:
         >>> flip = AlternatingFlip(4, seed=0)
         >>> x = torch.arange(8.0).view(4, 1, 1, 2)
         >>> mirrored = lambda epoch: flip(x, torch.arange(4), epoch).ne(x).flatten(1).all(1)
@@ -195,9 +195,9 @@ def cutout(images: Tensor, size: int, generator: torch.Generator | None = None, 
     """Set one ``size`` x ``size`` square per image to ``fill``, centred uniformly at random
     (squares may be clipped by the border, as in DeVries & Taylor 2017).
 
-    Applied after :func:`normalize`, ``fill=0`` means "the dataset mean colour".
+    Applied after [`normalize`][convzoo.data.augment.normalize], ``fill=0`` means "the dataset mean colour".
 
-    Example:
+    Examples:
         >>> x = torch.ones(2, 3, 8, 8)
         >>> (cutout(x, 4) == 0).sum(dim=(1, 2, 3)).le(3 * 16).all().item()
         True
@@ -223,7 +223,7 @@ def rand_augment(images: Tensor, num_ops: int = 2, magnitude: int = 9, group_siz
     cost fewer calls but correlate the ops within a group. 32-128 keeps the overhead small while a
     512 batch still sees 4-16 different op pairs. Uses torch's global RNG (torchvision takes no generator).
 
-    Example:
+    Examples:
         >>> x = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
         >>> rand_augment(x, num_ops=2, magnitude=9, group_size=4).shape
         torch.Size([8, 3, 32, 32])
@@ -257,7 +257,7 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
     Sums are exact integers, accumulated over chunks of about 4M values, so a large dataset
     needs no float copy of itself.
 
-    Example:
+    Examples:
         >>> images = torch.tensor([0, 255], dtype=torch.uint8).view(2, 1, 1, 1).expand(2, 3, 2, 2)
         >>> channel_stats(images)
         ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -277,9 +277,9 @@ def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]
 
 
 class Normalize(nn.Module):
-    """The evaluation transform: :func:`normalize` with fixed statistics and layout.
+    """The evaluation transform: [`normalize`][convzoo.data.augment.normalize] with fixed statistics and layout.
 
-    Example:
+    Examples:
         >>> Normalize(channels_last=True)(torch.zeros(2, 3, 4, 4, dtype=torch.uint8)).is_contiguous(
         ...     memory_format=torch.channels_last)
         True
@@ -305,22 +305,22 @@ class Normalize(nn.Module):
 
 class BatchAugment(nn.Module):
     """The training transform for a uint8 batch: random crop, flip, RandAugment (optional), then
-    :func:`normalize`, then :func:`resize` (optional), then cutout (so its squares hold the mean colour).
+    [`normalize`][convzoo.data.augment.normalize], then [`resize`][convzoo.data.augment.resize] (optional), then cutout (so its squares hold the mean colour).
 
     Args:
         crop_padding: max translation in px (0 disables the crop).
         flip: random horizontal flip with p=0.5 (``True``); ``"alternating"``: no random flip here, the
-            loader mirrors each image every other epoch instead (:class:`AlternatingFlip`, given to
-            :class:`~convzoo.data.loader.InMemoryLoader` as its ``transform`` by the data modules).
+            loader mirrors each image every other epoch instead ([`AlternatingFlip`][convzoo.data.augment.AlternatingFlip], given to
+            [`InMemoryLoader`][convzoo.data.loader.InMemoryLoader] as its ``transform`` by the data modules).
         cutout: side of the cutout square in px (0 disables it).
         rand_augment: ``{"num_ops": 2, "magnitude": 9, "group_size": 64}`` to enable RandAugment
-            (see :func:`rand_augment`), ``None`` to skip it.
+            (see [`rand_augment`][convzoo.data.augment.rand_augment]), ``None`` to skip it.
         padding_mode: ``"reflect"`` (airbench) or ``"zeros"`` (classic torchvision RandomCrop).
         size: output side length (``None``: the input's). A plain attribute, so
-            :class:`~convzoo.training.callbacks.ProgressiveResizing` can change it between epochs.
-        mean, std, channels_last, dtype: passed to :func:`normalize`.
+            [`ProgressiveResizing`][convzoo.training.callbacks.ProgressiveResizing] can change it between epochs.
+        mean, std, channels_last, dtype: passed to [`normalize`][convzoo.data.augment.normalize].
 
-    Example:
+    Examples:
         >>> augment = BatchAugment(crop_padding=4, flip=True, rand_augment={"num_ops": 2, "magnitude": 9})
         >>> augment(torch.zeros(4, 3, 32, 32, dtype=torch.uint8)).shape
         torch.Size([4, 3, 32, 32])
@@ -374,8 +374,8 @@ class BatchAugment(nn.Module):
         )
 
 
-#: test-time augmentation modes: the recipes' ``module.tta`` and ``python -m convzoo evaluate --tta``
 TTA_MODES = ("none", "flip", "flip_translate")
+"""Test-time augmentation modes: the recipes' ``module.tta`` and ``python -m convzoo evaluate --tta``"""
 
 
 def tta_views(x: Tensor, mode: str) -> list[tuple[Tensor, float]]:
@@ -389,7 +389,7 @@ def tta_views(x: Tensor, mode: str) -> list[tuple[Tensor, float]]:
     Returns:
         ``(view, weight)`` pairs; average the logits with these weights.
 
-    Example:
+    Examples:
         >>> [w for _, w in tta_views(torch.zeros(1, 3, 4, 4), "flip_translate")]
         [1.0, 1.0, 0.5, 0.5, 0.5, 0.5]
     """

@@ -4,10 +4,10 @@ The official CIFAR-10 archive unpacks to ``cifar-10-batches-py/`` holding ``data
 ``data_batch_5``, ``test_batch`` and ``batches.meta``; CIFAR-100's to ``cifar-100-python/`` holding
 ``train``, ``test`` and ``meta``. All are Python-2 pickles of dicts whose ``data`` is a uint8 array
 of shape (rows, 3072) (1024 red, 1024 green, 1024 blue values per image). One reader serves both,
-parameterised by a :class:`CifarFormat` whose file names, URL and checksums come from torchvision's
+parameterised by a [`CifarFormat`][convzoo.data.cifar10.CifarFormat] whose file names, URL and checksums come from torchvision's
 own dataset classes.
 
-Example:
+Examples:
     >>> from convzoo.data import load_cifar10
     >>> data = load_cifar10("~/data")  # doctest: +SKIP
     >>> data.train_images.shape, data.test_labels.dtype  # doctest: +SKIP
@@ -53,7 +53,7 @@ ROW_WIDTH = 3 * 32 * 32
 class ImageData:
     """A dataset as tensors: uint8 images (N, 3, H, W), int64 labels (N,), and class names.
 
-    Example:
+    Examples:
         >>> import torch
         >>> d = ImageData(torch.zeros(4, 3, 32, 32, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64),
         ...               torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.zeros(2, dtype=torch.int64), ("a",))
@@ -74,9 +74,9 @@ class ImageData:
 
 @dataclass(frozen=True)
 class CifarFormat:
-    """What tells one CIFAR "python version" layout from another (see :data:`CIFAR10`, :data:`CIFAR100`).
+    """What tells one CIFAR "python version" layout from another (see [`CIFAR10`][convzoo.data.cifar10.CIFAR10], [`CIFAR100`][convzoo.data.cifar10.CIFAR100]).
 
-    Example:
+    Examples:
         >>> CIFAR100.folder, CIFAR100.train_files, CIFAR100.label_key, CIFAR100.num_classes
         ('cifar-100-python', ('train',), 'fine_labels', 100)
         >>> CIFAR100.with_labels("coarse").num_classes
@@ -225,10 +225,10 @@ def _not_found(fmt: CifarFormat, folder: Path, missing: list[str]) -> DataNotFou
 def find_cifar(root: str | Path, fmt: CifarFormat, download: bool = False) -> Path:
     """The ``fmt.folder`` folder under ``root`` (or ``root`` itself), downloading it if asked.
 
-    Only checks that the files exist; :func:`load_cifar` reads them. Raises
-    :class:`DataNotFoundError` naming the folder, the missing files and the fixes.
+    Only checks that the files exist; [`load_cifar`][convzoo.data.cifar10.load_cifar] reads them. Raises
+    [`DataNotFoundError`][convzoo.errors.DataNotFoundError] naming the folder, the missing files and the fixes.
 
-    Example:
+    Examples:
         >>> find_cifar("/nonexistent", CIFAR100)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -252,9 +252,9 @@ def find_cifar(root: str | Path, fmt: CifarFormat, download: bool = False) -> Pa
 
 
 def find_cifar10(root: str | Path, download: bool = False) -> Path:
-    """The ``cifar-10-batches-py`` folder under ``root`` (or ``root`` itself): :func:`find_cifar` for CIFAR-10.
+    """The ``cifar-10-batches-py`` folder under ``root`` (or ``root`` itself): [`find_cifar`][convzoo.data.cifar10.find_cifar] for CIFAR-10.
 
-    Example:
+    Examples:
         >>> find_cifar10("/nonexistent")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -294,7 +294,7 @@ def _stack(fmt: CifarFormat, folder: Path, names: tuple[str, ...]) -> tuple[torc
 
 
 def load_cifar(root: str | Path, fmt: CifarFormat, download: bool = False, verify: bool = False) -> ImageData:
-    """Load a CIFAR layout (:data:`CIFAR10`, :data:`CIFAR100`) as uint8 (N, 3, 32, 32) images and int64 labels.
+    """Load a CIFAR layout ([`CIFAR10`][convzoo.data.cifar10.CIFAR10], [`CIFAR100`][convzoo.data.cifar10.CIFAR100]) as uint8 (N, 3, 32, 32) images and int64 labels.
 
     Args:
         root: a folder holding ``fmt.folder`` (``cifar-10-batches-py/``, ``cifar-100-python/``), or that folder.
@@ -306,7 +306,7 @@ def load_cifar(root: str | Path, fmt: CifarFormat, download: bool = False, verif
         DataNotFoundError: files missing (and not downloaded); the message names path and fixes.
         CorruptDataError: a file is truncated, not a batch of this layout, or fails ``verify``.
 
-    Example:
+    Examples:
         >>> data = load_cifar("~/data", CIFAR100)  # doctest: +SKIP
         >>> data.train_images.shape, len(data.classes)  # doctest: +SKIP
         (torch.Size([50000, 3, 32, 32]), 100)
@@ -322,9 +322,9 @@ def load_cifar(root: str | Path, fmt: CifarFormat, download: bool = False, verif
 def load_cifar10(root: str | Path, download: bool = False, verify: bool = False) -> ImageData:
     """Load CIFAR-10 as uint8 (N, 3, 32, 32) image tensors and int64 labels (50,000 train, 10,000 test).
 
-    :func:`load_cifar` with the CIFAR-10 layout: ``root`` holds ``cifar-10-batches-py/`` or is that folder.
+    [`load_cifar`][convzoo.data.cifar10.load_cifar] with the CIFAR-10 layout: ``root`` holds ``cifar-10-batches-py/`` or is that folder.
 
-    Example:
+    Examples:
         >>> data = load_cifar10(os.environ["CONVZOO_DATA"])  # doctest: +SKIP
         >>> data.classes[:2]  # doctest: +SKIP
         ('airplane', 'automobile')

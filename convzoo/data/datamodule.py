@@ -1,9 +1,9 @@
 """The data sets as Lightning data modules: CIFAR-10/100, your own image folders, and a synthetic stand-in.
 
-Each says only how to load its images (:meth:`~convzoo.data.in_memory.TensorDataModule.load`);
-splitting, statistics, loaders and on-device augmentation are :class:`TensorDataModule`'s.
+Each says only how to load its images ([`load`][convzoo.data.in_memory.TensorDataModule.load]);
+splitting, statistics, loaders and on-device augmentation are [`TensorDataModule`][convzoo.data.in_memory.TensorDataModule]'s.
 
-Example:
+Examples:
     >>> from convzoo.data import SyntheticDataModule
     >>> dm = SyntheticDataModule(num_train=256, num_test=64, val_size=64, batch_size=32)
     >>> dm.setup(); len(dm.train_dataloader()), dm.num_classes
@@ -35,12 +35,12 @@ __all__ = [
 
 
 class CifarDataModule(TensorDataModule):
-    """A CIFAR "python version" layout (:class:`~convzoo.data.cifar10.CifarFormat`) held in memory.
+    """A CIFAR "python version" layout ([`CifarFormat`][convzoo.data.cifar10.CifarFormat]) held in memory.
 
     Args:
         root: folder holding the layout's folder (``cifar-10-batches-py/``, ``cifar-100-python/``) or that folder.
         download: fetch the official archive (md5-checked) in ``prepare_data`` when missing.
-        **kwargs: :class:`TensorDataModule` arguments.
+        **kwargs: [`TensorDataModule`][convzoo.data.in_memory.TensorDataModule] arguments.
     """
 
     format = CIFAR10
@@ -61,9 +61,9 @@ class CifarDataModule(TensorDataModule):
 class CIFAR10DataModule(CifarDataModule):
     """CIFAR-10 from the canonical ``cifar-10-batches-py`` layout (45,000/5,000/10,000 by default).
 
-    Normalised with the published CIFAR-10 statistics (:data:`~convzoo.data.CIFAR10_MEAN`/``STD``).
+    Normalised with the published CIFAR-10 statistics ([`CIFAR10_MEAN`][convzoo.data.augment.CIFAR10_MEAN]/``STD``).
 
-    Example:
+    Examples:
         >>> dm = CIFAR10DataModule(root=os.environ["CONVZOO_DATA"], batch_size=512)  # doctest: +SKIP
         >>> dm.setup(); len(dm.train_images)  # doctest: +SKIP
         45000
@@ -77,9 +77,9 @@ class CIFAR100DataModule(CifarDataModule):
 
     Args:
         labels: ``"fine"`` (100 classes) or ``"coarse"`` (20 superclasses).
-        root, download, **kwargs: as :class:`CifarDataModule`.
+        root, download, **kwargs: as [`CifarDataModule`][convzoo.data.datamodule.CifarDataModule].
 
-    Example:
+    Examples:
         >>> dm = CIFAR100DataModule(root="~/data", labels="coarse")
         >>> dm.num_classes, dm.format.label_key
         (20, 'coarse_labels')
@@ -99,7 +99,7 @@ class CIFAR100DataModule(CifarDataModule):
 
 
 class ImageFolderDataModule(TensorDataModule):
-    """Your own images in torchvision's ``ImageFolder`` layout, decoded once (see :mod:`convzoo.data.image_folder`).
+    """Your own images in torchvision's ``ImageFolder`` layout, decoded once (see [`convzoo.data.image_folder`][convzoo.data.image_folder]).
 
     The classes are train/'s folder names (sorted); ``val/`` and ``test/`` are used when present,
     else ``val_size`` training images (by ``seed``) and ``test_size`` of them (fixed) are held out.
@@ -112,9 +112,9 @@ class ImageFolderDataModule(TensorDataModule):
         test_size: without ``test/``, the fraction (or count) of train/ held out for testing.
         num_workers: decoding threads (default: all cores).
         val_size: without ``val/``, the fraction (or count) of the training images held out.
-        **kwargs: :class:`TensorDataModule` arguments.
+        **kwargs: [`TensorDataModule`][convzoo.data.in_memory.TensorDataModule] arguments.
 
-    Example:
+    Examples:
         >>> dm = ImageFolderDataModule(root="~/data/flowers", image_size=96)
         >>> dm.input_shape
         (3, 96, 96)
@@ -153,7 +153,7 @@ class SyntheticDataModule(TensorDataModule):
     For smoke tests and trying the library without the dataset; nothing in it is learnable beyond
     memorisation. Uses CIFAR-10's statistics so it exercises exactly the CIFAR pipeline.
 
-    Example:
+    Examples:
         >>> dm = SyntheticDataModule(num_train=64, num_test=16, val_size=16)
         >>> dm.setup(); dm.train_images.shape, dm.test_labels.max().item() < 10
         (torch.Size([48, 3, 32, 32]), True)

@@ -1,19 +1,21 @@
 """Your own images: torchvision's ``ImageFolder`` layout decoded once into uint8 tensors of one size.
 
 The layout is ImageFolder's (``<split>/<class>/<image>``), found with torchvision's own
-``find_classes``/``make_dataset``::
+``find_classes``/``make_dataset``:
 
-    root/train/cat/0001.jpg       root/cat/0001.jpg      (no train/: root itself is the training
-    root/train/dog/0002.png   or  root/dog/0002.png       split, val and test are held out of it)
-    root/val/...   (optional: else val_size training images are held out, by seed)
-    root/test/...  (optional: else test_size of train/ is held out, the same for every seed)
+```text
+root/train/cat/0001.jpg       root/cat/0001.jpg      (no train/: root itself is the training
+root/train/dog/0002.png   or  root/dog/0002.png       split, val and test are held out of it)
+root/val/...   (optional: else val_size training images are held out, by seed)
+root/test/...  (optional: else test_size of train/ is held out, the same for every seed)
+```
 
 Every image is decoded by TorchCodec (``decode_image``: JPEG, PNG, WebP; the successor of
 torchvision's decoders) or ImageFolder's own PIL loader (BMP, TIFF, PPM/PGM), converted to RGB
 (grayscale replicated, alpha dropped), turned upright by its EXIF orientation, resized (shorter side to the target, then the centre cropped; or stretched)
 and written into one preallocated (N, 3, H, W) uint8 tensor, in parallel threads.
 
-Example:
+Examples:
     >>> data = load_image_folder("~/data/flowers", image_size=64)  # doctest: +SKIP
     >>> data.train_images.shape, data.classes  # doctest: +SKIP
     (torch.Size([3303, 3, 64, 64]), ('daisy', 'dandelion', 'roses', 'sunflowers', 'tulips'))
@@ -65,7 +67,7 @@ _FIX = (
 def parse_image_size(image_size: int | Sequence[int]) -> tuple[int, int]:
     """``(height, width)`` from an int or a pair, checked.
 
-    Example:
+    Examples:
         >>> parse_image_size(64), parse_image_size([48, 64])
         ((64, 64), (48, 64))
     """
@@ -98,10 +100,10 @@ def _samples(folder: Path, class_to_idx: dict[str, int]) -> list[tuple[str, int]
 def scan_image_folder(root: str | Path) -> tuple[tuple[str, ...], dict[str, list[tuple[str, int]]]]:
     """The class names (train/'s folders, sorted) and ``{split: [(path, label), ...]}`` for the splits present.
 
-    Raises :class:`DataNotFoundError` for a missing root, no class folders, an empty class folder or a
-    split without images, and :class:`CorruptDataError` for a val/test class that train/ lacks.
+    Raises [`DataNotFoundError`][convzoo.errors.DataNotFoundError] for a missing root, no class folders, an empty class folder or a
+    split without images, and [`CorruptDataError`][convzoo.errors.CorruptDataError] for a val/test class that train/ lacks.
 
-    Example:
+    Examples:
         >>> scan_image_folder("/nonexistent")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
@@ -185,7 +187,7 @@ def decode_images(
     The decoders and torchvision's resize release the GIL, so threads decode in parallel without the
     pickling and start-up cost of processes. A progress bar shows for 1,000 images or more.
 
-    Example:
+    Examples:
         >>> decode_images([], 32).shape
         torch.Size([0, 3, 32, 32])
     """
@@ -211,7 +213,7 @@ def decode_images(
 def holdout_count(size: float | int, n: int, key: str) -> int:
     """How many of ``n`` images ``size`` holds out: a fraction in (0, 1) or a count in [0, n).
 
-    Example:
+    Examples:
         >>> holdout_count(0.1, 45, "data.val_size"), holdout_count(5, 45, "data.val_size")
         (4, 5)
     """
@@ -240,7 +242,7 @@ def load_image_folder(
     num_workers: int | None = None,
     progress: bool = True,
 ) -> ImageData:
-    """Decode an ImageFolder layout (see the module docstring) into :class:`~convzoo.data.ImageData`.
+    """Decode an ImageFolder layout (see the module docstring) into [`ImageData`][convzoo.data.cifar10.ImageData].
 
     Args:
         root: the dataset folder (``train/`` [``val/``] [``test/``], or class folders directly).

@@ -1,11 +1,11 @@
-"""The in-memory Lightning data module every convzoo data set builds on: :class:`TensorDataModule`.
+"""The in-memory Lightning data module every convzoo data set builds on: [`TensorDataModule`][convzoo.data.in_memory.TensorDataModule].
 
 The airbench recipe: decode once, index batches straight out of memory
-(:class:`~convzoo.data.loader.InMemoryLoader`), move a uint8 batch (4x smaller than float) and
+([`InMemoryLoader`][convzoo.data.loader.InMemoryLoader]), move a uint8 batch (4x smaller than float) and
 augment and normalise it on the training device in ``on_after_batch_transfer``. A data set
-(:mod:`convzoo.data.datamodule`) only says how to :meth:`~TensorDataModule.load` its images.
+([`convzoo.data.datamodule`][convzoo.data.datamodule]) only says how to [`load`][convzoo.data.in_memory.TensorDataModule.load] its images.
 
-Example:
+Examples:
     >>> from convzoo.data import SyntheticDataModule
     >>> dm = SyntheticDataModule(num_train=256, num_test=64, val_size=64, batch_size=32)
     >>> dm.setup()
@@ -56,17 +56,17 @@ def _given_statistics(mean: Sequence[float] | None, std: Sequence[float] | None)
 class TensorDataModule(L.LightningDataModule):
     """Base for data modules whose whole dataset fits in memory as uint8 tensors.
 
-    Subclasses implement :meth:`load` (returning :class:`~convzoo.data.cifar10.ImageData`).
-    :meth:`setup` loads once and splits the training images (by ``seed``) into train and val;
+    Subclasses implement [`load`][convzoo.data.in_memory.TensorDataModule.load] (returning [`ImageData`][convzoo.data.cifar10.ImageData]).
+    [`setup`][convzoo.data.in_memory.TensorDataModule.setup] loads once and splits the training images (by ``seed``) into train and val;
     the test loader serves the official test set. Augmentation and normalisation run on the
-    training device in :meth:`on_after_batch_transfer`: the train transform
-    (:class:`~convzoo.data.augment.BatchAugment`) while ``trainer.training``, the eval transform
-    (:class:`~convzoo.data.augment.Normalize`) otherwise, giving float32 batches (autocast does the
+    training device in [`on_after_batch_transfer`][convzoo.data.in_memory.TensorDataModule.on_after_batch_transfer]: the train transform
+    ([`BatchAugment`][convzoo.data.augment.BatchAugment]) while ``trainer.training``, the eval transform
+    ([`Normalize`][convzoo.data.augment.Normalize]) otherwise, giving float32 batches (autocast does the
     rest) in channels-last layout when ``channels_last``.
 
     The normalisation statistics are the class's (CIFAR-10's published ones), those given as
     ``mean``/``std``, or, for a data set without published ones (``mean = None`` on the class),
-    computed from the training split by :meth:`setup`.
+    computed from the training split by [`setup`][convzoo.data.in_memory.TensorDataModule.setup].
 
     Args:
         batch_size: training batch size per device.
@@ -76,16 +76,16 @@ class TensorDataModule(L.LightningDataModule):
         subset: keep only the first ``subset`` images of the shuffled training split (quick runs).
         test_subset: keep only the first ``test_subset`` test images.
         seed: seeds the train/val split and the per-epoch shuffles.
-        augment: :class:`~convzoo.data.augment.BatchAugment` arguments (crop_padding, flip, cutout,
+        augment: [`BatchAugment`][convzoo.data.augment.BatchAugment] arguments (crop_padding, flip, cutout,
             rand_augment, padding_mode); ``flip: alternating`` mirrors each training image in
-            every other epoch (:class:`~convzoo.data.augment.AlternatingFlip`, applied by the loader)
+            every other epoch ([`AlternatingFlip`][convzoo.data.augment.AlternatingFlip], applied by the loader)
             instead of at random.
         channels_last: return NHWC-strided batches.
         on_device: when attached to a trainer, move the dataset to its device once, so batches are
             indexed on the device and the per-step host-to-device copy disappears.
         mean, std: per-channel normalisation statistics in [0, 1] units (both or neither).
 
-    Example:
+    Examples:
         >>> from convzoo.data import SyntheticDataModule
         >>> dm = SyntheticDataModule(num_train=128, num_test=32, val_size=32, batch_size=16)
         >>> dm.setup()
@@ -161,13 +161,13 @@ class TensorDataModule(L.LightningDataModule):
         self.eval_transform = Normalize(self.mean, self.std, channels_last=self.channels_last)
 
     def load(self) -> ImageData:
-        """Return the full dataset as uint8 tensors; called once by :meth:`setup`."""
+        """Return the full dataset as uint8 tensors; called once by [`setup`][convzoo.data.in_memory.TensorDataModule.setup]."""
         raise NotImplementedError(f"{type(self).__name__} must implement load()")
 
     def describe(self) -> dict[str, Any]:
-        """What a run records about its data (after :meth:`setup`): classes, statistics, shapes and sizes.
+        """What a run records about its data (after [`setup`][convzoo.data.in_memory.TensorDataModule.setup]): classes, statistics, shapes and sizes.
 
-        Example:
+        Examples:
             >>> from convzoo.data import SyntheticDataModule
             >>> dm = SyntheticDataModule(num_train=64, num_test=16, val_size=16, num_classes=3)
             >>> dm.setup(); info = dm.describe()

@@ -2,9 +2,9 @@
 
 The airbench recipe: decode once, then index batches by fancy-indexing the whole dataset held as
 uint8 tensors (no Dataset/DataLoader, no worker processes). The Lightning data modules
-(:mod:`convzoo.data.in_memory`) serve their splits through it; a plain PyTorch loop uses it the same way.
+([`convzoo.data.in_memory`][convzoo.data.in_memory]) serve their splits through it; a plain PyTorch loop uses it the same way.
 
-Example:
+Examples:
     >>> images, labels = torch.zeros(10, 3, 32, 32, dtype=torch.uint8), torch.arange(10)
     >>> loader = InMemoryLoader(images, labels, batch_size=4, shuffle=True, drop_last=True, seed=0)
     >>> for epoch in range(2):
@@ -36,20 +36,20 @@ class InMemoryLoader:
     twice) and keeps the last partial batch.
 
     The epoch is ``epoch_fn()`` when given (the data module passes the trainer's current epoch),
-    else the value set by :meth:`set_epoch` (0 initially), like ``DistributedSampler``.
+    else the value set by [`set_epoch`][convzoo.data.loader.InMemoryLoader.set_epoch] (0 initially), like ``DistributedSampler``.
 
     ``transform(images, index, epoch)``, when given, changes each batch where the data lives, knowing
     which images they are (their positions in ``images``) and the epoch: what depends on the image
     and the epoch rather than on chance, such as airbench's alternating flip
-    (:class:`~convzoo.data.augment.AlternatingFlip`).
+    ([`AlternatingFlip`][convzoo.data.augment.AlternatingFlip]).
 
-    The loader is resumable mid-epoch (Lightning saves :meth:`state_dict` in every checkpoint and
-    hands it to :meth:`load_state_dict` on resume): as the order is a function of the epoch, its
+    The loader is resumable mid-epoch (Lightning saves [`state_dict`][convzoo.data.loader.InMemoryLoader.state_dict] in every checkpoint and
+    hands it to [`load_state_dict`][convzoo.data.loader.InMemoryLoader.load_state_dict] on resume): as the order is a function of the epoch, its
     state is just ``{"epoch", "batches"}`` and the next iteration of that epoch starts after
     ``batches``. ``progress_fn`` reports how many batches the training has consumed; Lightning
     fetches one batch ahead, so counting the batches yielded would skip one on resume.
 
-    Example:
+    Examples:
         >>> images = torch.zeros(10, 3, 32, 32, dtype=torch.uint8)
         >>> loader = InMemoryLoader(images, torch.arange(10), batch_size=4, shuffle=True, seed=0)
         >>> [len(y) for _, y in loader], len(loader)

@@ -1,5 +1,5 @@
-"""Using a trained network: loading a checkpoint (:mod:`convzoo.deploy.checkpoint`), exporting it
-(:mod:`convzoo.deploy.export`) and predicting with it (:mod:`convzoo.deploy.predict`)."""
+"""Using a trained network: loading a checkpoint ([`convzoo.deploy.checkpoint`][convzoo.deploy.checkpoint]), exporting it
+([`convzoo.deploy.export`][convzoo.deploy.export]) and predicting with it ([`convzoo.deploy.predict`][convzoo.deploy.predict])."""
 
 from convzoo.deploy.checkpoint import DeployInfo, deploy_info, load_checkpoint
 

@@ -4,9 +4,9 @@ A convzoo checkpoint carries the model spec (``hyper_parameters["model"]``) and,
 record them, the data's class names and normalisation statistics (``hyper_parameters["classes"]``,
 ``["input_mean"]``, ``["input_std"]``). What a checkpoint does not record is filled with
 CIFAR-10's statistics and class names (the data every older run trained on) or, for another
-number of classes, ``class_0``, ``class_1``, ...; :attr:`DeployInfo.assumed` lists what was filled.
+number of classes, ``class_0``, ``class_1``, ...; [`DeployInfo.assumed`][convzoo.deploy.checkpoint.DeployInfo.assumed] lists what was filled.
 
-Example:
+Examples:
     >>> from convzoo import build_model
     >>> net = build_model({"in_channels": 3, "num_classes": 10, "layers": [
     ...     {"block": "conv_norm_act", "out_channels": 8}, {"block": "classifier"}]})
@@ -67,7 +67,7 @@ class DeployInfo:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> DeployInfo:
-        """Inverse of :meth:`to_dict`; keys that are not fields (other tools' metadata) are ignored."""
+        """Inverse of [`to_dict`][convzoo.deploy.checkpoint.DeployInfo.to_dict]; keys that are not fields (other tools' metadata) are ignored."""
         names = {f.name for f in fields(cls)}
         known = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items() if key in names}
         required = {f.name for f in fields(cls) if f.default is MISSING}
@@ -92,7 +92,7 @@ def _rounded(values: Sequence[float]) -> str:
 
 def deploy_info(net: ConvNet, classes: Sequence[str] | None = None, mean: Sequence[float] | None = None,
                 std: Sequence[float] | None = None) -> DeployInfo:
-    """The :class:`DeployInfo` of a built network, given what its data recorded (``None``: not recorded).
+    """The [`DeployInfo`][convzoo.deploy.checkpoint.DeployInfo] of a built network, given what its data recorded (``None``: not recorded).
 
     Unrecorded statistics are CIFAR-10's (for a 3-channel input); unrecorded class names are
     CIFAR-10's for 10 classes, else ``class_<i>``. Recorded values that do not fit the network
@@ -137,7 +137,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     """The trained network of a convzoo checkpoint (eval mode) and what it needs to be fed.
 
     Needs no Lightning: the spec is rebuilt and every tensor loaded with
-    :func:`convzoo.network.weights.load_weights` (strict: a checkpoint that does not fit is an error).
+    [`convzoo.network.weights.load_weights`][convzoo.network.weights.load_weights] (strict: a checkpoint that does not fit is an error).
     Safe for a file from anywhere: it is read as data (``weights_only=True``, so it cannot run code),
     and modules its spec names in ``imports:`` are imported only with ``allow_imports=True`` or if
     imported already. ``weights_only=False`` runs whatever the file pickles: for a file you trust.

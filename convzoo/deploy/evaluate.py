@@ -1,10 +1,10 @@
 """Test-set accuracy of a trained network: top-1, per class, and the confusion matrix.
 
 The network is a zoo model with its shipped weights, a checkpoint, or a run directory's final
-checkpoint (:func:`load_for_evaluation`); the images are a data set's test split as uint8 tensors,
+checkpoint ([`load_for_evaluation`][convzoo.deploy.evaluate.load_for_evaluation]); the images are a data set's test split as uint8 tensors,
 normalised with the statistics the weights were trained with. Plain torch: no Lightning.
 
-Example:
+Examples:
     >>> import torch
     >>> from convzoo import build_model
     >>> net = build_model({"num_classes": 3, "layers": [{"block": "conv", "out_channels": 4},
@@ -35,7 +35,7 @@ __all__ = ["Evaluation", "evaluate", "load_for_evaluation", "plot_confusion"]
 
 @dataclass(frozen=True)
 class Evaluation:
-    """What :func:`evaluate` measured.
+    """What [`evaluate`][convzoo.deploy.evaluate.evaluate] measured.
 
     Attributes:
         top1: the fraction of images whose highest-scoring class is their label.
@@ -72,7 +72,7 @@ def evaluate(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: S
         batch_size: images per forward pass.
 
     Returns:
-        The :class:`Evaluation`.
+        The [`Evaluation`][convzoo.deploy.evaluate.Evaluation].
     """
     if len(classes) != getattr(net, "num_classes", len(classes)):
         raise ConfigError(f"{len(classes)} class names for a network with {net.num_classes} outputs.")
@@ -103,7 +103,7 @@ def load_for_evaluation(source: str | os.PathLike, pretrained: str | None = None
         allow_imports: let a checkpoint's spec import the modules it names (see ``load_checkpoint``).
 
     Returns:
-        The network in eval mode and its :class:`~convzoo.deploy.checkpoint.DeployInfo`.
+        The network in eval mode and its [`DeployInfo`][convzoo.deploy.checkpoint.DeployInfo].
     """
     path = Path(source)
     if path.is_dir():
@@ -132,7 +132,7 @@ def plot_confusion(result: Evaluation, classes: Sequence[str], path: str | os.Pa
     """Draw the confusion matrix (rows: true class, columns: predicted; each row as fractions) to a PNG.
 
     Args:
-        result: what :func:`evaluate` returned.
+        result: what [`evaluate`][convzoo.deploy.evaluate.evaluate] returned.
         classes: the class names.
         path: the PNG to write.
         title: the figure's title (the network and data).

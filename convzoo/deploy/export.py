@@ -2,14 +2,14 @@
 
 Every exporter is torch's own: ``torch.onnx.export(dynamo=True)`` (the ``torch.export``-based
 exporter; the legacy TorchScript-based one cannot express the asymmetric padding of even-kernel
-"same" convs), ``torch.export.export`` and ``torch.jit.trace`` (a :class:`~convzoo.network.build.GraphNet`'s
+"same" convs), ``torch.export.export`` and ``torch.jit.trace`` (a [`GraphNet`][convzoo.network.nets.GraphNet]'s
 dict-based ``forward`` cannot be scripted; tracing records the fixed plan it runs). The batch
-dimension is dynamic in all three. The artifact carries :class:`~convzoo.deploy.DeployInfo`
+dimension is dynamic in all three. The artifact carries [`DeployInfo`][convzoo.deploy.checkpoint.DeployInfo]
 (input size, mean/std, class names): as ONNX metadata properties, one JSON value per key, or as
-the extra file ``convzoo.json`` inside a .pt2 or TorchScript archive; :func:`read_metadata`
+the extra file ``convzoo.json`` inside a .pt2 or TorchScript archive; [`read_metadata`][convzoo.deploy.export.read_metadata]
 reads either.
 
-Parity (:func:`check_parity`): the eager network and the artifact, loaded back from disk (with
+Parity ([`check_parity`][convzoo.deploy.export.check_parity]): the eager network and the artifact, loaded back from disk (with
 onnxruntime for ONNX), run the same seeded random batch of a size the exporter did not see; the
 largest absolute difference over all outputs must stay within ``PARITY_ATOL + PARITY_RTOL *
 max|eager output|``.
@@ -25,7 +25,7 @@ a dropped layer) moves outputs by percents of their scale: 100x above the bound.
 shipped configs and examples (``benchmarks/export_parity.py``): ONNX within 4e-6 of the output
 scale (the U-Net; most within 1e-6), torch.export and TorchScript bit-identical (same kernels).
 
-Example:
+Examples:
     >>> import tempfile
     >>> from convzoo import build_model
     >>> from convzoo.deploy import deploy_info
@@ -64,14 +64,15 @@ __all__ = [
     "check_parity", "export_model", "load_exported", "read_metadata",
 ]
 
-#: format -> file suffix
 EXPORT_FORMATS = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".pt"}
-PARITY_RTOL = 1e-4  #: see the module docstring
+"""Format -> file suffix"""
+PARITY_RTOL = 1e-4
+"""See the module docstring"""
 PARITY_ATOL = 1e-5
-#: The exporters trace a batch of 2: torch.export specialises sizes 0 and 1, so 2 keeps the batch symbolic.
 EXAMPLE_BATCH = 2
-#: Parity runs a batch of 3, a size the exporter never saw: a batch size baked into the graph fails.
+"""The exporters trace a batch of 2: torch.export specialises sizes 0 and 1, so 2 keeps the batch symbolic."""
 CHECK_BATCH = 3
+"""Parity runs a batch of 3, a size the exporter never saw: a batch size baked into the graph fails."""
 INPUT_NAME = "images"
 METADATA_FILE = "convzoo.json"
 #: ONNX files are protobufs, limited to 2 GB; bigger models keep their weights in a side file.
@@ -155,7 +156,7 @@ def export_model(net: ConvNet, path: str | os.PathLike, fmt: str, info: DeployIn
         net: a network built by convzoo (it reports ``in_channels``, ``input_size``, ``outputs``).
         path: the file to write (its folder is created).
         fmt: ``onnx``, ``export`` (torch.export, .pt2) or ``torchscript``.
-        info: what the artifact's users need to feed it (:func:`convzoo.deploy.deploy_info`).
+        info: what the artifact's users need to feed it ([`convzoo.deploy.deploy_info`][convzoo.deploy.checkpoint.deploy_info]).
 
     Raises:
         MissingExtraError: ONNX without the ``export`` extra installed.
@@ -200,8 +201,8 @@ _AGAIN = "export it again with python -m convzoo export, or pass the run's check
 
 @contextlib.contextmanager
 def _reading(path: str, fmt: str) -> Iterator[None]:
-    """Whatever a reader raises on a file from elsewhere (not written by :func:`export_model`, or damaged since),
-    as one :class:`ConfigError` naming the file. A .pt2 or .pt is a zip archive: anything else is refused before
+    """Whatever a reader raises on a file from elsewhere (not written by [`export_model`][convzoo.deploy.export.export_model], or damaged since),
+    as one [`ConfigError`][convzoo.errors.ConfigError] naming the file. A .pt2 or .pt is a zip archive: anything else is refused before
     torch's reader logs a traceback of its own."""
     if fmt != "onnx" and not zipfile.is_zipfile(path):
         raise ConfigError(f"{path!r} is not a {EXPORT_FORMATS[fmt]} artifact (not a zip archive: truncated, or another "
@@ -259,10 +260,10 @@ def _json_or_text(value: str) -> object:
 
 
 def read_metadata(path: str | os.PathLike) -> DeployInfo:
-    """The :class:`DeployInfo` an artifact written by :func:`export_model` carries.
+    """The [`DeployInfo`][convzoo.deploy.checkpoint.DeployInfo] an artifact written by [`export_model`][convzoo.deploy.export.export_model] carries.
 
     A file that is not such an artifact (another tool's, a damaged copy, a missing or broken record)
-    raises one :class:`~convzoo.errors.ConfigError` naming it.
+    raises one [`ConfigError`][convzoo.errors.ConfigError] naming it.
     """
     fmt, name = format_of(path), os.fspath(path)
     with _reading(name, fmt):

@@ -3,15 +3,16 @@
 Each image, of any size and mode, is converted to RGB (grey for a one-channel network), resized
 to the network's input size (bilinear, antialiased; an image already that size is untouched),
 scaled to [0, 1] and normalised with the statistics the checkpoint or artifact carries
-(:class:`~convzoo.deploy.DeployInfo`): the same transform as evaluation in training, so a
+([`DeployInfo`][convzoo.deploy.checkpoint.DeployInfo]): the same transform as evaluation in training, so a
 CIFAR-10 test image saved as PNG gets exactly the prediction its tensor gets.
 
-Example::
-
+Examples:
+    ```python
     from convzoo.deploy.predict import load_predictor, predict_files
     predictor = load_predictor("outputs/2026-11-22/12-00-00/checkpoints/best.ckpt")  # or a .onnx / .pt2 / .pt
     for path, top in predict_files(predictor, ["cat.png", "photos/"], topk=3):
         print(path, top)            # [("cat", 0.91), ("dog", 0.05), ("deer", 0.01)]
+    ```
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = ["Predictor", "find_images", "load_image", "load_predictor", "predict_
 
 @dataclass(frozen=True)
 class Predictor:
-    """A network as a function from a normalised float32 batch to its class scores, and its :class:`DeployInfo`."""
+    """A network as a function from a normalised float32 batch to its class scores, and its [`DeployInfo`][convzoo.deploy.checkpoint.DeployInfo]."""
 
     run: Callable[[Tensor], Tensor]
     info: DeployInfo
@@ -46,7 +47,7 @@ class Predictor:
 def load_predictor(path: str | os.PathLike, allow_imports: bool = False) -> Predictor:
     """A checkpoint (``.ckpt``) or an artifact of ``python -m convzoo export`` (``.onnx``, ``.pt2``, ``.pt``).
 
-    A checkpoint is read as data (:func:`~convzoo.deploy.load_checkpoint`; its spec's ``imports:``
+    A checkpoint is read as data ([`load_checkpoint`][convzoo.deploy.checkpoint.load_checkpoint]; its spec's ``imports:``
     only with ``allow_imports=True``), and so are the pickles inside a ``.pt2``; a ``.pt`` is
     TorchScript, whose reader builds TorchScript types only (no Python object a pickle names). A file
     that does not load is refused in one line naming it.
@@ -110,7 +111,7 @@ def find_images(paths: Iterable[str | os.PathLike]) -> list[Path]:
 def load_image(path: str | os.PathLike, info: DeployInfo) -> Tensor:
     """One image file as a uint8 ``(in_channels, *input_size)`` tensor.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> from convzoo import build_model
         >>> from convzoo.deploy import deploy_info

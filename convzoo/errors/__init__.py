@@ -1,6 +1,6 @@
-"""What users wrote, checked and reported: the error policy (:mod:`~convzoo.errors.policy`: every error
+"""What users wrote, checked and reported: the error policy ([`policy`][convzoo.errors.policy]: every error
 class, its exit code, did-you-mean, where an error is, one-line reports) and the argument checks that
-raise it (:mod:`~convzoo.errors.arguments`: a value against an annotation, argument ranges, one checker
+raise it ([`arguments`][convzoo.errors.arguments]: a value against an annotation, argument ranges, one checker
 for the registry and the configs)."""
 
 from convzoo.errors.policy import (

@@ -1,11 +1,11 @@
-"""What a builder accepts, read from its signature: the one argument checker (:func:`check_arguments`),
+"""What a builder accepts, read from its signature: the one argument checker ([`check_arguments`][convzoo.errors.arguments.check_arguments]),
 and the one place that knows how a config value (plain YAML types) fits a Python annotation, the
 numbers each argument name accepts, and how a mismatch reads. The block registry
-(:meth:`convzoo.registry.Registry.check_arguments`) and the training-config checks
-(:func:`convzoo.training.validation.check_target`) both judge arguments with it; each names the
-arguments its own way (:class:`Naming`).
+([`convzoo.registry.Registry.check_arguments`][convzoo.registry.Registry.check_arguments]) and the training-config checks
+([`convzoo.training.validation.check_target`][convzoo.training.validation.check_target]) both judge arguments with it; each names the
+arguments its own way ([`Naming`][convzoo.errors.arguments.Naming]).
 
-Example:
+Examples:
     >>> fits_annotation([16, 32], list[int]), type_name(int | None), out_of_range("kernel_size", 0)
     (True, 'int | None', Range(low=1, high=None, low_open=False))
     >>> def conv(out_channels: int, kernel_size: int = 3): ...
@@ -42,7 +42,7 @@ def fits_annotation(value: Any, annotation: Any) -> bool:
     ``str``, ``None``, unions/``Optional``, ``list``/``tuple``/``Sequence`` of an item type,
     ``dict``/``Mapping``, ``Literal`` and classes; anything else fits (it is not ours to judge).
 
-    Example:
+    Examples:
         >>> fits_annotation(3, int | None), fits_annotation("abc", int), fits_annotation(True, int)
         (True, False, False)
         >>> fits_annotation([16, 32], list[int]), fits_annotation(2, float)
@@ -80,7 +80,7 @@ def fits_annotation(value: Any, annotation: Any) -> bool:
 class Range:
     """The numbers an argument accepts: ``low`` (excluded when ``low_open``) up to ``high`` (``None``: no limit).
 
-    Example:
+    Examples:
         >>> 0 in Range(1), 0.5 in Range(0, 1), str(Range(0, low_open=True)), str(Range(0, 1))
         (False, True, '> 0', 'from 0 to 1')
     """
@@ -99,11 +99,6 @@ class Range:
         return f"{'>' if self.low_open else '>='} {self.low}"
 
 
-#: What an argument of each name accepts, in every block, norm, pool or activation that takes it:
-#: one table instead of a check in each block, so a new block gets them by naming its arguments
-#: as the others do. Values the type allows but no layer can use (a kernel of 0, a stride of -1)
-#: are refused here, before anything is built. Sequences (``kernel_size: [3, 5]``) are checked
-#: item by item; ``None`` and strings (``padding: same``) are left to the annotation.
 ARGUMENT_RANGES: dict[str, Range] = {
     **dict.fromkeys(("kernel_size", "stride", "dilation", "patch_size", "pool_size", "groups", "out_channels",
                      "num_classes", "growth_rate", "expansion", "mlp_ratio", "reduction", "se_reduction",
@@ -112,12 +107,17 @@ ARGUMENT_RANGES: dict[str, Range] = {
     **dict.fromkeys(("dropout", "drop_path", "momentum"), Range(0, 1)),
     **dict.fromkeys(("eps", "scale_factor", "compression"), Range(0, low_open=True)),
 }
+"""What an argument of each name accepts, in every block, norm, pool or activation that takes it:
+one table instead of a check in each block, so a new block gets them by naming its arguments
+as the others do. Values the type allows but no layer can use (a kernel of 0, a stride of -1)
+are refused here, before anything is built. Sequences (``kernel_size: [3, 5]``) are checked
+item by item; ``None`` and strings (``padding: same``) are left to the annotation."""
 
 
 def out_of_range(name: str, value: Any, ranges: Mapping[str, Range] = ARGUMENT_RANGES) -> Range | None:
     """The range ``value`` of an argument called ``name`` misses (``None``: it fits, or nothing is known).
 
-    Example:
+    Examples:
         >>> out_of_range("kernel_size", 0), out_of_range("kernel_size", [3, 3]), out_of_range("padding", "same")
         (Range(low=1, high=None, low_open=False), None, None)
     """
@@ -152,14 +152,14 @@ def type_hints(builder: Callable) -> dict[str, Any]:
         return {}
 
 
-#: ``(parameters by name, type hints, takes **kwargs)``: what :func:`check_arguments` checks against.
 Signature = tuple[dict[str, inspect.Parameter], dict[str, Any], bool]
+"""``(parameters by name, type hints, takes **kwargs)``: what [`check_arguments`][convzoo.errors.arguments.check_arguments] checks against."""
 
 
 def builder_signature(builder: Callable) -> Signature:
-    """The builder's own :data:`Signature` (a registry entry: its ``**kwargs`` are its own business).
+    """The builder's own [`Signature`][convzoo.errors.arguments.Signature] (a registry entry: its ``**kwargs`` are its own business).
 
-    Example:
+    Examples:
         >>> params, hints, open_ended = builder_signature(lambda size, color="red", **extra: None)
         >>> list(params), open_ended
         (['size', 'color'], True)
@@ -205,7 +205,7 @@ def _choices(hint: Any) -> list[Any]:
 def mismatch(key: str, value: Any, hint: Any) -> str:
     """Why ``key=value`` does not fit ``hint``: a choice not on the list (with the closest), or a wrong type.
 
-    Example:
+    Examples:
         >>> mismatch("trainer.precision", "bf16_mixed", Literal["32-true", "bf16-mixed"] | None)
         "trainer.precision='bf16_mixed' is not one of '32-true', 'bf16-mixed', None. Did you mean 'bf16-mixed'?"
     """
@@ -218,13 +218,13 @@ def mismatch(key: str, value: Any, hint: Any) -> str:
 
 @dataclass(frozen=True)
 class Naming:
-    """How :func:`check_arguments`' messages name the arguments they are about.
+    """How [`check_arguments`][convzoo.errors.arguments.check_arguments]' messages name the arguments they are about.
 
     As a registry entry's, by default: ``block 'conv' got an unknown argument 'k'``,
     ``block 'conv': kernel_size=0 ...``. As config keys, when ``key`` is given (the key the arguments
     sit under): ``trainer.foo is not an argument of Trainer``, ``trainer.max_epochs='abc' ...``.
 
-    Example:
+    Examples:
         >>> Naming("block 'conv'").argument("stride"), Naming("Trainer", key="trainer").argument("max_epochs")
         ("block 'conv': stride", 'trainer.max_epochs')
     """
@@ -256,16 +256,16 @@ def check_arguments(signature: Signature, arguments: Mapping[str, Any], naming: 
                     also_accepted: Sequence[str] = (),
                     ranges: Mapping[str, Range] = ARGUMENT_RANGES,
                     judged_later: Callable[[Any], bool] = lambda value: False) -> None:
-    """Raise a :class:`~convzoo.errors.ConfigError` when ``arguments`` do not fit ``signature``.
+    """Raise a [`ConfigError`][convzoo.errors.ConfigError] when ``arguments`` do not fit ``signature``.
 
     In order: every name must be a parameter (unless the builder takes ``**kwargs``; the closest
     accepted names are suggested, ``also_accepted`` among them: keys the caller takes out of the same
     mapping itself) and not one the caller ``supplied`` itself; every required parameter must be
     given (or ``supplied``), but those ``partial`` names (all if it is ``True``: the caller fills them in later); every value must fit its annotation (but those
     ``judged_later``, e.g. a node built later) and the ``ranges`` of its name. An error about one
-    argument says which (:func:`~convzoo.errors.about`).
+    argument says which ([`about`][convzoo.errors.about]).
 
-    Example:
+    Examples:
         >>> def box(size: int, color: str = "red"): ...
         >>> check_arguments(builder_signature(box), {"color": "blue"}, Naming("thing 'box'"), partial=True)
         >>> check_arguments(builder_signature(box), {"colour": "blue"}, Naming("Box", key="cfg.box"))

@@ -3,18 +3,18 @@
 Every error class convzoo raises lives here, with the exit code each gets from ``train.py``,
 ``convzoo-train`` and ``python -m convzoo``:
 
-* :class:`ConfigError` (and its kinds :class:`CheckpointError`, :class:`RunDirectoryError`,
-  :class:`DataNotFoundError`, :class:`CorruptDataError`): something the user wrote -- a config
+* [`ConfigError`][convzoo.errors.ConfigError] (and its kinds [`CheckpointError`][convzoo.errors.CheckpointError], [`RunDirectoryError`][convzoo.errors.RunDirectoryError],
+  [`DataNotFoundError`][convzoo.errors.DataNotFoundError], [`CorruptDataError`][convzoo.errors.CorruptDataError]): something the user wrote -- a config
   value, a command-line override, a spec key, a file path -- is wrong. The message names the key
   the user wrote first, then the layer, the bad value, what is accepted and the fix. Exit code 2.
-* :class:`MissingExtraError`: an optional dependency is not installed; the message names the extra
+* [`MissingExtraError`][convzoo.errors.MissingExtraError]: an optional dependency is not installed; the message names the extra
   to install. Exit code 2.
-* :class:`NonFiniteLossError`: the training loss became NaN or infinite. The message names the
+* [`NonFiniteLossError`][convzoo.errors.NonFiniteLossError]: the training loss became NaN or infinite. The message names the
   epoch, step and learning rate and what to try. Exit code 3.
-* :class:`ExportError`: an exporter could not turn a network into an artifact. Exit code 1.
+* [`ExportError`][convzoo.errors.ExportError]: an exporter could not turn a network into an artifact. Exit code 1.
 * Any other exception is a bug (ours, or in a user's own block) and is raised with its traceback.
 
-Example:
+Examples:
     >>> error = ConfigError("data: batch_size=0 must be at least 1.\\nSet data.batch_size=128.")
     >>> one_line(error), exit_code(error), exit_code(KeyError("bug"))
     ('data: batch_size=0 must be at least 1. Set data.batch_size=128.', 2, None)
@@ -39,7 +39,7 @@ __all__ = ["ConfigError", "CheckpointError", "CorruptDataError", "DataNotFoundEr
 class ConfigError(ValueError):
     """A config names something that does not exist or passes arguments that do not fit.
 
-    An error about one argument of one spec layer says which (:func:`about`), so that the spec can
+    An error about one argument of one spec layer says which ([`about`][convzoo.errors.about]), so that the spec can
     name the key the user wrote when an interpolation brought the value there.
     """
 
@@ -60,10 +60,10 @@ def at(where: str, problem: ConfigError | str) -> ConfigError:
     """``problem`` named by where it is (a config key, a layer, a file): ``where: message``, the one way errors say so.
 
     A message that names ``where`` already (``data.batch_size=0 ...``, ``data: ...``) is left as it is, so
-    a location is never named twice. A :class:`ConfigError` keeps its kind (a :class:`CheckpointError`
-    stays one) and what it is :func:`about`; an empty ``where`` returns it unchanged. For ``raise``.
+    a location is never named twice. A [`ConfigError`][convzoo.errors.ConfigError] keeps its kind (a [`CheckpointError`][convzoo.errors.CheckpointError]
+    stays one) and what it is [`about`][convzoo.errors.about]; an empty ``where`` returns it unchanged. For ``raise``.
 
-    Example:
+    Examples:
         >>> error = at("model.act", about(ConfigError("Unknown activation 'relux'."), "act"))
         >>> str(error), error.argument, str(at("model.act", error)) == str(error)
         ("model.act: Unknown activation 'relux'.", 'act', True)
@@ -92,7 +92,7 @@ class CheckpointError(ConfigError):
 
 
 class RunDirectoryError(ConfigError):
-    """The run directory holds another run's records, or another process trains there (:mod:`convzoo.runs.directory`)."""
+    """The run directory holds another run's records, or another process trains there ([`convzoo.runs.directory`][convzoo.runs.directory])."""
 
 
 class DataNotFoundError(ConfigError, FileNotFoundError):

@@ -1,18 +1,18 @@
-"""Model specs -> networks: :func:`build_model` runs the build pipeline's stages in a row.
+"""Model specs -> networks: [`build_model`][convzoo.network.build.build_model] runs the build pipeline's stages in a row.
 
-1. parse (:mod:`convzoo.specs.parse`): a file, dict or node -> a plain, checked spec;
-2. resolve (:mod:`convzoo.specs.resolve`): the spec -> its :class:`~convzoo.specs.resolve.LayerGraph`, one
-   :class:`~convzoo.specs.resolve.Layer` per layer, arguments checked against the blocks' signatures;
-3. infer shapes (:mod:`convzoo.network.shapes`): every block copy built and run once on ``meta``,
-   settled into a :class:`Node`;
-4. build (:func:`~convzoo.network.nets.assemble`): each node's real module (:meth:`Node.construct`), from the
+1. parse ([`convzoo.specs.parse`][convzoo.specs.parse]): a file, dict or node -> a plain, checked spec;
+2. resolve ([`convzoo.specs.resolve`][convzoo.specs.resolve]): the spec -> its [`LayerGraph`][convzoo.specs.resolve.LayerGraph], one
+   [`Layer`][convzoo.specs.resolve.Layer] per layer, arguments checked against the blocks' signatures;
+3. infer shapes ([`convzoo.network.shapes`][convzoo.network.shapes]): every block copy built and run once on ``meta``,
+   settled into a [`Node`][convzoo.network.nets.Node];
+4. build ([`assemble`][convzoo.network.nets.assemble]): each node's real module ([`Node.construct`][convzoo.network.nets.Node.construct]), from the
    settled arguments, into
-5. execute (:mod:`convzoo.network.nets`): a :class:`ConvNet` (a chain) or a :class:`GraphNet`.
+5. execute ([`convzoo.network.nets`][convzoo.network.nets]): a [`ConvNet`][convzoo.network.nets.ConvNet] (a chain) or a [`GraphNet`][convzoo.network.nets.GraphNet].
 
-Steps 1 and 2 are :func:`~convzoo.specs.resolve.resolve`: the static check of a spec, which builds nothing.
+Steps 1 and 2 are [`resolve`][convzoo.specs.resolve.resolve]: the static check of a spec, which builds nothing.
 
 The spec language (layers, ``from``, ``residual``, ``repeat``/``first``, ``outputs``,
-``block_defaults``) is described in :mod:`convzoo.specs`.
+``block_defaults``) is described in [`convzoo.specs`][convzoo.specs].
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ __all__ = [
 def build_block(config: Mapping[str, Any], in_channels: int | Sequence[int]) -> nn.Module:
     """Build one block from ``{"block": NAME, **args}`` for ``in_channels`` input channels.
 
-    Example:
+    Examples:
         >>> build_block({"block": "separable", "out_channels": 3}, in_channels=3).out_channels
         3
     """
@@ -57,7 +57,7 @@ def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: b
     its modules are imported only with ``allow_imports=True``, or when the caller imported them
     already (then building imports nothing). A spec the caller wrote is theirs: build it directly.
 
-    Example:
+    Examples:
         >>> check_imports_allowed({"imports": ["math"]}, "checkpoint 'a.ckpt'", allow_imports=False)  # imported already
         >>> check_imports_allowed({"imports": ["my_blocks"]}, "checkpoint 'a.ckpt'", allow_imports=False)
         Traceback (most recent call last):
@@ -79,10 +79,10 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
     """Build a network from a model spec (dict, OmegaConf node, or YAML file path).
 
     ``outputs`` overrides the spec's outputs, e.g. to use a classifier's stages as a backbone;
-    layers that no output depends on are then left out. A chain gives a :class:`ConvNet`,
-    anything else a :class:`GraphNet`.
+    layers that no output depends on are then left out. A chain gives a [`ConvNet`][convzoo.network.nets.ConvNet],
+    anything else a [`GraphNet`][convzoo.network.nets.GraphNet].
 
-    Example:
+    Examples:
         >>> from convzoo.config import config_dir
         >>> net = build_model(config_dir() / "model" / "convmixer.yaml")
         >>> sum(p.numel() for p in net.parameters())

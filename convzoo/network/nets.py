@@ -1,7 +1,7 @@
 """The networks a spec builds, the last stage of the build pipeline (execute).
 
-A chain (every layer reads the previous one, one output) is a :class:`ConvNet`: an ``nn.Sequential``
-under ``layers``, as in convzoo 0.1, so its checkpoints load. Anything else is a :class:`GraphNet`,
+A chain (every layer reads the previous one, one output) is a [`ConvNet`][convzoo.network.nets.ConvNet]: an ``nn.Sequential``
+under ``layers``, as in convzoo 0.1, so its checkpoints load. Anything else is a [`GraphNet`][convzoo.network.nets.GraphNet],
 whose ``forward`` follows a plan computed once at build time and drops each intermediate tensor
 after its last reader. Both name their submodules ``layers.<layer name>`` (``layers.<name>.<copy>``
 for repeats) and describe their outputs in ``feature_info``.
@@ -27,7 +27,7 @@ __all__ = ["ConvNet", "FeatureInfo", "GraphNet", "Node", "assemble"]
 class Node:
     """One block copy: where it lives, what it reads, what it is, and what it is built from.
 
-    Shape inference settles each copy into one record; :meth:`construct` builds the real module
+    Shape inference settles each copy into one record; [`construct`][convzoo.network.nets.Node.construct] builds the real module
     from it, and the network keeps the records in ``nodes``.
     """
 
@@ -69,13 +69,13 @@ class FeatureInfo(list):
 
 
 class ConvNet(nn.Module):
-    """A chain network built by :func:`build_model`: ``layers`` is an ``nn.Sequential``.
+    """A chain network built by [`build_model`][convzoo.network.build.build_model]: ``layers`` is an ``nn.Sequential``.
 
     ``layers`` holds one submodule per spec layer, named by the layer's ``name`` or index; a
     repeated layer is an ``nn.Sequential`` of its copies (``layers.1.0``, ``layers.1.1``, ...).
     ``nodes`` lists every block copy as built, ``feature_info`` the output's channels and reduction.
 
-    Example:
+    Examples:
         >>> from convzoo import build_model
         >>> net = build_model({"in_channels": 3, "num_classes": 10, "layers": [
         ...     {"block": "conv_norm_act", "out_channels": 16}, {"block": "classifier"}]})
@@ -109,7 +109,7 @@ class GraphNet(ConvNet):
     several, a dict ``{layer name: tensor}`` in ``outputs`` order (what torchvision's FPN and
     ``IntermediateLayerGetter`` use).
 
-    Example:
+    Examples:
         >>> from convzoo import build_model
         >>> net = build_model({"in_channels": 3, "layers": [
         ...     {"name": "stem", "block": "conv_norm_act", "out_channels": 8},
@@ -151,8 +151,8 @@ def _plan(wiring: Sequence[tuple[str, tuple[str, ...]]], outputs: Sequence[str]
 
 
 def assemble(graph: LayerGraph, settled: Mapping[str, Sequence[Node]], shapes: Mapping[str, torch.Size]) -> ConvNet:
-    """The network of a resolved spec, each block copy built from its settled :class:`Node`: a :class:`ConvNet`
-    for a chain (every layer reads the previous one, one output), else a :class:`GraphNet`."""
+    """The network of a resolved spec, each block copy built from its settled [`Node`][convzoo.network.nets.Node]: a [`ConvNet`][convzoo.network.nets.ConvNet]
+    for a chain (every layer reads the previous one, one output), else a [`GraphNet`][convzoo.network.nets.GraphNet]."""
     modules = OrderedDict(
         (name, nn.Sequential(*(node.construct() for node in nodes)) if len(nodes) > 1 else nodes[0].construct())
         for name, nodes in settled.items()

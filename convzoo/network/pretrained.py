@@ -6,7 +6,7 @@ downloaded once into the torch hub cache), its sha256, the data's class names an
 measured test accuracy and how it was made (command, wall time, machine, date). Loading reads the
 file with safetensors (tensors only: nothing is unpickled), after its sha256 matched the manifest.
 
-Example:
+Examples:
     >>> from convzoo import create_model, list_pretrained
     >>> [e["name"] for e in list_pretrained("resnet_cifar")][:1]
     ['resnet20']
@@ -30,11 +30,11 @@ from convzoo.errors import CheckpointError, ConfigError, suggest
 
 __all__ = ["WEIGHTS_DIR", "find_pretrained", "list_pretrained", "load_pretrained", "pretrained_file", "sha256"]
 
-#: Where the shipped weight files and their manifest live (package data).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "pretrained"
+"""Where the shipped weight files and their manifest live (package data)."""
 MANIFEST = "manifest.json"
-#: Keys the data decides at training time; weights fit a run whatever its data sets them to, but the head.
 DATA_KEYS = ("in_channels", "num_classes", "input_size")
+"""Keys the data decides at training time; weights fit a run whatever its data sets them to, but the head."""
 
 
 @lru_cache(maxsize=1)
@@ -57,7 +57,7 @@ def list_pretrained(model: str | None = None) -> list[dict[str, Any]]:
         ``mean``, ``std``, ``test_acc`` (single view), ``recipe_test_acc`` (with the recipe's
         test-time augmentation), ``tta``, ``command``, ``train_wall_s``, ``machine``, ``date``, ``size_bytes``.
 
-    Example:
+    Examples:
         >>> all(entry["sha256"] for entry in list_pretrained())
         True
     """
@@ -90,7 +90,7 @@ def find_pretrained(model: str, tag: str, overrides: Mapping[str, Any] | None = 
     Raises:
         ConfigError: in one line, naming the model's available tags and their overrides.
 
-    Example:
+    Examples:
         >>> find_pretrained("resnet_cifar", "cifar10", {"depth": 20})["name"]
         'resnet20'
         >>> find_pretrained("resnet_cifar", "cifar10", {"depth": 56})  # doctest: +ELLIPSIS
@@ -130,7 +130,7 @@ def sha256(path: str | os.PathLike) -> str:
     Returns:
         64 hex digits.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> with tempfile.NamedTemporaryFile() as f:
         ...     sha256(f.name)[:12]
@@ -158,7 +158,7 @@ def pretrained_file(entry: Mapping[str, Any]) -> Path:
     Raises:
         CheckpointError: in one line: the file is missing, cannot be downloaded, or was altered.
 
-    Example:
+    Examples:
         >>> pretrained_file(list_pretrained()[0]).suffix
         '.safetensors'
     """
@@ -193,9 +193,9 @@ def load_pretrained(net: nn.Module, entry: Mapping[str, Any], strict: bool = Tru
         strict: every tensor must fit (``False`` when fine-tuning: a new head keeps its init).
 
     Returns:
-        The :class:`~convzoo.network.weights.WeightTransfer` report.
+        The [`WeightTransfer`][convzoo.network.weights.WeightTransfer] report.
 
-    Example:
+    Examples:
         >>> from convzoo import create_model
         >>> entry = find_pretrained("resnet_cifar", "cifar10")
         >>> report = load_pretrained(create_model("resnet_cifar"), entry)

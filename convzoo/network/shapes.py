@@ -166,11 +166,11 @@ def _label(block: str, shortcut: tuple[BlockCall, ...] | None) -> str:
 
 def infer_shapes(graph: LayerGraph) -> tuple[dict[str, list[Node]], dict[str, torch.Size]]:
     """Build and run every block copy on meta tensors (call it under ``torch.device("meta")``): each layer's copies
-    as :class:`Node` records, their arguments settled, and each layer's output shape.
+    as [`Node`][convzoo.network.nets.Node] records, their arguments settled, and each layer's output shape.
 
-    A spec that does not fit together fails here with one :class:`ConfigError` naming the layer, the
-    shapes and the fix; :func:`~convzoo.network.build.build_model` leads it with the key the user wrote
-    (:meth:`LayerGraph.named <convzoo.specs.resolve.LayerGraph.named>`).
+    A spec that does not fit together fails here with one [`ConfigError`][convzoo.errors.ConfigError] naming the layer, the
+    shapes and the fix; [`build_model`][convzoo.network.build.build_model] leads it with the key the user wrote
+    ([`LayerGraph.named`][convzoo.specs.resolve.LayerGraph.named]).
     """
     values = {INPUT: torch.empty(_CHECK_BATCH, graph.spec["in_channels"], *graph.spec["input_size"])}
     settled: dict[str, list[Node]] = {}

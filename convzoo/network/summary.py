@@ -8,7 +8,7 @@ they are exact for chains, skips and merges alike: a conv or pooling window grow
 outputs) by its stride; a merge takes the largest field of its inputs; resizing scales the
 jump; a global pool (or anything that collapses height and width) makes it ``global``.
 
-Example:
+Examples:
     >>> import torch
     >>> from convzoo import build_model
     >>> net = build_model({"in_channels": 3, "num_classes": 10, "layers": [
@@ -120,7 +120,7 @@ class _ReceptiveFields(TorchFunctionMode):
 
 @dataclass
 class ModelSummary:
-    """Rows (one dict per node) and totals; ``str()`` gives an aligned table, :meth:`to_csv` a file."""
+    """Rows (one dict per node) and totals; ``str()`` gives an aligned table, [`to_csv`][convzoo.network.summary.ModelSummary.to_csv] a file."""
 
     rows: list[dict[str, Any]]
     input_shape: tuple[int, ...]
@@ -151,7 +151,7 @@ class ModelSummary:
         return [{**r, "inputs": "+".join(r["inputs"]), "output_shape": _shape(r["output_shape"])} for r in self.rows]
 
     def to_csv(self, path: str | Path) -> Path:
-        """Write :meth:`csv_rows` to ``path``."""
+        """Write [`csv_rows`][convzoo.network.summary.ModelSummary.csv_rows] to ``path``."""
         return write_csv(path, self.csv_rows())
 
     def __str__(self) -> str:

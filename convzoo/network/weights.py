@@ -1,10 +1,10 @@
 """Weight transfer: copy every tensor whose name and shape match from a checkpoint into a network.
 
 Fine-tuning starts here: a CIFAR-10 run's weights into the same network with a 100-class head
-copies everything but the head, whose shape differs; :func:`load_weights` says exactly that.
+copies everything but the head, whose shape differs; [`load_weights`][convzoo.network.weights.load_weights] says exactly that.
 Layers are named in the spec (``layers.<name>...``), so inserting a layer shifts no other name.
 
-Example:
+Examples:
     >>> from convzoo import build_model, load_weights
     >>> spec = {"in_channels": 3, "layers": [
     ...     {"name": "stem", "block": "conv_norm_act", "out_channels": 8},
@@ -37,14 +37,14 @@ __all__ = ["WeightSource", "WeightTransfer", "load_failure", "load_weights", "re
 
 log = logging.getLogger("convzoo.weights")  # the name it has always logged under
 
-#: What :func:`load_weights` reads: a checkpoint file (convzoo/Lightning ``.ckpt`` or a saved state
-#: dict), a loaded checkpoint or state dict, or a module.
 WeightSource = Union[str, os.PathLike, Mapping[str, Any], nn.Module]
+"""What [`load_weights`][convzoo.network.weights.load_weights] reads: a checkpoint file (convzoo/Lightning ``.ckpt`` or a saved state
+dict), a loaded checkpoint or state dict, or a module."""
 
 
 @dataclass
 class WeightTransfer:
-    """What :func:`load_weights` did. Names are the target network's (``layers.stem.conv.weight``).
+    """What [`load_weights`][convzoo.network.weights.load_weights] did. Names are the target network's (``layers.stem.conv.weight``).
 
     ``prefix`` is what the source's names carry in front of the network's (``model.`` in a
     convzoo checkpoint, whose LightningModule holds the network as ``model``).
@@ -92,7 +92,7 @@ def read_checkpoint_file(path: str | os.PathLike, described: str, fix: str,
     file from a source the caller trusts, and only when the caller asked for it by name. ``trusted``
     says how to ask (``load_model(path, weights_only=False)``); it ends the message of a refused file.
 
-    Example:
+    Examples:
         >>> read_checkpoint_file("nowhere.ckpt", "ckpt_path=nowhere.ckpt", "Give a run's last.ckpt.")
         Traceback (most recent call last):
         convzoo.errors.ConfigError: ckpt_path=nowhere.ckpt does not exist. Give a run's last.ckpt.
@@ -122,7 +122,7 @@ def load_failure(described: str, failure: Exception, fix: str, trusted: str = ""
     pickles a function or class, so loading it could run code; ``trusted`` says how to opt in), or
     that it is unreadable (``kind``: what it should have been). ``described`` names the file.
 
-    Example:
+    Examples:
         >>> load_failure("'a.pt'", EOFError("Ran out of input"), "Pass a state dict.")
         "'a.pt' is not a readable PyTorch checkpoint (EOFError: Ran out of input): truncated, or another kind of file. Pass a state dict."
     """
@@ -138,7 +138,7 @@ def load_failure(described: str, failure: Exception, fix: str, trusted: str = ""
 def read_state_dict(source: WeightSource) -> tuple[dict[str, Tensor], str]:
     """The tensors of ``source`` by name, and how to name the source in messages.
 
-    Example:
+    Examples:
         >>> tensors, name = read_state_dict({"state_dict": {"model.w": torch.zeros(2)}, "epoch": 3})
         >>> list(tensors), name
         (['model.w'], 'a Lightning checkpoint')
@@ -210,7 +210,7 @@ def load_weights(net: nn.Module, source: WeightSource, strict: bool = False) -> 
         strict: require an exact match of names and shapes.
 
     Returns:
-        a :class:`WeightTransfer`: transferred, missing, unexpected, and skipped (shape mismatch).
+        a [`WeightTransfer`][convzoo.network.weights.WeightTransfer]: transferred, missing, unexpected, and skipped (shape mismatch).
 
     Raises:
         ConfigError: the source cannot be read; with ``strict``, any mismatch (all listed).

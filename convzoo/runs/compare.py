@@ -5,7 +5,8 @@ best validation epoch; a bar per run of its best validation accuracy) and prints
 validation accuracy first. A multirun folder stands for all its jobs; the overrides that differ
 between runs name them.
 
-Example (the real search of README, "Hyperparameter search")::
+Examples:
+    The real search of README, "Hyperparameter search":
 
     >>> text, png = compare(["/tmp/search/sweep"])  # doctest: +SKIP
     >>> print(text)  # doctest: +SKIP
@@ -75,7 +76,7 @@ def compare(paths: Sequence[str | Path], output: str | Path | None = None) -> tu
 
     Returns the printed text (shared overrides, then the table) and the PNG's path. An existing PNG
     there is replaced; a run's record or checkpoint never is
-    (:func:`~convzoo.runs.directory.refuse_to_replace_a_record`).
+    ([`refuse_to_replace_a_record`][convzoo.runs.directory.refuse_to_replace_a_record]).
     """
     runs = sorted(find_runs(paths), key=_sort_key)
     png = refuse_to_replace_a_record(output or _default_output(paths, runs), "-o")

@@ -1,6 +1,6 @@
 """One run per directory: a new run never writes over another run's records.
 
-A run that starts in a directory already holding a run's :data:`RECORDS` (its checkpoints, final
+A run that starts in a directory already holding a run's [`RECORDS`][convzoo.runs.directory.RECORDS] (its checkpoints, final
 metrics, CSV log ...) refuses before it writes anything, in one line naming the directory and the
 three ways forward: ``resume=<dir>`` to continue that run, a new directory, or ``overwrite=true``,
 which deletes those records (and says which) before the new run starts.
@@ -11,17 +11,17 @@ behind; a second process started into the same directory meanwhile refuses, ``re
 
 Three places apply the rule:
 
-* :func:`claim_run_directory`, entered by :func:`convzoo.training.train` for every run (a single run,
+* [`claim_run_directory`][convzoo.runs.directory.claim_run_directory], entered by [`convzoo.training.train`][convzoo.training.run.train] for every run (a single run,
   each job of a sweep or Optuna search, the Python API): it takes the lock, then checks or clears;
-* :class:`RunDirectoryGuard`, a Hydra callback (``hydra.callbacks`` in ``configs/train.yaml``) that
+* [`RunDirectoryGuard`][convzoo.runs.directory.RunDirectoryGuard], a Hydra callback (``hydra.callbacks`` in ``configs/train.yaml``) that
   refuses before Hydra writes the new run's ``.hydra/`` files over the old run's (which ``resume``
   reads): ``hydra.run.dir`` for a run, every job directory under a reused ``hydra.sweep.dir``;
-* :func:`refuse_to_replace_a_record`, for commands that write a file the user names (``export
+* [`refuse_to_replace_a_record`][convzoo.runs.directory.refuse_to_replace_a_record], for commands that write a file the user names (``export
   --out``, ``compare -o``).
 
 Only the global-rank-zero process claims a directory: DDP's other processes write into the same one.
 
-Example:
+Examples:
     >>> import tempfile
     >>> run_dir = Path(tempfile.mkdtemp())
     >>> with claim_run_directory(run_dir):
@@ -53,15 +53,15 @@ from convzoo.runs.read import RECORD_FILES
 __all__ = ["LOCK_FILE", "RECORDS", "RunDirectoryGuard", "claim_run_directory", "records_in", "refusal",
            "refuse_to_replace_a_record"]
 
-#: What a run writes into its directory, beside Hydra's own ``.hydra/`` and ``train.log``: the checkpoint
-#: callbacks' folder, the loggers' folders (``configs/logger/``) and :class:`convzoo.training.records.RunRecords`' files.
 RECORDS = ("checkpoints", "csv", "tensorboard", *RECORD_FILES)
-#: The file a running run holds its lock on (kept afterwards: deleting a lock file races with a new locker).
+"""What a run writes into its directory, beside Hydra's own ``.hydra/`` and ``train.log``: the checkpoint
+callbacks' folder, the loggers' folders (``configs/logger/``) and [`convzoo.training.records.RunRecords`][convzoo.training.records.RunRecords]' files."""
 LOCK_FILE = ".lock"
+"""The file a running run holds its lock on (kept afterwards: deleting a lock file races with a new locker)."""
 
 
 def records_in(run_dir: str | Path) -> list[str]:
-    """The :data:`RECORDS` present in ``run_dir``, folders with a trailing ``/``."""
+    """The [`RECORDS`][convzoo.runs.directory.RECORDS] present in ``run_dir``, folders with a trailing ``/``."""
     run_dir = Path(run_dir)
     return [name + "/" if (run_dir / name).is_dir() else name for name in RECORDS if (run_dir / name).exists()]
 
@@ -135,7 +135,7 @@ def claim_run_directory(run_dir: str | Path, *, overwrite: bool = False, resumin
 
     Args:
         run_dir: the run directory (created if missing).
-        overwrite: delete the :data:`RECORDS` found there, printing which, instead of refusing.
+        overwrite: delete the [`RECORDS`][convzoo.runs.directory.RECORDS] found there, printing which, instead of refusing.
         resuming: the run continues the one in ``run_dir`` (``resume=<dir>``): its records are expected.
         inputs: files the run reads (``ckpt_path``, a pretrained init): ``overwrite`` refuses to delete them.
         where: the key that chooses the directory, named in the refusal.
@@ -225,7 +225,7 @@ class RunDirectoryGuard(Callback):
 def refuse_to_replace_a_record(path: str | Path, option: str) -> Path:
     """``path`` if a command may write it; a checkpoint or a run's record there is never replaced.
 
-    Example:
+    Examples:
         >>> refuse_to_replace_a_record("model.onnx", "--out").name
         'model.onnx'
     """

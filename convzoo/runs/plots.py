@@ -1,9 +1,9 @@
 """Figures of runs: one run's curves (``curves.png``) and several runs compared (``compare.png``).
 
-Both read runs through :mod:`convzoo.runs`; neither imports Lightning, so ``python -m convzoo
+Both read runs through [`convzoo.runs`][convzoo.runs]; neither imports Lightning, so ``python -m convzoo
 compare`` starts quickly.
 
-Example:
+Examples:
     >>> from convzoo.runs import find_runs
     >>> save_figure(runs_figure(find_runs(["multirun/2026-11-23/12-00-00"])), "compare.png")  # doctest: +SKIP
 """
@@ -36,7 +36,7 @@ def curve_panels(curves: Mapping[str, Any]) -> dict[str, list[str]]:
     and ``val/loss`` share the ``loss`` panel. Per-step values (``*_step``) and test metrics (one
     number after training, marked instead) get none. Losses come first, then the rest by name.
 
-    Example:
+    Examples:
         >>> curve_panels({"val/acc": {}, "train/loss_epoch": {}, "train/loss_step": {}, "val/loss": {}, "test/acc": {}})
         {'loss': ['train/loss_epoch', 'val/loss'], 'acc': ['val/acc']}
     """
@@ -52,7 +52,7 @@ def marked_test_metric(monitor: str | None) -> str:
     """The test metric a run's curves mark: the monitored metric's, or accuracy where nothing was
     monitored (the final weights were tested).
 
-    Example:
+    Examples:
         >>> marked_test_metric("val/top1"), marked_test_metric(None)
         ('test/top1', 'test/acc')
     """
@@ -69,13 +69,13 @@ def curves_figure(
 ) -> Figure:
     """A run's epoch metrics and learning rates from its ``CSVLogger`` file, as a matplotlib figure.
 
-    One panel per kind of epoch metric (:func:`curve_panels`), then the learning rates. Epoch
+    One panel per kind of epoch metric ([`curve_panels`][convzoo.runs.plots.curve_panels]), then the learning rates. Epoch
     metrics are drawn at the end of their epoch (1, 2, ...); the learning rate, logged per step by
     ``LearningRateMonitor`` (columns ``lr-*``), at ``step / steps_per_epoch`` on the same axis (per
     step when not given). ``test_score`` (the test value of the ``monitor``ed metric) is marked on
     that metric's panel at its best epoch (``mode``: ``max`` or ``min``), the checkpoint that was
     tested; with ``monitor=None`` the final weights were tested, and their test accuracy is marked
-    on the ``acc`` panel at the last epoch. ``title`` is typically :func:`convzoo.runs.run_title`.
+    on the ``acc`` panel at the last epoch. ``title`` is typically [`convzoo.runs.run_title`][convzoo.runs.read.run_title].
     """
     plt = _pyplot()
     curves = epoch_curves(metrics_csv)
@@ -134,9 +134,9 @@ def save_figure(figure: Figure, output: Path) -> Path:
 
 
 def plot_curves(metrics_csv: Path, output: Path, **kwargs: Any) -> Path:
-    """Draw :func:`curves_figure` into the PNG ``output``.
+    """Draw [`curves_figure`][convzoo.runs.plots.curves_figure] into the PNG ``output``.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
         >>> _ = (folder / "metrics.csv").write_text("epoch,step,lr-SGD,val/acc\\n,0,0.1,\\n0,9,,0.5\\n1,19,,0.6\\n")

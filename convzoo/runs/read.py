@@ -4,7 +4,7 @@ A run directory is what ``train.py`` leaves (README, "Training"): ``csv/metrics.
 ``csv/hparams.yaml`` from Lightning's ``CSVLogger``, ``metrics.json``, ``data.json``, ``.hydra/``.
 The curves plot and ``python -m convzoo compare`` both read runs through this module.
 
-Example:
+Examples:
     >>> runs = find_runs(["multirun/2026-11-23/12-00-00"])  # doctest: +SKIP
     >>> [(run.name, run.metrics.get("val/acc_best")) for run in runs]  # doctest: +SKIP
     [('0', 0.853), ('1', 0.871)]
@@ -36,17 +36,17 @@ __all__ = [
 ]
 
 METRICS_CSV = Path("csv") / "metrics.csv"
-#: The files :class:`convzoo.training.records.RunRecords` writes into a run directory, beside the checkpoints and loggers' folders.
 RECORD_FILES = ("metrics.json", "curves.png", "summary.txt", "summary.csv", "init.csv", "data.json")
+"""The files [`convzoo.training.records.RunRecords`][convzoo.training.records.RunRecords] writes into a run directory, beside the checkpoints and loggers' folders."""
 HPARAMS_YAML = Path("csv") / "hparams.yaml"
 
 
 def epoch_curves(metrics_csv: Path) -> dict[str, dict[int, float]]:
     """``{metric: {epoch: value}}`` from a Lightning ``CSVLogger`` file (one row per log call).
 
-    Rows without an epoch (the learning-rate monitor's) are left to :func:`step_curves`.
+    Rows without an epoch (the learning-rate monitor's) are left to [`step_curves`][convzoo.runs.read.step_curves].
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "metrics.csv"
         >>> _ = path.write_text("epoch,step,val/acc\\n0,9,0.5\\n1,19,0.6\\n")
@@ -67,7 +67,7 @@ def epoch_curves(metrics_csv: Path) -> dict[str, dict[int, float]]:
 def step_curves(metrics_csv: Path, prefix: str) -> dict[str, dict[int, float]]:
     """``{metric: {step: value}}`` for the columns starting with ``prefix`` (``"lr-"``: the learning rates).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "metrics.csv"
         >>> _ = path.write_text("epoch,lr-SGD,step\\n,0.1,0\\n,0.05,10\\n0,,19\\n")
@@ -91,7 +91,7 @@ def _short_target(node: Any) -> str | None:
 def format_count(n: float) -> str:
     """A parameter count the way papers write it.
 
-    Example:
+    Examples:
         >>> format_count(84618), format_count(1_234_567), format_count(950)
         ('84.6K', '1.23M', '950')
     """
@@ -104,7 +104,7 @@ def format_count(n: float) -> str:
 def run_title(config: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str:
     """Two lines naming a run: model, width, data and parameter count; then the training recipe.
 
-    Example:
+    Examples:
         >>> config = {"model": {"name": "airbench", "width_multiplier": 0.5},
         ...           "data": {"_target_": "convzoo.data.CIFAR10DataModule", "batch_size": 500},
         ...           "optimizer": {"_target_": "torch.optim.SGD", "lr": 0.73, "weight_decay": 0.0013},
@@ -229,7 +229,7 @@ def _short(override: str) -> str:
 def distinguishing_overrides(runs: Sequence[Run]) -> tuple[list[str], list[list[str]]]:
     """The overrides every run shares, and per run the ones that tell it apart (numbers to 3 digits).
 
-    Example:
+    Examples:
         >>> a, b = Run(Path("0"), "0", overrides=["data=cifar10", "optimizer.lr=0.012345"]), \\
         ...        Run(Path("1"), "1", overrides=["data=cifar10", "optimizer.lr=0.5"])
         >>> distinguishing_overrides([a, b])

@@ -1,25 +1,27 @@
 """Model specs: a YAML file, dict or OmegaConf node -> a checked spec and its graph of layers.
 
-A spec is a mapping (every key but ``layers`` optional)::
+A spec is a mapping (every key but ``layers`` optional):
 
-    name: resnet_stage        # a label for logs
-    in_channels: 3            # image channels
-    num_classes: 10           # given to every block whose signature takes num_classes
-    input_size: 32            # int or [H, W]: the size the meta-device check runs at
-    width_multiplier: 1.0     # scales every out_channels (rounded to channel_divisor)
-    depth_multiplier: 1.0     # scales every explicit repeat (rounded up)
-    channel_divisor: 1
-    imports: [my_project.blocks]           # modules imported first, so their blocks can be named
-    block_defaults: {norm: batchnorm, act: relu}   # given to every block that takes the key,
-                                                   # unless the layer sets it
-    layers:
-      - {name: stem, block: conv_norm_act, out_channels: 16}
-      - {name: down, block: conv_norm_act, out_channels: 32, stride: 2,
-         residual: {block: conv_norm_act, kernel_size: 1, act: none}}   # projection shortcut
-      - {name: side, block: pool, from: stem, pool: avg}
-      - {name: merged, block: concat, from: [down, side]}              # in_channels [32, 16]
-      - {name: head, block: classifier}
-    outputs: [head]           # default: the last layer; several -> forward returns a dict
+```yaml
+name: resnet_stage        # a label for logs
+in_channels: 3            # image channels
+num_classes: 10           # given to every block whose signature takes num_classes
+input_size: 32            # int or [H, W]: the size the meta-device check runs at
+width_multiplier: 1.0     # scales every out_channels (rounded to channel_divisor)
+depth_multiplier: 1.0     # scales every explicit repeat (rounded up)
+channel_divisor: 1
+imports: [my_project.blocks]           # modules imported first, so their blocks can be named
+block_defaults: {norm: batchnorm, act: relu}   # given to every block that takes the key,
+                                               # unless the layer sets it
+layers:
+  - {name: stem, block: conv_norm_act, out_channels: 16}
+  - {name: down, block: conv_norm_act, out_channels: 32, stride: 2,
+     residual: {block: conv_norm_act, kernel_size: 1, act: none}}   # projection shortcut
+  - {name: side, block: pool, from: stem, pool: avg}
+  - {name: merged, block: concat, from: [down, side]}              # in_channels [32, 16]
+  - {name: head, block: classifier}
+outputs: [head]           # default: the last layer; several -> forward returns a dict
+```
 
 Layer keys besides the block's own arguments:
 
@@ -37,9 +39,9 @@ Layer keys besides the block's own arguments:
 Any other top-level key is a variable for interpolation (``dim: 256`` with ``out_channels:
 ${...dim}``; three dots: the layer, the list, then the spec) and must be used by one: an
 unknown, unused key is a typo and fails with the closest valid keys. Two resolvers serve model
-families: :func:`calc` (``${calc:16 * ${...widen}}``) and :func:`lookup` (a row of a table).
+families: [`calc`][convzoo.specs.calc.calc] (``${calc:16 * ${...widen}}``) and [`lookup`][convzoo.specs.calc.lookup] (a row of a table).
 
-Example:
+Examples:
     >>> spec = load_spec({"num_classes": 10, "dim": 8, "layers": [
     ...     {"name": "stem", "block": "conv", "out_channels": "${...dim}"},
     ...     {"block": "classifier"}]})

@@ -1,5 +1,5 @@
-"""The two resolvers model families use inside a spec: :func:`calc` (``${calc:16 * ${...widen}}``)
-and :func:`lookup` (a row of a table). Importing the module registers them with OmegaConf."""
+"""The two resolvers model families use inside a spec: [`calc`][convzoo.specs.calc.calc] (``${calc:16 * ${...widen}}``)
+and [`lookup`][convzoo.specs.calc.lookup] (a row of a table). Importing the module registers them with OmegaConf."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def calc(expression: Any) -> int | float:
     ``/`` between whole numbers must come out whole, so a depth that does not fit the family's
     formula fails instead of being rounded.
 
-    Example:
+    Examples:
         >>> calc("16 * 10"), calc("(56 - 2) / 6"), calc("64 * 0.5")
         (160, 9, 32.0)
     """
@@ -61,7 +61,7 @@ def lookup(table: Any, *keys: Any) -> Any:
 
     An unknown key fails with the keys the table has.
 
-    Example:
+    Examples:
         >>> lookup({18: [2, 2, 2, 2], 34: [3, 4, 6, 3]}, 34, 1)
         4
     """

@@ -2,7 +2,7 @@
 a plain, checked spec (top-level keys, their types, interpolations resolved and every variable used).
 No registry and no torch: nothing here knows what a block is.
 
-Example:
+Examples:
     >>> spec = load_spec({"num_classes": 10, "dim": 8, "layers": [
     ...     {"name": "stem", "block": "conv", "out_channels": "${...dim}"}, {"block": "classifier"}]})
     >>> spec["layers"][0]["out_channels"], "dim" in spec, spec["input_size"]
@@ -25,7 +25,6 @@ from convzoo.errors import ConfigError, at, one_line, suggest
 __all__ = ["SPEC_KEYS", "interpolation_sources", "load_spec", "read_spec_file", "upgrade_legacy_spec"]
 
 
-#: Top-level keys: (annotation, default, what it means).
 SPEC_KEYS: dict[str, tuple[Any, Any, str]] = {
     "name": (str, None, "a label for logs"),
     "in_channels": (int, 3, "image channels"),
@@ -39,6 +38,7 @@ SPEC_KEYS: dict[str, tuple[Any, Any, str]] = {
     "layers": (list, None, "the layers"),
     "outputs": (str | list[str] | None, None, "the layers the network returns (default: the last)"),
 }
+"""Top-level keys: (annotation, default, what it means)."""
 
 _INTERPOLATION = re.compile(r"\$\{([^${}]*)\}")
 
@@ -67,7 +67,7 @@ def interpolation_sources(spec: Mapping[str, Any] | DictConfig) -> dict[tuple[in
     several keys, the one scalar among them (not a table) is the source, else there is none.
     Arguments from ``block_defaults`` count for every layer that does not set them itself.
 
-    Example:
+    Examples:
         >>> interpolation_sources({"dim": 8, "layers": [{"block": "patch_embed", "out_channels": "${...dim}"}]})
         {(0, 'out_channels'): 'dim'}
     """
@@ -130,7 +130,7 @@ def _yaml_problem(error: Exception) -> str:
 def read_spec_file(path: str | Path) -> DictConfig:
     """A spec file's YAML as an (unresolved) OmegaConf node; a missing or unparsable file is a one-line ConfigError.
 
-    Example:
+    Examples:
         >>> read_spec_file("broken.yaml")  # doctest: +SKIP
         Traceback (most recent call last):
         ...

@@ -1,10 +1,10 @@
 """Resolving a spec into its layer graph, the second stage of building a network: the spec's
 imports, block lookup, ``block_defaults``, width and depth multipliers, names, ``from``,
 ``repeat``/``first``, ``residual``, arity, arguments, outputs and pruning, each decided once,
-into one :class:`Layer` record per spec layer. Nothing is built here: the layers' arguments are
+into one [`Layer`][convzoo.specs.resolve.Layer] record per spec layer. Nothing is built here: the layers' arguments are
 checked against their blocks' signatures, not run.
 
-Example:
+Examples:
     >>> graph = resolve({"num_classes": 10, "layers": [
     ...     {"name": "stem", "block": "conv", "out_channels": 8}, {"block": "classifier"}]})
     >>> [(layer.name, layer.inputs) for layer in graph.layers], graph.outputs
@@ -37,11 +37,11 @@ from convzoo.specs.parse import interpolation_sources, load_spec, read_spec_file
 __all__ = ["INPUT", "LAYER_KEYS", "BlockCall", "Layer", "LayerGraph", "parse_layers", "resolve"]
 
 
-#: The name under which layers read the network input in ``from``.
 INPUT = "input"
+"""The name under which layers read the network input in ``from``."""
 
-#: Keys of a layer that are not arguments of its block.
 LAYER_KEYS = ("block", "name", "from", "repeat", "first", "residual")
+"""Keys of a layer that are not arguments of its block."""
 
 _RESERVED = set(dir(nn.Sequential())) | {INPUT}
 
@@ -84,7 +84,7 @@ class Layer:
 
 @dataclass(frozen=True)
 class LayerGraph:
-    """A spec resolved (what :func:`resolve` returns and shape inference reads): its layers in order and its outputs."""
+    """A spec resolved (what [`resolve`][convzoo.specs.resolve.resolve] returns and shape inference reads): its layers in order and its outputs."""
 
     #: the plain spec the network stores; after pruning only the kept layers, names pinned, so that it rebuilds them
     spec: dict[str, Any]
@@ -221,7 +221,7 @@ def _import_modules(modules: list[str]) -> None:
 
 
 def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
-    """The spec's layers as checked :class:`Layer` records, in order.
+    """The spec's layers as checked [`Layer`][convzoo.specs.resolve.Layer] records, in order.
 
     Checks names (unique, referable), ``from`` references (earlier layers only, by name), outputs,
     repeats and residual specs, and applies ``width_multiplier``, ``depth_multiplier`` and the
@@ -343,11 +343,11 @@ def _check_layer(layer: Layer) -> None:
 
 
 def resolve(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequence[str] | str | None = None) -> LayerGraph:
-    """Parse a spec (YAML path, OmegaConf node or dict) and resolve it into its :class:`LayerGraph`; nothing is built.
+    """Parse a spec (YAML path, OmegaConf node or dict) and resolve it into its [`LayerGraph`][convzoo.specs.resolve.LayerGraph]; nothing is built.
 
     ``outputs`` overrides the spec's outputs; the layers no output depends on are then left out,
     and the graph's ``spec`` keeps only the others (names pinned), so that it rebuilds this graph.
-    Every error is one :class:`ConfigError`, led by the key the user wrote where an interpolation
+    Every error is one [`ConfigError`][convzoo.errors.ConfigError], led by the key the user wrote where an interpolation
     brought the bad value (``dim=0 is used by layers[0] 'stem' ...``).
     """
     written = read_spec_file(spec) if isinstance(spec, (str, Path)) else spec

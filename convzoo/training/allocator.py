@@ -16,10 +16,13 @@ Measured (README, "CPU levers"): training steps of the full-width airbench netwo
 +20-35%, half width +60% (``benchmarks/cpu_levers.py``, ``keep_freed=0`` vs ``1``); a whole
 ``cpu_fast_4min`` run 3 min 01 s -> 2 min 27 s on the same day, with the same accuracy.
 
-Example (``train()`` does this when ``keep_freed_memory=true``, the default)::
+Examples:
+    ``train()`` does this when ``keep_freed_memory=true``, the default:
 
+    ```python
     from convzoo.training.allocator import keep_freed_memory
     keep_freed_memory()   # True: tuned; False where the C library is not glibc (nothing done)
+    ```
 """
 
 from __future__ import annotations

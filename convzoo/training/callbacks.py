@@ -1,5 +1,5 @@
 """Training callbacks: images/s in the progress bar, lookahead, freezing parameters after some
-epochs, and progressive resizing (a run's records, curves included: :mod:`convzoo.training.records`)."""
+epochs, and progressive resizing (a run's records, curves included: [`convzoo.training.records`][convzoo.training.records])."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ class Lookahead(Callback):
         sync_every_epoch: also restart the fast weights from the slow copy after the last step of
             every epoch (airbench94 does), not only after the last step of training.
 
-    Example:
+    Examples:
         >>> Lookahead(every=5, decay=0.95**5, power=3.0, start_epoch=3, sync_every_epoch=True).start_epoch
         3
     """
@@ -133,7 +133,7 @@ class FreezeParameters(Callback):
     LightningModule's parameter names (``model.layers.whiten.conv.bias``); one that matches
     nothing is an error naming the parameters there are.
 
-    Example:
+    Examples:
         >>> FreezeParameters(["model.layers.whiten.*bias"], epoch=3).epoch
         3
     """
@@ -167,10 +167,10 @@ class ProgressiveResizing(Callback):
     always see the full images.
 
     It sets the ``size`` of the data module's ``train_transform``
-    (:class:`~convzoo.data.augment.BatchAugment`), which resizes each augmented batch; the network
+    ([`BatchAugment`][convzoo.data.augment.BatchAugment]), which resizes each augmented batch; the network
     must accept any input size (global pooling before the head).
 
-    Example:
+    Examples:
         >>> ProgressiveResizing([24, 28, 32]).size(epoch=5)
         32
     """

@@ -1,12 +1,15 @@
 """Stopping a run whose training loss is no longer finite, without slowing the ones that are fine.
 
-Example (``python train.py data=synthetic model=convmixer_tiny optimizer.lr=1e12`` ends like this,
-with exit code 3)::
+Examples:
+    ``python train.py data=synthetic model=convmixer_tiny optimizer.lr=1e12`` ends like this,
+    with exit code 3:
 
+    ```text
     error: the training loss became nan at epoch 0, step 2 (batch 1 of the epoch) with learning rate
     9.698e+11; the run was stopped there. Try a lower optimizer.lr (e.g. 10x lower), a longer warm-up
     (scheduler.warmup), gradient clipping (trainer.gradient_clip_val=1.0) or full precision
     (trainer.precision=32-true) to rule out overflow. No checkpoint was written before it.
+    ```
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ __all__ = ["NonFiniteLossGuard"]
 
 
 class NonFiniteLossGuard(Callback):
-    """Raise :class:`~convzoo.errors.NonFiniteLossError` once the training loss is NaN or infinite.
+    """Raise [`NonFiniteLossError`][convzoo.errors.NonFiniteLossError] once the training loss is NaN or infinite.
 
     Reading a loss on the host makes it wait for the device, so the guard only keeps each step's
     loss tensor (no kernel, no wait) and looks at them together every ``check_every_n_steps``
@@ -34,7 +37,7 @@ class NonFiniteLossGuard(Callback):
     therefore stops at most ``check_every_n_steps`` steps after its loss goes bad, and the message
     names the first bad step. Under DDP the ranks decide together, so all of them stop.
 
-    Example:
+    Examples:
         >>> guard = NonFiniteLossGuard(check_every_n_steps=10)
         >>> guard.check_every_n_steps
         10

@@ -1,10 +1,13 @@
 """The LightningModule: any convzoo network as a CIFAR-style image classifier.
 
-Example (inference in another project, from a training run's checkpoint)::
+Examples:
+    Inference in another project, from a training run's checkpoint:
 
+    ```python
     from convzoo.training.module import load_model
     net = load_model("outputs/2026-11-22/12-00-00/checkpoints/best.ckpt")  # eval-mode ConvNet
     probabilities = net(images).softmax(-1)   # images normalised with the run's mean/std
+    ```
 
 The class names and normalisation statistics travel in the checkpoint too:
 ``ImageClassifier.load_from_checkpoint(path).hparams.classes`` (``.input_mean``, ``.input_std``).
@@ -42,8 +45,8 @@ from convzoo.network.weights import read_checkpoint_file
 
 __all__ = ["ImageClassifier", "METRICS", "load_model", "make_optimizer", "model_error"]
 
-#: What ImageClassifier logs (the names a callback's ``monitor`` may use).
 METRICS = ("train/loss", "train/loss_step", "train/loss_epoch", "train/acc", "val/loss", "val/acc")
+"""What ImageClassifier logs (the names a callback's ``monitor`` may use)."""
 #: Set while load_from_checkpoint rebuilds a module, whose weights then come from the checkpoint.
 _RESTORING: ContextVar[bool] = ContextVar("convzoo_restoring", default=False)
 
@@ -51,11 +54,11 @@ _RESTORING: ContextVar[bool] = ContextVar("convzoo_restoring", default=False)
 def model_error(error: ConfigError) -> ConfigError:
     """``error`` from checking or building a model spec, named as a key of the training config's ``model``.
 
-    The static check (:func:`~convzoo.training.validation.check_config`) and the build (:class:`ImageClassifier`)
+    The static check ([`check_config`][convzoo.training.validation.check_config]) and the build ([`ImageClassifier`][convzoo.training.module.ImageClassifier])
     name their errors alike: a message that starts with a spec key gets ``model.`` in front of it, any other
     ``model: ``.
 
-    Example:
+    Examples:
         >>> str(model_error(ConfigError("layers[0] 'stem' (block 'conv'): kernel_size=0 is out of range")))
         "model.layers[0] 'stem' (block 'conv'): kernel_size=0 is out of range"
         >>> str(model_error(ConfigError("no layers")))
@@ -91,25 +94,25 @@ class ImageClassifier(L.LightningModule):
     """Cross-entropy training of a network built from a model spec, with top-1 accuracy.
 
     Args:
-        model: the model spec (see :mod:`convzoo.network.build`); stored in the checkpoint, so
+        model: the model spec (see [`convzoo.network.build`][convzoo.network.build]); stored in the checkpoint, so
             ``ImageClassifier.load_from_checkpoint(path)`` rebuilds the network alone.
         optimizer: ``optimizer(param_groups) -> Optimizer`` (a Hydra ``_partial_``).
         scheduler: ``scheduler(optimizer, total_steps) -> LRScheduler``, stepped every batch.
         label_smoothing: cross-entropy label smoothing.
-        norm_bias_lr_scale: LR multiplier for the biases of norm layers (see :func:`make_optimizer`).
+        norm_bias_lr_scale: LR multiplier for the biases of norm layers (see [`make_optimizer`][convzoo.training.module.make_optimizer]).
         tta: test-time augmentation: ``none``, ``flip`` or ``flip_translate``.
         channels_last: keep weights in channels-last memory format (fast convs on AMX CPUs and tensor cores).
         compile: wrap the network in ``torch.compile``.
         classes, input_mean, input_std: the data's class names and the normalisation statistics its
             images were fed with, kept in the checkpoint (``hparams``) so the trained network can be
             used without the training data.
-        init: the weight-init config (``configs/init/*.yaml``, see :func:`~convzoo.weight_init.apply_init_config`),
+        init: the weight-init config (``configs/init/*.yaml``, see [`apply_init_config`][convzoo.weight_init.apply.apply_init_config]),
             applied here, so ``ImageClassifier(spec, init=cfg)`` is the network a run trains; kept in the
             checkpoint. Layers fitted to data (the whitening stem) are fitted to ``data_init_images``
             training images of ``trainer.datamodule`` when fitting starts (not when resuming: those
             weights come from the checkpoint). ``init_record`` says what every parameter got.
 
-    Example:
+    Examples:
         >>> from functools import partial
         >>> spec = {"in_channels": 3, "num_classes": 10, "layers": [
         ...     {"block": "conv_norm_act", "out_channels": 8}, {"block": "classifier"}]}
@@ -190,7 +193,7 @@ class ImageClassifier(L.LightningModule):
         """Lightning's loader, safe for a file from anywhere: the checkpoint is read as data
         (``weights_only=True``: tensors and plain containers, so it cannot run code), and modules its spec
         names in ``imports:`` are imported only with ``allow_imports=True`` or if imported already
-        (:func:`~convzoo.network.build.check_imports_allowed`). A file that is missing, not a convzoo checkpoint,
+        ([`check_imports_allowed`][convzoo.network.build.check_imports_allowed]). A file that is missing, not a convzoo checkpoint,
         or pickles anything else is refused in one line naming it.
 
         ``weights_only=False`` is for a checkpoint you trust that holds other objects (written by your
@@ -307,7 +310,7 @@ def load_model(checkpoint: str | Path, map_location: str | torch.device = "cpu",
                allow_imports: bool = False) -> ConvNet:
     """The trained network from a convzoo checkpoint, in eval mode, ready for inference.
 
-    Safe for a file from anywhere (see :meth:`ImageClassifier.load_from_checkpoint`): it is read as
+    Safe for a file from anywhere (see [`ImageClassifier.load_from_checkpoint`][convzoo.training.module.ImageClassifier.load_from_checkpoint]): it is read as
     data, and its spec's ``imports:`` are imported only with ``allow_imports=True``;
     ``weights_only=False`` runs whatever the file pickles, for a checkpoint you trust.
     """

@@ -3,11 +3,11 @@
 A config can be valid key by key and still not fit together: a 5-class head on 10-class data
 (``IndexError: Target 6 is out of bounds`` at step 1), a 1-channel network on RGB images, a
 checkpoint of another model (a wall of missing keys once the trainer loads it), a GPU that is not
-there. :func:`train <convzoo.training.train>` runs these checks after building the data, module and
-callbacks and before the trainer starts; each raises a :class:`~convzoo.errors.ConfigError`
+there. [`train`][convzoo.training.run.train] runs these checks after building the data, module and
+callbacks and before the trainer starts; each raises a [`ConfigError`][convzoo.errors.ConfigError]
 naming the key and the fix.
 
-Example:
+Examples:
     >>> from convzoo.data import SyntheticDataModule
     >>> data = SyntheticDataModule(num_train=64, num_test=16, val_size=16, num_classes=10)
     >>> data.setup("fit")
@@ -143,7 +143,7 @@ def _spec_differences(before: Any, now: Mapping[str, Any]) -> str:
 def check_checkpoint(path: str | Path, module: ImageClassifier, key: str = "ckpt_path") -> dict[str, Any]:
     """Load ``path`` (weights-only, on the CPU) and check it can resume training of ``module``.
 
-    Returns the loaded checkpoint. Raises :class:`CheckpointError` when the file is missing,
+    Returns the loaded checkpoint. Raises [`CheckpointError`][convzoo.errors.CheckpointError] when the file is missing,
     unreadable, not a full training checkpoint, or holds another network.
     """
     path = Path(path).expanduser()

@@ -1,9 +1,9 @@
-"""A run's records, written into its directory by one callback, :class:`RunRecords`.
+"""A run's records, written into its directory by one callback, [`RunRecords`][convzoo.training.records.RunRecords].
 
 ==========================  ===========================================================================
 record                      when, and what
 ==========================  ===========================================================================
-``summary.txt``, ``.csv``   training starts: the per-layer table (:func:`convzoo.network.summary.summary`)
+``summary.txt``, ``.csv``   training starts: the per-layer table ([`convzoo.network.summary.summary`][convzoo.network.summary.summary])
 ``init.csv``                training starts: ``pl_module.init_record``, one line per parameter
 ``data.json``               training starts: ``trainer.datamodule.describe()`` (classes, statistics, sizes)
 hyperparameters             training starts: the config, parameter counts, layers, init and data, to every logger
@@ -13,7 +13,7 @@ hyperparameters             training starts: the config, parameter counts, layer
 
 Every file is written by the global-zero process only; the final metrics are known on every process.
 
-Example:
+Examples:
     >>> records = RunRecords("outputs/run", config={"model": {"name": "convmixer"}})  # doctest: +SKIP
     >>> trainer = L.Trainer(callbacks=[records]); trainer.fit(module, datamodule)  # doctest: +SKIP
     >>> records.metrics["val/acc_best"], records.table.total_params  # doctest: +SKIP
@@ -43,7 +43,7 @@ class RunRecords(Callback):
     """Write a run's records (see the module docstring) into ``output_dir`` and log its hyperparameters.
 
     The LightningModule must hold the network as ``.model``; ``.init_record`` (an
-    :class:`~convzoo.weight_init.InitRecord`, complete by ``on_train_start``) and a data module with
+    [`InitRecord`][convzoo.weight_init.record.InitRecord], complete by ``on_train_start``) and a data module with
     ``describe()`` are recorded when present. Final metrics are read by their stage (``val/*`` after
     training, ``test/*`` after testing), and no metric name is assumed: the best value of the metric
     the trainer's checkpoint callback monitors becomes ``<monitor>_best``, and its test value
@@ -55,7 +55,7 @@ class RunRecords(Callback):
         curves: file name of the curves plot in ``output_dir`` (``None``: no plot).
         started: ``time.perf_counter()`` when the run began, for ``run_minutes`` (default: now).
 
-    After the run, :attr:`table` is the model summary and :attr:`metrics` the final metrics.
+    After the run, [`table`][convzoo.training.records.RunRecords.table] is the model summary and [`metrics`][convzoo.training.records.RunRecords.metrics] the final metrics.
     """
 
     def __init__(self, output_dir: str | Path, config: Mapping[str, Any] | None = None,

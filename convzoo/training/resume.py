@@ -1,19 +1,19 @@
 """What an exact resume needs beyond Lightning's checkpoint: the random state, whole files, one log.
 
 Lightning's checkpoint already holds the weights, optimizer, LR-scheduler position, loop progress,
-callback states and (through :meth:`~convzoo.data.InMemoryLoader.state_dict`) where the data
+callback states and (through [`state_dict`][convzoo.data.loader.InMemoryLoader.state_dict]) where the data
 order stands. Added here:
 
-* :class:`RandomState`, a callback whose state is the global random generators (torch, CUDA,
+* [`RandomState`][convzoo.training.resume.RandomState], a callback whose state is the global random generators (torch, CUDA,
   NumPy, Python), so augmentation, dropout and RandAugment draw after a resume exactly what they
   would have drawn without the interruption;
-* :class:`MidEpochCheckpoint`, step checkpoints that Lightning can resume from exactly;
-* :class:`AtomicCheckpointIO`, which writes every checkpoint next to its target and renames it
+* [`MidEpochCheckpoint`][convzoo.training.resume.MidEpochCheckpoint], step checkpoints that Lightning can resume from exactly;
+* [`AtomicCheckpointIO`][convzoo.training.resume.AtomicCheckpointIO], which writes every checkpoint next to its target and renames it
   into place, so a kill during a save leaves the previous file whole;
-* :func:`continue_csv_log`, which keeps the rows of a run's ``csv/metrics.csv`` that were logged
+* [`continue_csv_log`][convzoo.training.resume.continue_csv_log], which keeps the rows of a run's ``csv/metrics.csv`` that were logged
   up to the checkpoint, so a resumed run's log (and its curves) covers the whole run.
 
-Example:
+Examples:
     >>> import torch
     >>> state = RandomState()
     >>> saved = state.state_dict(); first = torch.rand(3)
@@ -88,7 +88,7 @@ class MidEpochCheckpoint(ModelCheckpoint):
     by skipping that validation and the epoch's end: the epoch would be missing from the log and from
     the choice of the best checkpoint. The epoch's own checkpoint comes right after validation anyway.
 
-    Example:
+    Examples:
         >>> MidEpochCheckpoint(dirpath="checkpoints", filename="last", every_n_train_steps=200).filename
         'last'
     """

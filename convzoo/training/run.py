@@ -1,12 +1,15 @@
 """``train(cfg)``: everything a run needs, built from one composed Hydra config.
 
-Example (what ``python train.py model=convmixer_tiny data=synthetic trainer.max_epochs=1`` does)::
+Examples:
+    What ``python train.py model=convmixer_tiny data=synthetic trainer.max_epochs=1`` does:
 
+    ```python
     from convzoo.config import compose
     from convzoo.training import train
     cfg = compose(["model=convmixer_tiny", "data=synthetic", "trainer.max_epochs=1",
                    "paths.output_dir=/tmp/run"])
     metrics = train(cfg)   # {"test/acc": ..., "val/acc_best": ..., ...}, also in /tmp/run/metrics.json
+    ```
 """
 
 from __future__ import annotations
@@ -124,13 +127,13 @@ def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
 def train(cfg: DictConfig, checked: bool = False) -> dict[str, float]:
     """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``).
 
-    Everything that can be checked before the first step is (see :mod:`convzoo.training.validation` and
-    :mod:`convzoo.training.preflight`): a mistake in the config raises a :class:`~convzoo.errors.ConfigError`
-    naming the key and the fix; a diverging run raises :class:`~convzoo.errors.NonFiniteLossError`.
-    ``checked=True`` says the caller has run :func:`~convzoo.training.validation.check_config` on this
+    Everything that can be checked before the first step is (see [`convzoo.training.validation`][convzoo.training.validation] and
+    [`convzoo.training.preflight`][convzoo.training.preflight]): a mistake in the config raises a [`ConfigError`][convzoo.errors.ConfigError]
+    naming the key and the fix; a diverging run raises [`NonFiniteLossError`][convzoo.errors.NonFiniteLossError].
+    ``checked=True`` says the caller has run [`check_config`][convzoo.training.validation.check_config] on this
     config already (``train.py`` checks its command line before Hydra creates the run directory).
     A directory that holds another run's records is refused (``overwrite=true`` deletes them first),
-    as is one another process is training in (see :mod:`convzoo.runs.directory`).
+    as is one another process is training in (see [`convzoo.runs.directory`][convzoo.runs.directory]).
     """
     run_start = time.perf_counter()
     if not checked:
@@ -155,7 +158,7 @@ def _directory_key(run_dir: Path) -> str:
 
 
 def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str, float]:
-    """``train()``'s work, in a run directory it holds (see :mod:`convzoo.runs.directory`)."""
+    """``train()``'s work, in a run directory it holds (see [`convzoo.runs.directory`][convzoo.runs.directory])."""
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
         torch.set_float32_matmul_precision(cfg.float32_matmul_precision)

@@ -3,7 +3,7 @@
 Every scheduler config is a partial taking the optimizer and the run's total number of optimizer
 steps (known only once the Trainer has seen the data), so one config works for any epoch count.
 
-Example:
+Examples:
     >>> import torch
     >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
     >>> sched = piecewise_linear(opt, total_steps=10, milestones=[0, 0.4, 0.8, 1], values=[0, 1, 0.05, 0])
@@ -93,7 +93,7 @@ def step_decay(optimizer: Optimizer, total_steps: int, milestones: Sequence[floa
     The classic CIFAR recipes: ResNet (He et al.) and DenseNet divide by 10 at 50% and 75%;
     wide ResNets multiply by 0.2 at 30%, 60% and 80%.
 
-    Example:
+    Examples:
         >>> import torch
         >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
         >>> sched = step_decay(opt, total_steps=8, milestones=[0.5, 0.75], gamma=0.1)

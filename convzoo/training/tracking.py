@@ -5,12 +5,15 @@ hyperparameters that are lists of records (the model's layers, the per-layer tab
 keys (``layers/3/params``) instead of one string cut at 250 characters, and the run's record files
 (config, per-layer summary, init record, data, final metrics, curves) are attached as artifacts.
 
-Example (read a run back with MLflow's own client)::
+Examples:
+    Read a run back with MLflow's own client:
 
+    ```python
     from mlflow import MlflowClient
     client = MlflowClient("sqlite:///mlruns/mlflow.db")
     run = client.search_runs(client.get_experiment_by_name("convzoo").experiment_id)[0]
     run.data.params["params/total"], run.data.metrics["val/acc_best"]
+    ```
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ def expand_records(value: Any) -> Any:
 
     Lists of plain values (a mean, a shape) stay lists: one readable parameter each.
 
-    Example:
+    Examples:
         >>> expand_records({"layers": [{"block": "conv"}, {"block": "pool"}], "mean": [0.5, 0.5]})
         {'layers': {'0': {'block': 'conv'}, '1': {'block': 'pool'}}, 'mean': [0.5, 0.5]}
     """
@@ -48,9 +51,9 @@ def expand_records(value: Any) -> Any:
 
 
 class MLFlowLogger(_LightningMLFlowLogger):
-    """Lightning's ``MLFlowLogger`` with nested lists logged as indexed parameters (see :func:`expand_records`).
+    """Lightning's ``MLFlowLogger`` with nested lists logged as indexed parameters (see [`expand_records`][convzoo.training.tracking.expand_records]).
 
-    Example:
+    Examples:
         >>> logger = MLFlowLogger(experiment_name="convzoo", tracking_uri="sqlite:///mlruns/mlflow.db")  # doctest: +SKIP
     """
 
@@ -60,7 +63,7 @@ class MLFlowLogger(_LightningMLFlowLogger):
 
 @rank_zero_only
 def log_run_files(loggers: Iterable[Logger], run_dir: Path, metrics: Mapping[str, float]) -> None:
-    """Give every MLflow logger the run's final metrics and its record files (:data:`RUN_FILES`) as artifacts.
+    """Give every MLflow logger the run's final metrics and its record files ([`RUN_FILES`][convzoo.training.tracking.RUN_FILES]) as artifacts.
 
     Per-epoch metrics are logged during training; of the final ones, the best validation accuracy,
     epochs, parameter count and minutes are new.

@@ -2,13 +2,13 @@
 
 Every config group with a ``_target_`` (data, optimizer, scheduler, trainer, each callback and
 logger) is checked against the signature of what it builds -- by the checker the block registry
-applies to model specs (:func:`convzoo.errors.arguments.check_arguments`) -- so ``trainer.max_epochs=abc``,
+applies to model specs ([`convzoo.errors.arguments.check_arguments`][convzoo.errors.arguments.check_arguments]) -- so ``trainer.max_epochs=abc``,
 ``optimizer.lr=abc`` or ``trainer.precision=bf16_mixed`` fail here, naming the key, instead of as
 ``'<' not supported between 'str' and 'int'`` somewhere inside Lightning or torch. Ranges are
-checked where the values are used (each class raises :class:`~convzoo.errors.ConfigError`);
-:func:`instantiate` prefixes those messages with the config key.
+checked where the values are used (each class raises [`ConfigError`][convzoo.errors.ConfigError]);
+[`instantiate`][convzoo.training.validation.instantiate] prefixes those messages with the config key.
 
-Example:
+Examples:
     >>> from omegaconf import OmegaConf
     >>> node = OmegaConf.create({"_target_": "torch.optim.SGD", "_partial_": True, "lr": "abc"})
     >>> check_target(node, "optimizer")
@@ -83,9 +83,9 @@ def _has_target(value: Any) -> bool:
 
 def check_arguments(target: Callable, arguments: Mapping[str, Any], key: str,
                     supplied: Iterable[str] = (), partial: bool = False) -> None:
-    """Raise a :class:`ConfigError` naming ``key.<argument>`` when ``arguments`` do not fit ``target``.
+    """Raise a [`ConfigError`][convzoo.errors.ConfigError] naming ``key.<argument>`` when ``arguments`` do not fit ``target``.
 
-    :func:`convzoo.errors.arguments.check_arguments` with the arguments named as config keys and the
+    [`convzoo.errors.arguments.check_arguments`][convzoo.errors.arguments.check_arguments] with the arguments named as config keys and the
     target's signature followed up its bases: unknown names get the closest accepted ones; values must
     fit the annotations (nested ``_target_`` nodes are checked when they are built); without
     ``partial``, every required argument not in ``supplied`` must be given.
@@ -187,10 +187,10 @@ def _check_init(init: Any) -> None:
 def check_config(cfg: DictConfig) -> None:
     """Check a composed training config (``configs/train.yaml`` and its groups) before anything is built.
 
-    Raises the first problem found as a :class:`ConfigError` naming the key. Checks the top-level
+    Raises the first problem found as a [`ConfigError`][convzoo.errors.ConfigError] naming the key. Checks the top-level
     switches, every ``_target_`` group against its target's signature, ``module.*`` against
-    :class:`~convzoo.training.module.ImageClassifier`, the init config, and the model spec: its layers,
-    wiring and every block's arguments (:func:`~convzoo.specs.resolve.resolve`). Whether its shapes fit
+    [`ImageClassifier`][convzoo.training.module.ImageClassifier], the init config, and the model spec: its layers,
+    wiring and every block's arguments ([`resolve`][convzoo.specs.resolve.resolve]). Whether its shapes fit
     is known once the network is built for the data's images (by the run's ``ImageClassifier``).
     """
     from convzoo.specs.resolve import resolve
@@ -219,9 +219,9 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
-    """Hydra's ``instantiate``, with the mistakes a config can cause reported as :class:`ConfigError`\\ s.
+    """Hydra's ``instantiate``, with the mistakes a config can cause reported as [`ConfigError`][convzoo.errors.ConfigError]ss.
 
-    A :class:`ConfigError` raised by the target keeps its type and gets the key in front unless it
+    A [`ConfigError`][convzoo.errors.ConfigError] raised by the target keeps its type and gets the key in front unless it
     names it already (``callbacks.nonfinite_loss: check_every_n_steps=0 ...``); a ``ValueError`` or
     Lightning ``MisconfigurationException`` (how Lightning and torch reject values) becomes one.
     Anything else is a bug and keeps its traceback.

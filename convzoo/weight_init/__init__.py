@@ -1,13 +1,13 @@
 """Weight initialisation: schemes chosen by name, the policy that applies them to a model, and the
 per-parameter record of what each got.
 
-* :mod:`convzoo.weight_init.schemes`: the registered schemes (``INITS``) and :func:`resolve_init`;
-* :mod:`convzoo.weight_init.apply`: :func:`apply_init` (which layers get which scheme, biases,
-  norms, pretrained weights), :func:`apply_init_config` (the ``configs/init/*.yaml`` form) and
-  :func:`apply_data_init` (the whitening stem);
-* :mod:`convzoo.weight_init.record`: :class:`InitRecord` / :class:`InitEntry`.
+* [`convzoo.weight_init.schemes`][convzoo.weight_init.schemes]: the registered schemes (``INITS``) and [`resolve_init`][convzoo.weight_init.schemes.resolve_init];
+* [`convzoo.weight_init.apply`][convzoo.weight_init.apply]: [`apply_init`][convzoo.weight_init.apply.apply_init] (which layers get which scheme, biases,
+  norms, pretrained weights), [`apply_init_config`][convzoo.weight_init.apply.apply_init_config] (the ``configs/init/*.yaml`` form) and
+  [`apply_data_init`][convzoo.weight_init.apply.apply_data_init] (the whitening stem);
+* [`convzoo.weight_init.record`][convzoo.weight_init.record]: [`InitRecord`][convzoo.weight_init.record.InitRecord] / [`InitEntry`][convzoo.weight_init.record.InitEntry].
 
-Example:
+Examples:
     >>> from torch import nn
     >>> from convzoo.weight_init import apply_init_config
     >>> record = apply_init_config(nn.Linear(4, 2), {"scheme": "normal", "std": 0.02})

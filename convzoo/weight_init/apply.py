@@ -1,7 +1,7 @@
-"""The init policy: which scheme each parameter of a model gets (:func:`apply_init`), from a flat
-config (:func:`apply_init_config`), from a checkpoint, and from data (:func:`apply_data_init`).
+"""The init policy: which scheme each parameter of a model gets ([`apply_init`][convzoo.weight_init.apply.apply_init]), from a flat
+config ([`apply_init_config`][convzoo.weight_init.apply.apply_init_config]), from a checkpoint, and from data ([`apply_data_init`][convzoo.weight_init.apply.apply_data_init]).
 
-Example:
+Examples:
     >>> import torch
     >>> from torch import nn
     >>> model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8), nn.Flatten(), nn.Linear(8, 10))
@@ -29,8 +29,8 @@ from convzoo.weight_init.schemes import PYTORCH_DEFAULT, InitSpec, SchemeSpec, r
 
 __all__ = ["apply_init", "apply_init_config", "apply_data_init", "INIT_OPTIONS"]
 
-#: Keys of a flat init config (see :func:`apply_init_config`) that are not scheme arguments.
 INIT_OPTIONS = ("conv", "linear", "bias", "norm", "checkpoint", "weights")
+"""Keys of a flat init config (see [`apply_init_config`][convzoo.weight_init.apply.apply_init_config]) that are not scheme arguments."""
 
 # Layer families. _ConvNd covers Conv1d/2d/3d, their transposed and lazy versions and subclasses.
 _CONV_TYPES: tuple[type, ...] = (nn.modules.conv._ConvNd,)
@@ -105,13 +105,13 @@ def apply_init(
         where: config key named in error messages (``"init"`` -> ``"init.conv: ..."``).
 
     Returns:
-        an :class:`InitRecord` with one entry per parameter (measured mean/std) and ``.config``.
+        an [`InitRecord`][convzoo.weight_init.record.InitRecord] with one entry per parameter (measured mean/std) and ``.config``.
 
     Raises:
         ConfigError: unknown scheme name or bad arguments, naming the key they came from; a
             checkpoint that cannot be read or shares no tensor with the model.
 
-    Example:
+    Examples:
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Conv2d(3, 16, 3), nn.ReLU(), nn.Flatten(), nn.Linear(16, 10))
         >>> record = apply_init(model, {"scheme": "kaiming_normal", "mode": "fan_out"},
@@ -223,14 +223,14 @@ def _load_pretrained(model: nn.Module, checkpoint: str | os.PathLike, record: In
 
 
 def apply_init_config(model: nn.Module, config: Mapping[str, Any] | str | None, where: str = "init") -> InitRecord:
-    """:func:`apply_init` driven by a flat config, the form of the ``configs/init/*.yaml`` files.
+    """[`apply_init`][convzoo.weight_init.apply.apply_init] driven by a flat config, the form of the ``configs/init/*.yaml`` files.
 
     The mapping holds ``scheme`` and that scheme's arguments at the top level, next to
     apply_init's options ``conv``, ``linear``, ``bias``, ``norm`` and ``checkpoint`` (all optional),
     so that ``init=normal init.std=0.02`` works on the command line. ``None`` (and a mapping
     without ``scheme``) means no scheme; a bare string is a scheme name.
 
-    Example:
+    Examples:
         >>> from torch import nn
         >>> cfg = {"scheme": "normal", "std": 0.02, "conv": "kaiming_normal", "linear": None,
         ...        "bias": 0.0, "norm": True}
@@ -255,14 +255,14 @@ def apply_data_init(
 ) -> list[str]:
     """Run ``init_from_data(images)`` on every module that has it (e.g. the whitening stem).
 
-    Data-dependent init comes after :func:`apply_init` (which would overwrite it); the entries of
+    Data-dependent init comes after [`apply_init`][convzoo.weight_init.apply.apply_init] (which would overwrite it); the entries of
     ``record`` for the affected parameters are updated to the module's ``data_init_scheme`` with
     their new statistics. ``images`` may be a zero-argument function, called only if some module
     needs data (so a model without such modules never loads any). A module whose parameters all
     came from a checkpoint (``pretrained`` in ``record``) keeps them. Returns the names of the
     modules initialised.
 
-    Example:
+    Examples:
         >>> import torch
         >>> from convzoo.blocks.whitening import WhiteningConv
         >>> stem = nn.Sequential(WhiteningConv(3, kernel_size=2))

@@ -1,7 +1,7 @@
-"""The record of an initialisation: one :class:`InitEntry` per parameter, what it got and its
+"""The record of an initialisation: one [`InitEntry`][convzoo.weight_init.record.InitEntry] per parameter, what it got and its
 measured statistics, plus the choices made (``InitRecord.config``, for hyperparameter logging).
 
-Example:
+Examples:
     >>> from torch import nn
     >>> record = InitRecord.measure(nn.Linear(4, 2), {})
     >>> [(entry.name, entry.scheme) for entry in record]
@@ -23,10 +23,10 @@ from convzoo.tables import Column, text_table, write_csv
 
 __all__ = ["InitEntry", "InitRecord", "tensor_stats", "PRETRAINED", "UNCHANGED"]
 
-#: What the record says of a parameter copied from a checkpoint.
 PRETRAINED = "pretrained"
-#: What the record says of a parameter no rule covered.
+"""What the record says of a parameter copied from a checkpoint."""
 UNCHANGED = "unchanged"
+"""What the record says of a parameter no rule covered."""
 
 
 def tensor_stats(tensor: Tensor) -> tuple[float, float]:
@@ -73,10 +73,10 @@ _RECORD_COLUMNS = (
 
 
 class InitRecord(list):
-    """The list of :class:`InitEntry` returned by :func:`apply_init`, one per parameter, in
+    """The list of [`InitEntry`][convzoo.weight_init.record.InitEntry] returned by [`apply_init`][convzoo.weight_init.apply.apply_init], one per parameter, in
     ``model.named_parameters()`` order, plus ``config`` (the choices made, for hparam logging).
 
-    Example:
+    Examples:
         >>> from torch import nn
         >>> from convzoo.weight_init import apply_init
         >>> record = apply_init(nn.Linear(4, 2), "xavier_uniform")
@@ -95,14 +95,14 @@ class InitRecord(list):
         return [entry.as_row() for entry in self]
 
     def to_csv(self, path: str | os.PathLike) -> None:
-        """Write :meth:`as_rows` to ``path`` (parent folders are created)."""
+        """Write [`as_rows`][convzoo.weight_init.record.InitRecord.as_rows] to ``path`` (parent folders are created)."""
         write_csv(path, self.as_rows(), fieldnames=list(InitEntry.__dataclass_fields__))
 
     @classmethod
     def measure(cls, model: nn.Module, done: Mapping[int, tuple[str, dict[str, Any]]],
                 config: dict[str, Any] | None = None) -> InitRecord:
         """One entry per parameter of ``model`` with its measured mean/std; ``done`` maps
-        ``id(parameter)`` to the ``(scheme, args)`` it got, the rest are :data:`UNCHANGED`."""
+        ``id(parameter)`` to the ``(scheme, args)`` it got, the rest are [`UNCHANGED`][convzoo.weight_init.record.UNCHANGED]."""
         entries: list[InitEntry] = []
         seen: set[int] = set()
         # Walk modules, not named_parameters(), to know each parameter's owning layer type; the order

@@ -1,6 +1,6 @@
 """Weight-initialisation schemes, chosen by name from a config.
 
-Each scheme is a *factory* registered in :data:`convzoo.registry.INITS`: it takes the scheme's
+Each scheme is a *factory* registered in [`convzoo.registry.INITS`][convzoo.registry.INITS]: it takes the scheme's
 arguments (validated by signature, so typos get did-you-mean answers) and returns an initialiser
 that fills one tensor in place. All the maths is ``torch.nn.init``; nothing is re-implemented.
 
@@ -22,11 +22,11 @@ constant           value=0.0                                   value everywhere
 ``gain`` may also be a nonlinearity name (``"relu"``, ``"tanh"``, ...), turned into a number by
 ``torch.nn.init.calculate_gain``.
 
-"Leave the layer to PyTorch's own init" is no scheme at all: :func:`resolve_init` turns ``None``
-and the config name ``pytorch_default`` into ``None``, and :func:`convzoo.weight_init.apply_init`
+"Leave the layer to PyTorch's own init" is no scheme at all: [`resolve_init`][convzoo.weight_init.schemes.resolve_init] turns ``None``
+and the config name ``pytorch_default`` into ``None``, and [`convzoo.weight_init.apply_init`][convzoo.weight_init.apply.apply_init]
 leaves the layers without a scheme alone.
 
-Example:
+Examples:
     >>> import torch
     >>> weight = torch.empty(64, 64)
     >>> resolve_init({"scheme": "orthogonal", "gain": 2.0})(weight)
@@ -51,15 +51,15 @@ from convzoo.registry import INITS
 
 __all__ = ["Initializer", "SchemeSpec", "InitSpec", "resolve_init", "PYTORCH_DEFAULT"]
 
-#: A function that fills one tensor in place.
 Initializer = Callable[[Tensor], None]
-#: How a scheme is named in a config: ``"normal"``, ``{"scheme": "normal", "std": 0.02}``, or
-#: ``None`` / ``"pytorch_default"`` for none.
+"""A function that fills one tensor in place."""
 SchemeSpec = Union[str, Mapping[str, Any], None]
+"""How a scheme is named in a config: ``"normal"``, ``{"scheme": "normal", "std": 0.02}``, or
+``None`` / ``"pytorch_default"`` for none."""
 
-#: The config name for "no scheme": the layers keep PyTorch's own init, weights *and* biases. It is
-#: also what the record says of their parameters.
 PYTORCH_DEFAULT = "pytorch_default"
+"""The config name for "no scheme": the layers keep PyTorch's own init, weights *and* biases. It is
+also what the record says of their parameters."""
 _NO_SCHEME = (PYTORCH_DEFAULT, "default", "torch_default")
 
 _MODES = ("fan_in", "fan_out")
@@ -101,7 +101,7 @@ def _check_nonneg(scheme: str, arg: str, value: float) -> None:
 def normal(mean: float = 0.0, std: float = 0.01) -> Initializer:
     """N(mean, std^2), the classic AlexNet/VGG recipe (std 0.01).
 
-    Example:
+    Examples:
         >>> weight = torch.empty(256, 256)
         >>> INITS.build({"scheme": "normal", "std": 0.02})(weight)
         >>> round(weight.std().item(), 2)
@@ -123,7 +123,7 @@ def trunc_normal(mean: float = 0.0, std: float = 0.02, a: float = -2.0, b: float
     multiples of ``std``: with the defaults (std 0.02, bounds +-2) nothing is effectively cut. To
     truncate at two standard deviations, pass ``a=-2 * std, b=2 * std``.
 
-    Example:
+    Examples:
         >>> weight = torch.empty(256, 256)
         >>> INITS.build({"scheme": "trunc_normal", "std": 1.0, "a": -1.0, "b": 1.0})(weight)
         >>> bool(weight.abs().max() <= 1.0)
@@ -152,7 +152,7 @@ def kaiming_normal(mode: str = "fan_in", nonlinearity: str = "relu", a: float = 
     the negative slope used for the gain when ``nonlinearity="leaky_relu"``. Fans are computed by
     torch (for transposed convs torch's "fan_in" counts the *output* channels).
 
-    Example:
+    Examples:
         >>> weight = torch.empty(512, 512)
         >>> INITS.build({"scheme": "kaiming_normal", "mode": "fan_in"})(weight)
         >>> round(weight.std().item() * 512 ** 0.5, 1)  # ~ sqrt(2), the ReLU gain
@@ -172,7 +172,7 @@ def kaiming_uniform(mode: str = "fan_in", nonlinearity: str = "relu", a: float =
 
     (PyTorch's own conv/linear default is this scheme with ``nonlinearity="leaky_relu", a=sqrt(5)``.)
 
-    Example:
+    Examples:
         >>> weight = torch.empty(64, 100)
         >>> INITS.build("kaiming_uniform")(weight)
         >>> bool(weight.abs().max() <= 2 ** 0.5 * (3 / 100) ** 0.5)
@@ -190,7 +190,7 @@ def kaiming_uniform(mode: str = "fan_in", nonlinearity: str = "relu", a: float =
 def xavier_normal(gain: float | str = 1.0) -> Initializer:
     """Glorot & Bengio (2010) normal init: std = gain * sqrt(2 / (fan_in + fan_out)).
 
-    Example:
+    Examples:
         >>> weight = torch.empty(300, 500)
         >>> INITS.build({"scheme": "xavier_normal", "gain": "tanh"})(weight)
     """
@@ -206,7 +206,7 @@ def xavier_normal(gain: float | str = 1.0) -> Initializer:
 def xavier_uniform(gain: float | str = 1.0) -> Initializer:
     """Glorot & Bengio (2010) uniform init: U(+-gain * sqrt(6 / (fan_in + fan_out))).
 
-    Example:
+    Examples:
         >>> weight = torch.empty(300, 500)
         >>> INITS.build("xavier_uniform")(weight)
         >>> bool(weight.abs().max() <= (6 / 800) ** 0.5)
@@ -225,7 +225,7 @@ def orthogonal(gain: float | str = 1.0) -> Initializer:
     """Saxe et al. (2014): the weight, flattened to (out, -1), gets orthonormal rows (or columns
     when it is wider than tall), scaled by ``gain``.
 
-    Example:
+    Examples:
         >>> weight = torch.empty(64, 64)
         >>> INITS.build("orthogonal")(weight)
         >>> torch.allclose(weight @ weight.T, torch.eye(64), atol=1e-4)
@@ -247,7 +247,7 @@ def dirac(a: float = math.sqrt(5), mode: str = "fan_in", nonlinearity: str = "le
     that lets a plain chain train fast from step 1. Output channels beyond ``in_channels`` keep
     their random filters; a layer with fewer outputs than inputs passes the first ones through.
 
-    Example:
+    Examples:
         >>> weight = torch.empty(8, 4, 3, 3)
         >>> INITS.build("dirac")(weight)
         >>> x = torch.randn(1, 4, 5, 5)
@@ -271,7 +271,7 @@ def dirac(a: float = math.sqrt(5), mode: str = "fan_in", nonlinearity: str = "le
 def constant(value: float = 0.0) -> Initializer:
     """Every element set to ``value`` (e.g. ``linear: {scheme: constant}`` zero-inits a classifier).
 
-    Example:
+    Examples:
         >>> weight = torch.empty(3)
         >>> INITS.build({"scheme": "constant", "value": 0.5})(weight)
         >>> weight.tolist()
@@ -305,14 +305,14 @@ class InitSpec:
 
 
 def resolve_init(spec: SchemeSpec | InitSpec, where: str = "init", also_accepted: Sequence[str] = ()) -> InitSpec | None:
-    """Turn ``"name"`` or ``{"scheme": name, **args}`` into an :class:`InitSpec`; ``None`` for no
+    """Turn ``"name"`` or ``{"scheme": name, **args}`` into an [`InitSpec`][convzoo.weight_init.schemes.InitSpec]; ``None`` for no
     scheme (``None`` or ``pytorch_default``).
 
-    Errors are :class:`ConfigError`\\ s prefixed with ``where`` (the config key the spec came
+    Errors are [`ConfigError`][convzoo.errors.ConfigError]ss prefixed with ``where`` (the config key the spec came
     from), listing close names and the accepted arguments (plus ``also_accepted``: keys the caller
     reads from the same mapping).
 
-    Example:
+    Examples:
         >>> resolve_init({"scheme": "he_normal", "mode": "fan_out"})
         InitSpec(scheme='kaiming_normal', args={'mode': 'fan_out', 'nonlinearity': 'relu', 'a': 0.0})
         >>> resolve_init("kaimng_normal", where="init.conv")  # doctest: +ELLIPSIS
