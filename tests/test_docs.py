@@ -108,3 +108,12 @@ def test_pages_name_no_old_module_path(page: Path):
     text = page.read_text()
     old = [path for path in MOVED if re.search(rf"\b{re.escape(path)}\b(?!\.|/|_)", text)]
     assert old == [], f"{page.name} names moved paths; use {[MOVED[p] for p in old]}"
+
+
+@pytest.mark.slow
+def test_generated_pages_are_what_their_sources_give():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(REPO / "docs" / "generate.py"), "--check"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
