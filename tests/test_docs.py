@@ -105,8 +105,12 @@ def test_readme_links_into_the_docs_resolve():
 
 @pytest.mark.parametrize("page", [p for p in PAGES if p.name != "migration.md"], ids=lambda p: str(p.relative_to(REPO)))
 def test_pages_name_no_old_module_path(page: Path):
+    import convzoo
+
     text = page.read_text()
-    old = [path for path in MOVED if re.search(rf"\b{re.escape(path)}\b(?!\.|/|_)", text)]
+    # convzoo.summary is also the public function convzoo.summary: only a module path can be an old one
+    old = [path for path in MOVED if path.split(".", 1)[1] not in convzoo.__all__
+           and re.search(rf"\b{re.escape(path)}\b(?!\.|/|_)", text)]
     assert old == [], f"{page.name} names moved paths; use {[MOVED[p] for p in old]}"
 
 
