@@ -24,6 +24,34 @@ from convzoo.norm_act import fused_norm_act
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, Registry
 
 register_block = BLOCKS.register
+"""Register your own block under ``name`` (and ``aliases``) so a spec's ``block:`` can name it: ``BLOCKS.register``.
+
+A block is a class or function taking ``in_channels`` (the builder fills it in from the measured
+shapes) and giving a module with an ``out_channels`` attribute. Its other arguments are the spec
+layer's keys, checked against its signature.
+
+Args:
+    name: the block's name in specs.
+    *aliases: other names for it.
+    override: replace a registered block of that name (a built-in, say).
+
+Returns:
+    A decorator that registers the class or function and returns it unchanged.
+
+Examples:
+    >>> import torch
+    >>> from torch import nn
+    >>> from convzoo import build_model, register_block
+    >>> @register_block("doubled_conv")
+    ... class DoubledConv(nn.Conv2d):
+    ...     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3):
+    ...         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+    ...     def forward(self, x):
+    ...         return 2 * super().forward(x)
+    >>> net = build_model({"in_channels": 3, "layers": [{"block": "doubled_conv", "out_channels": 8}]})
+    >>> net(torch.randn(1, 3, 16, 16)).shape
+    torch.Size([1, 8, 16, 16])
+"""
 _moved.install()
 
 __all__ = [

@@ -77,6 +77,17 @@ def summary_text(arguments: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m convzoo``: the list, summary, compare, export, predict and evaluate commands.
+
+    An error the user can fix is printed as one ``error:`` line and gives its exit code
+    ([`exit_code`][convzoo.errors.exit_code]); any other exception is a bug and keeps its traceback.
+
+    Args:
+        argv: the command line without the program name (default: ``sys.argv[1:]``).
+
+    Returns:
+        The process exit code.
+    """
     parser = argparse.ArgumentParser(prog="python -m convzoo", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="registered blocks, norms, activations and init schemes with their "

@@ -59,7 +59,23 @@ _SIGNATURES = (  # weight grad: x, g, out + 15 ints; input grad: g, weights, gra
 
 
 fast_depthwise = kernels.Switch("fast depthwise convs")
-"""Turns the fast depthwise path on or off for the process; ``with fast_depthwise(False):`` only inside the block."""
+"""Turns the fast depthwise path on or off for the process; ``with fast_depthwise(False):`` only inside the block.
+
+A [`Switch`][convzoo.kernels.Switch], on by default: [`DepthwiseConv2d`][convzoo.depthwise.DepthwiseConv2d] takes its fast CPU backward only
+while it is on (and only where that path is faster). Turning it off gives torch's own conv backward,
+e.g. to compare the two.
+
+Attributes:
+    enabled: whether the fast path may be taken (``bool(fast_depthwise)`` says the same).
+
+Examples:
+    >>> from convzoo import fast_depthwise
+    >>> with fast_depthwise(False):
+    ...     bool(fast_depthwise)
+    False
+    >>> bool(fast_depthwise)
+    True
+"""
 
 
 def fast_depthwise_enabled() -> bool:
@@ -234,6 +250,17 @@ class DepthwiseConv2d(nn.Conv2d):
     backward pass of a depthwise layer on CPU differs (see the module docstring). Any other conv
     (dense, grouped, depth multiplier > 1) is exactly ``nn.Conv2d``.
 
+    Args:
+        in_channels: input channels (as ``nn.Conv2d``; so are the rest).
+        out_channels: output channels; equal to ``in_channels`` and ``groups`` for the fast path.
+        kernel_size: the window (any size; larger than 3x3 is where the fast path wins most).
+        stride: the stride.
+        padding: zero padding (a number, a pair, or ``"same"``/``"valid"``).
+        dilation: the dilation.
+        groups: ``in_channels`` for a depthwise conv.
+        bias: whether to add a learned bias.
+        padding_mode: ``"zeros"`` for the fast path (any other mode runs torch's conv).
+
     Examples:
         >>> import torch
         >>> conv = DepthwiseConv2d(16, 16, kernel_size=3, padding=1, groups=16)
@@ -243,6 +270,7 @@ class DepthwiseConv2d(nn.Conv2d):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """``nn.Conv2d``'s forward result; through the fast path when [`takes_fast_path`][convzoo.depthwise.DepthwiseConv2d.takes_fast_path] says so."""
         if not torch.jit.is_scripting() and self.takes_fast_path(input):
             return self._fast_forward(input)
         return self._conv_forward(input, self.weight, self.bias)

@@ -54,6 +54,7 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
         super().__init__(1)
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The mean over height and width, ``(N, C, 1, 1)``; through the fast path in bf16 CPU training."""
         if not torch.jit.is_scripting() and self._fast(input):
             return _GlobalAvgPoolFunction.apply(input)
         return nn.functional.adaptive_avg_pool2d(input, self.output_size)

@@ -35,7 +35,27 @@ SOURCES = Path(__file__).parent / "csrc"
 
 
 class Switch:
-    """A process-wide on/off setting; calling it gives a ``with`` block that sets it there only."""
+    """A process-wide on/off setting; calling it gives a ``with`` block that sets it there only.
+
+    ``bool(switch)`` says whether it is on. Setting ``enabled`` turns it on or off for the rest of
+    the process.
+
+    Args:
+        what: what the switch turns on, for ``repr``.
+        enabled: its initial state.
+
+    Attributes:
+        what: what the switch turns on.
+        enabled: whether it is on.
+
+    Examples:
+        >>> switch = Switch("an example")
+        >>> with switch(False):
+        ...     bool(switch)
+        False
+        >>> switch.enabled = False; switch
+        Switch('an example', enabled=False)
+    """
 
     def __init__(self, what: str, enabled: bool = True):
         self.what = what
@@ -46,7 +66,11 @@ class Switch:
 
     @contextmanager
     def __call__(self, enabled: bool = True) -> Iterator[None]:
-        """Set the switch inside a ``with`` block, restoring it after."""
+        """Set the switch inside a ``with`` block, restoring it after.
+
+        Args:
+            enabled: its state inside the block.
+        """
         previous, self.enabled = self.enabled, bool(enabled)
         try:
             yield

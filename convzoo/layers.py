@@ -132,6 +132,7 @@ class LayerNorm2d(nn.LayerNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise each pixel's channels of an ``(N, C, H, W)`` batch."""
         x = x.permute(0, 2, 3, 1)
         x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
@@ -150,6 +151,7 @@ def batchnorm(
 
 @NORMS.register("groupnorm", "gn")
 def groupnorm(num_channels: int, num_groups: int = 32, eps: float = 1e-5, affine: bool = True) -> nn.Module:
+    """``nn.GroupNorm`` with ``num_groups`` groups (fewer when the layer has fewer channels; they must divide them)."""
     groups = min(num_groups, num_channels)  # small layers get one channel per group, not an error
     if num_channels % groups:
         raise ConfigError(
@@ -161,66 +163,79 @@ def groupnorm(num_channels: int, num_groups: int = 32, eps: float = 1e-5, affine
 
 @NORMS.register("layernorm", "ln", "layernorm2d")
 def layernorm(num_channels: int, eps: float = 1e-6, affine: bool = True) -> nn.Module:
+    """[`LayerNorm2d`][convzoo.layers.LayerNorm2d]: LayerNorm over the channels of each pixel (ConvNeXt's)."""
     return LayerNorm2d(num_channels, eps=eps, elementwise_affine=affine)
 
 
 @NORMS.register("none", "identity")
 def no_norm(num_channels: int) -> nn.Module:
+    """No normalisation (``nn.Identity``)."""
     return nn.Identity()
 
 
 @ACTIVATIONS.register("relu")
 def relu(inplace: bool = False) -> nn.Module:
+    """``nn.ReLU``."""
     return nn.ReLU(inplace=inplace)
 
 
 @ACTIVATIONS.register("relu6")
 def relu6(inplace: bool = False) -> nn.Module:
+    """``nn.ReLU6``: ReLU capped at 6 (MobileNet)."""
     return nn.ReLU6(inplace=inplace)
 
 
 @ACTIVATIONS.register("gelu")
 def gelu(approximate: str = "none") -> nn.Module:
+    """``nn.GELU`` (``approximate="tanh"`` for the tanh approximation)."""
     return nn.GELU(approximate=approximate)
 
 
 @ACTIVATIONS.register("silu", "swish")
 def silu(inplace: bool = False) -> nn.Module:
+    """``nn.SiLU`` (swish)."""
     return nn.SiLU(inplace=inplace)
 
 
 @ACTIVATIONS.register("hardswish")
 def hardswish(inplace: bool = False) -> nn.Module:
+    """``nn.Hardswish`` (MobileNetV3)."""
     return nn.Hardswish(inplace=inplace)
 
 
 @ACTIVATIONS.register("leaky_relu")
 def leaky_relu(negative_slope: float = 0.01, inplace: bool = False) -> nn.Module:
+    """``nn.LeakyReLU`` with slope ``negative_slope`` below zero."""
     return nn.LeakyReLU(negative_slope=negative_slope, inplace=inplace)
 
 
 @ACTIVATIONS.register("sigmoid")
 def sigmoid() -> nn.Module:
+    """``nn.Sigmoid``."""
     return nn.Sigmoid()
 
 
 @ACTIVATIONS.register("hardsigmoid")
 def hardsigmoid(inplace: bool = False) -> nn.Module:
+    """``nn.Hardsigmoid``."""
     return nn.Hardsigmoid(inplace=inplace)
 
 
 @ACTIVATIONS.register("tanh")
 def tanh() -> nn.Module:
+    """``nn.Tanh``."""
     return nn.Tanh()
 
 
 @ACTIVATIONS.register("identity", "none")
 def identity() -> nn.Module:
+    """No activation (``nn.Identity``)."""
     return nn.Identity()
 
 
 @POOLS.register("max", "maxpool")
 def max_pool(pool_size: int | None = None, stride: int | None = None, padding: int = 0) -> nn.Module:
+    """``nn.MaxPool2d`` over ``pool_size`` windows (stride defaults to the window); global max pooling without a window."""
     if pool_size is None:
         return nn.AdaptiveMaxPool2d(1)
     return nn.MaxPool2d(pool_size, stride=stride, padding=padding)
@@ -228,6 +243,7 @@ def max_pool(pool_size: int | None = None, stride: int | None = None, padding: i
 
 @POOLS.register("avg", "avgpool", "mean")
 def avg_pool(pool_size: int | None = None, stride: int | None = None, padding: int = 0) -> nn.Module:
+    """``nn.AvgPool2d`` over ``pool_size`` windows (stride defaults to the window); without a window, the global average pool ([`GlobalAvgPool2d`][convzoo.global_pool.GlobalAvgPool2d])."""
     if pool_size is None:
         return GlobalAvgPool2d()
     return nn.AvgPool2d(pool_size, stride=stride, padding=padding)

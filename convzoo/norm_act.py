@@ -58,7 +58,20 @@ _SIGNATURES = (
 
 fused_norm_act = kernels.Switch("fused BatchNorm + activation")
 """Turns the fused path on or off for the process (``bool(fused_norm_act)`` says which);
-``with fused_norm_act(False):`` only inside the block."""
+``with fused_norm_act(False):`` only inside the block.
+
+A [`Switch`][convzoo.kernels.Switch], on by default: batch norm followed by an activation takes the fused CPU
+kernel only while it is on (and only where [`takes_fused_path`][convzoo.norm_act.takes_fused_path] allows it).
+
+Attributes:
+    enabled: whether the fused path may be taken.
+
+Examples:
+    >>> from convzoo import fused_norm_act
+    >>> with fused_norm_act(False):
+    ...     bool(fused_norm_act)
+    False
+"""
 
 
 def _kernel() -> ctypes.CDLL | None:
@@ -242,6 +255,7 @@ class FusingSequential(nn.Sequential):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """The modules in order, as ``nn.Sequential`` computes them; BatchNorm + activation pairs fused where they can be."""
         if not torch.jit.is_scripting():
             return self._forward_fusing(input)
         for module in self:

@@ -50,21 +50,54 @@ def _plain(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class Resolved:
-    """What [`Registry.resolve`][convzoo.registry.Registry.resolve] made of a config entry."""
+    """What [`Registry.resolve`][convzoo.registry.Registry.resolve] made of a config entry.
 
-    name: str               #: the canonical registered name (aliases resolved)
-    args: dict[str, Any]    #: every argument the builder got, its defaults filled in
-    built: Any = field(repr=False, compare=False)  #: what the builder returned
+    Attributes:
+        name: the canonical registered name (aliases resolved).
+        args: every argument the builder got, its defaults filled in.
+        built: what the builder returned.
+
+    Examples:
+        >>> resolved = NORMS.resolve({"norm": "groupnorm", "num_groups": 4}, num_channels=8)
+        >>> resolved.name, resolved.built
+        ('groupnorm', GroupNorm(4, 8, eps=1e-05, affine=True, bias=True))
+    """
+
+    name: str
+    args: dict[str, Any]
+    built: Any = field(repr=False, compare=False)
 
 
 class Registry:
     """A named table of builders (classes or functions) that can be extended by other projects.
 
+    convzoo's registries are [`BLOCKS`][convzoo.registry.BLOCKS], [`NORMS`][convzoo.registry.NORMS], [`ACTIVATIONS`][convzoo.registry.ACTIVATIONS],
+    [`POOLS`][convzoo.registry.POOLS] and [`INITS`][convzoo.registry.INITS]; ``name in registry`` says whether a name (or alias) is
+    registered, ``len(registry)`` counts the entries.
+
     Args:
         kind: what the entries are, used in error messages ("block", "norm", ...).
-        key: the config key holding the entry name in [`build`][convzoo.registry.Registry.build] (``{"block": "conv", ...}``).
+        key: the config key holding the entry name in [`build`][convzoo.registry.Registry.build] (``{"block": "conv", ...}``);
+            defaults to ``kind``.
         entry_point_group: an importlib-metadata entry-point group whose modules are imported on
             first lookup, so installed packages can contribute entries without being imported.
+
+    Attributes:
+        kind: what the entries are.
+        key: the config key naming the entry.
+        entry_point_group: the entry-point group, or ``None``.
+
+    Examples:
+        >>> SHAPES = Registry("shape")
+        >>> @SHAPES.register("square", "sq")
+        ... def square(side: int = 1):
+        ...     return side * side
+        >>> SHAPES.build({"shape": "sq", "side": 3}), "square" in SHAPES, SHAPES.names(aliases=True)
+        (9, True, ['sq', 'square'])
+        >>> SHAPES.build("squre")
+        Traceback (most recent call last):
+        ...
+        convzoo.errors.ConfigError: Unknown shape 'squre'. Did you mean 'square' or 'sq'? Registered shapes: square.
     """
 
     def __init__(self, kind: str, key: str | None = None, entry_point_group: str | None = None):
@@ -80,6 +113,30 @@ class Registry:
         """Decorator registering a builder under ``name`` and optional ``aliases``.
 
         Re-using a taken name is an error unless ``override=True`` (to replace a built-in).
+
+        Args:
+            name: the primary name, the one listings and logs show.
+            *aliases: other names for the same entry.
+            override: replace an entry registered under any of these names.
+
+        Returns:
+            A decorator that registers a class or function and returns it unchanged.
+
+        Raises:
+            ConfigError: (when decorating) a name is taken and ``override`` is false.
+
+        Examples:
+            >>> from torch import nn
+            >>> MY_NORMS = Registry("norm")
+            >>> @MY_NORMS.register("identity", "no_norm")
+            ... def identity(num_channels: int) -> nn.Module:
+            ...     return nn.Identity()
+            >>> MY_NORMS.build("no_norm", num_channels=8)
+            Identity()
+            >>> MY_NORMS.register("identity")(identity)
+            Traceback (most recent call last):
+            ...
+            convzoo.errors.ConfigError: norm 'identity' is already registered (by convzoo.registry.identity). Pick another name or pass override=True to replace it.
         """
 
         def decorator(obj: Callable) -> Callable:
@@ -240,7 +297,75 @@ class Registry:
 
 
 BLOCKS = Registry("block", entry_point_group="convzoo.blocks")
+"""The conv blocks a spec layer's ``block:`` names (``conv_norm_act``, ``residual``, ``convmixer``, ...).
+
+Importing [`convzoo.blocks`][convzoo.blocks] registers the built-in ones; ``convzoo.register_block`` adds
+your own. Installed packages that declare an entry point in the ``convzoo.blocks`` group are imported
+on the first lookup, so their blocks can be named without an ``imports:`` line.
+
+Attributes:
+    kind: ``"block"`` (in messages).
+    key: ``"block"``: ``{"block": "conv", "out_channels": 16}``.
+    entry_point_group: ``"convzoo.blocks"``.
+
+Examples:
+    >>> import convzoo
+    >>> "conv_norm_act" in BLOCKS, BLOCKS.canonical_name("se")
+    (True, 'squeeze_excite')
+"""
 NORMS = Registry("norm")
+"""The normalisation layers a block's ``norm`` argument names (``batchnorm``, ``groupnorm``, ``layernorm``, ``none``, ...).
+
+Each builder takes the channel count first; [`make_norm`][convzoo.layers.make_norm] builds from a name or mapping.
+
+Attributes:
+    kind: ``"norm"`` (in messages).
+    key: ``"norm"``: ``{"norm": "groupnorm", "num_groups": 8}``.
+
+Examples:
+    >>> import convzoo
+    >>> norm = NORMS.build({"norm": "batchnorm"}, num_channels=16)
+    >>> type(norm).__name__, norm.num_features
+    ('BatchNorm2d', 16)
+"""
 ACTIVATIONS = Registry("activation", key="act")
+"""The activations a block's ``act`` argument names (``relu``, ``gelu``, ``silu``, ``none``, ...).
+
+[`make_act`][convzoo.layers.make_act] builds one from a name or mapping.
+
+Attributes:
+    kind: ``"activation"`` (in messages).
+    key: ``"act"``: ``{"act": "leaky_relu", "negative_slope": 0.2}``.
+
+Examples:
+    >>> import convzoo
+    >>> ACTIVATIONS.build("gelu")
+    GELU(approximate='none')
+"""
 POOLS = Registry("pool")
+"""The pooling layers a ``pool`` argument names (``max``, ``avg``); [`make_pool`][convzoo.layers.make_pool] builds them.
+
+Attributes:
+    kind: ``"pool"`` (in messages).
+    key: ``"pool"``.
+
+Examples:
+    >>> import convzoo
+    >>> POOLS.build("max", pool_size=2)
+    MaxPool2d(kernel_size=2, stride=2, padding=0, dilation=1, ceil_mode=False)
+"""
 INITS = Registry("init scheme", key="scheme")
+"""The weight-init schemes an init config names (``kaiming_normal``, ``normal``, ``zeros``, ...).
+
+Each builder returns a function that fills one tensor in place; [`resolve_init`][convzoo.weight_init.schemes.resolve_init]
+looks schemes up, [`apply_init`][convzoo.weight_init.apply.apply_init] applies them to a network.
+
+Attributes:
+    kind: ``"init scheme"`` (in messages).
+    key: ``"scheme"``: ``{"scheme": "normal", "std": 0.02}``.
+
+Examples:
+    >>> import convzoo
+    >>> "kaiming_normal" in INITS
+    True
+"""

@@ -47,5 +47,6 @@ class SqueezeExcite(nn.Module):
         self.in_channels = self.out_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with each channel scaled by its gate, computed from the channel's mean."""
         scale = self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
         return x * scale

@@ -53,4 +53,5 @@ class ConvMixerBlock(nn.Module):
         self.in_channels = self.out_channels = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The pointwise step applied to the depthwise (residual) step's output."""
         return self.pointwise(self.depthwise(x))

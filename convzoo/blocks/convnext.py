@@ -56,6 +56,7 @@ class ConvNeXtBlock(nn.Module):
         self.in_channels = self.out_channels = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + drop_path(gamma * mlp(norm(depthwise(x))))`` (the MLP and norm run channels-last)."""
         out = self.depthwise(x).permute(0, 2, 3, 1)
         out = self.fc2(self.act(self.fc1(self.norm(out))))
         if self.gamma is not None:

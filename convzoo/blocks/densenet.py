@@ -46,6 +46,7 @@ class DenseLayer(nn.Module):
         self.in_channels, self.out_channels = in_channels, in_channels + growth_rate
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with ``growth_rate`` new channels appended."""
         new = x if self.bottleneck is None else self.bottleneck(x)
         return torch.cat([x, self.dropout(self.conv(new))], dim=1)
 

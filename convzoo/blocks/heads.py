@@ -27,6 +27,7 @@ class Pool(nn.Module):
         self.in_channels = self.out_channels = in_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The pooled map."""
         return self.pool(x)
 
 
@@ -62,5 +63,6 @@ class Classifier(nn.Module):
         self.out_channels = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, num_classes)`` logits, times ``scale``."""
         x = self.dropout(self.pool(x).flatten(1))
         return self.fc(x) * self.scale

@@ -56,6 +56,7 @@ class Add(nn.Module):
         self.out_channels = channels[0]
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The activation of the inputs' sum."""
         total = inputs[0]
         for x in inputs[1:]:
             total = total + x
@@ -77,6 +78,7 @@ class Concat(nn.Module):
         self.out_channels = sum(_at_least_two("concat", in_channels))
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The inputs concatenated along the channels, in ``from`` order."""
         return torch.cat(inputs, dim=1)
 
 
@@ -130,11 +132,13 @@ class Upsample(nn.Module):
         self.out_channels = in_channels[0] if to_reference else in_channels
 
     def forward(self, x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+        """``x`` resized to ``reference``'s height and width when given, else by ``scale_factor``."""
         if reference is not None:
             return F.interpolate(x, size=reference.shape[-2:], mode=self.mode, align_corners=self.align_corners)
         return F.interpolate(x, scale_factor=self.scale_factor, mode=self.mode, align_corners=self.align_corners)
 
     def extra_repr(self) -> str:
+        """The scale factor and mode, for ``repr``."""
         return f"scale_factor={self.scale_factor}, mode={self.mode!r}"
 
 
@@ -182,9 +186,11 @@ class ZeroPadShortcut(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` subsampled by ``stride`` and zero-padded to ``out_channels``."""
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, *self.pad)) if self.pad != (0, 0) else x
 
     def extra_repr(self) -> str:
+        """The channels and stride, for ``repr``."""
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"

@@ -58,6 +58,7 @@ class InvertedResidual(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``project(se(depthwise(expand(x))))``, plus the skip when the block has one."""
         out = x if self.expand is None else self.expand(x)
         out = self.depthwise(out)
         if self.se is not None:

@@ -39,6 +39,7 @@ class Residual(nn.Module):
         self.out_channels = getattr(block, "out_channels", None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``shortcut(x) + block(x)`` (the identity when there is no shortcut module)."""
         if not torch.jit.is_scripting():
             return self._forward_fusing(x)
         skip = x if self.shortcut is None else self.shortcut(x)

@@ -75,6 +75,7 @@ class BasicBlock(_PostActivationUnit):
         self.in_channels, self.out_channels = in_channels, out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``act(se(conv2(conv1(x))) + shortcut(x))``."""
         return self._merge(x, self.conv2(self.conv1(x)))
 
 
@@ -118,6 +119,7 @@ class Bottleneck(_PostActivationUnit):
         self.in_channels, self.out_channels = in_channels, out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``act(se(conv3(conv2(conv1(x)))) + shortcut(x))``."""
         return self._merge(x, self.conv3(self.conv2(self.conv1(x))))
 
 
@@ -161,6 +163,7 @@ class PreActBasicBlock(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``se(conv2(dropout(act(norm(conv1(pre)))))) + skip``, ``pre = act(norm(x))``; the projection shortcut reads ``pre``."""
         pre = self.act1(self.norm1(x))
         skip = x if self.shortcut is None else self.shortcut(pre)
         out = self.conv2(self.dropout(self.act2(self.norm2(self.conv1(pre)))))

@@ -52,4 +52,5 @@ class WhiteningConv(nn.Module):
         self.conv.weight.copy_(torch.cat([filters, -filters]).to(self.conv.weight))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The activation of the whitening conv's output."""
         return self.act(self.conv(x))

@@ -77,6 +77,17 @@ def _note(message: str) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """``python -m convzoo export``: a checkpoint, or a spec or ``model=...`` config, to an artifact.
+
+    The artifact is checked against the network on a batch it never saw; the exit code is 1 (and the
+    artifact must not be shipped) when its outputs differ beyond the fp32 tolerance.
+
+    Args:
+        args: the parsed command line (``source``, ``format``, ``out``, ``allow_imports``).
+
+    Returns:
+        The exit code: 0, or 1 when the parity check failed.
+    """
     from hydra.utils import instantiate
 
     from convzoo.config import model_config
@@ -122,6 +133,14 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    """``python -m convzoo predict``: print the top classes of each image file.
+
+    Args:
+        args: the parsed command line (``model``, ``images``, ``topk``, ``batch_size``, ``allow_imports``).
+
+    Returns:
+        The exit code, 0.
+    """
     from convzoo.deploy.predict import load_predictor, predict_files
 
     predictor = load_predictor(args.model, allow_imports=args.allow_imports)
@@ -134,6 +153,17 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
+    """``python -m convzoo evaluate``: a checkpoint or pretrained weights on a CIFAR test set.
+
+    Prints the accuracy table and writes the confusion matrix as a PNG.
+
+    Args:
+        args: the parsed command line (``source``, ``pretrained``, ``data``, ``root``, ``limit``, ``tta``,
+            ``out``, ``allow_imports``).
+
+    Returns:
+        The exit code, 0.
+    """
     import os
 
     from convzoo.data.cifar10 import CIFAR10, CIFAR100, load_cifar

@@ -297,9 +297,11 @@ class Normalize(nn.Module):
         self.channels_last, self.dtype = channels_last, dtype
 
     def forward(self, images: Tensor) -> Tensor:
+        """[`normalize`][convzoo.data.augment.normalize] ``images`` (uint8) with this transform's statistics, dtype and layout."""
         return normalize(images, self.mean, self.std, self.dtype, self.channels_last)
 
     def extra_repr(self) -> str:
+        """The statistics, layout and dtype, for ``repr``."""
         return f"mean={self.mean}, std={self.std}, channels_last={self.channels_last}, dtype={self.dtype}"
 
 
@@ -318,7 +320,10 @@ class BatchAugment(nn.Module):
         padding_mode: ``"reflect"`` (airbench) or ``"zeros"`` (classic torchvision RandomCrop).
         size: output side length (``None``: the input's). A plain attribute, so
             [`ProgressiveResizing`][convzoo.training.callbacks.ProgressiveResizing] can change it between epochs.
-        mean, std, channels_last, dtype: passed to [`normalize`][convzoo.data.augment.normalize].
+        mean: per-channel mean in [0, 1] units, for [`normalize`][convzoo.data.augment.normalize].
+        std: per-channel standard deviation in [0, 1] units.
+        channels_last: return NHWC-strided batches.
+        dtype: the output's dtype.
 
     Examples:
         >>> augment = BatchAugment(crop_padding=4, flip=True, rand_augment={"num_ops": 2, "magnitude": 9})
@@ -356,6 +361,15 @@ class BatchAugment(nn.Module):
         self.normalize = Normalize(mean, std, channels_last, dtype)
 
     def forward(self, images: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """The augmented, normalised batch.
+
+        Args:
+            images: a uint8 ``(N, C, H, W)`` batch.
+            generator: the random generator of the crop, flip and cutout (default: torch's global one).
+
+        Returns:
+            A float batch of this transform's dtype and layout (``size`` when it resizes).
+        """
         if self.crop_padding:
             images = random_crop(images, self.crop_padding, generator, self.padding_mode)
         if self.flip is True:
@@ -368,6 +382,7 @@ class BatchAugment(nn.Module):
         return cutout(images, self.cutout, generator) if self.cutout else images
 
     def extra_repr(self) -> str:
+        """The augmentation settings, for ``repr``."""
         return (
             f"crop_padding={self.crop_padding}, padding_mode={self.padding_mode!r}, flip={self.flip}, "
             f"cutout={self.cutout}, rand_augment={self.rand_augment}, size={self.size}"

@@ -121,9 +121,11 @@ class CifarFormat:
 
     @property
     def required_files(self) -> tuple[str, ...]:
+        """The files the data set's folder must hold (the metadata file only when the class names are not built in)."""
         return (*self.train_files, *self.test_files, *(() if self.fallback_classes else (self.meta_file,)))
 
     def fixes(self) -> str:
+        """How to point convzoo at the data, or download it: the end of a not-found error."""
         return (
             "set data.root=<dir> (or the CONVZOO_DATA environment variable) to a folder holding "
             f"{self.folder}/, or pass data.download=true to fetch the official archive ({self.archive_size}, md5-checked)"

@@ -51,10 +51,12 @@ class CifarDataModule(TensorDataModule):
         self.num_classes = self.format.num_classes
 
     def prepare_data(self) -> None:
+        """Find the data (downloading it with ``download=True``); Lightning calls this on one process per node."""
         # Lightning calls this on one process per node, so only one process downloads.
         find_cifar(self.root, self.format, download=self.download)
 
     def load(self) -> ImageData:
+        """The data set's train and test splits (see [`load_cifar`][convzoo.data.cifar10.load_cifar])."""
         return load_cifar(self.root, self.format, download=self.download)
 
 
@@ -77,7 +79,9 @@ class CIFAR100DataModule(CifarDataModule):
 
     Args:
         labels: ``"fine"`` (100 classes) or ``"coarse"`` (20 superclasses).
-        root, download, **kwargs: as [`CifarDataModule`][convzoo.data.datamodule.CifarDataModule].
+        root: as [`CifarDataModule`][convzoo.data.datamodule.CifarDataModule].
+        download: as [`CifarDataModule`][convzoo.data.datamodule.CifarDataModule].
+        **kwargs: [`TensorDataModule`][convzoo.data.in_memory.TensorDataModule] arguments.
 
     Examples:
         >>> dm = CIFAR100DataModule(root="~/data", labels="coarse")
@@ -143,6 +147,7 @@ class ImageFolderDataModule(TensorDataModule):
         self.input_shape = (3, *size)
 
     def load(self) -> ImageData:
+        """The folder's images, decoded and resized (see [`load_image_folder`][convzoo.data.image_folder.load_image_folder])."""
         return load_image_folder(self.root, self.image_size, self.resize, self.test_size, self.num_workers,
                                  progress=rank_zero_only.rank == 0)
 
@@ -176,6 +181,7 @@ class SyntheticDataModule(TensorDataModule):
         self.classes = tuple(f"class_{i}" for i in range(num_classes))
 
     def load(self) -> ImageData:
+        """Random images and labels, the same for the same ``seed``."""
         generator = torch.Generator().manual_seed(self.seed)
 
         def draw(n: int) -> tuple[Tensor, Tensor]:

@@ -83,7 +83,8 @@ class TensorDataModule(L.LightningDataModule):
         channels_last: return NHWC-strided batches.
         on_device: when attached to a trainer, move the dataset to its device once, so batches are
             indexed on the device and the per-step host-to-device copy disappears.
-        mean, std: per-channel normalisation statistics in [0, 1] units (both or neither).
+        mean: per-channel normalisation mean in [0, 1] units (give ``std`` too, or neither).
+        std: per-channel normalisation standard deviation in [0, 1] units.
 
     Examples:
         >>> from convzoo.data import SyntheticDataModule
@@ -186,6 +187,18 @@ class TensorDataModule(L.LightningDataModule):
         }
 
     def setup(self, stage: str | None = None) -> None:
+        """Load the data once ([`load`][convzoo.data.in_memory.TensorDataModule.load]) and split it: train and val (by ``seed``), test.
+
+        Applies ``subset`` and ``test_subset``, and computes the normalisation statistics from the
+        training split when the data set has no published ones. Later calls do nothing.
+
+        Args:
+            stage: Lightning's stage (``"fit"``, ``"test"``, ...); every stage gets all splits.
+
+        Raises:
+            ConfigError: ``val_size``, ``subset`` or ``test_subset`` do not fit the data, or the
+                reflect padding of the crop is not smaller than the images.
+        """
         if self.train_images is not None:
             return
         data = self.load()
@@ -250,6 +263,8 @@ class TensorDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> InMemoryLoader:
+        """The shuffled training batches of this process (sharded by rank), resuming mid-epoch when a
+        checkpoint's loader position was loaded."""
         self._train_loader = self._loader(self.train_images, self.train_labels, train=True)
         if self._train_loader_state is not None:
             self._train_loader.load_state_dict(self._train_loader_state)
@@ -261,23 +276,37 @@ class TensorDataModule(L.LightningDataModule):
     # configure_optimizers asks for trainer.estimated_stepping_batches (ours) makes it create the
     # loader first, and the data module's state is restored before either happens.
     def state_dict(self) -> dict[str, Any]:
+        """The training loader's position (``{}`` before there is a training loader), saved in checkpoints."""
         return {"train_loader": self._train_loader.state_dict()} if self._train_loader is not None else {}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the training loader's position, into the loader in use or the next one made."""
         self._train_loader_state = state_dict.get("train_loader")  # for the next train loader ...
         if self._train_loader is not None and self._train_loader_state is not None:
             self._train_loader.load_state_dict(self._train_loader_state)  # ... or the one in use
 
     def val_dataloader(self) -> InMemoryLoader:
+        """The validation batches, in order (``eval_batch_size``)."""
         return self._loader(self.val_images, self.val_labels, train=False)
 
     def test_dataloader(self) -> InMemoryLoader:
+        """The test batches, in order (``eval_batch_size``)."""
         return self._loader(self.test_images, self.test_labels, train=False)
 
     def predict_dataloader(self) -> InMemoryLoader:
+        """The test batches (what ``trainer.predict`` runs on)."""
         return self.test_dataloader()
 
     def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        """Augment and normalise a batch on its device: the train transform while the trainer trains, else the eval one.
+
+        Args:
+            batch: ``(uint8 images, labels)`` on the training device.
+            dataloader_idx: which loader the batch came from (unused).
+
+        Returns:
+            ``(float images, labels)``.
+        """
         images, labels = batch
         training = self.trainer is not None and self.trainer.training
         return (self.train_transform(images) if training else self.eval_transform(images)), labels

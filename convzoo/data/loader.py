@@ -106,6 +106,7 @@ class InMemoryLoader:
         return size // self.batch_size if self.drop_last else math.ceil(size / self.batch_size)
 
     def current_epoch(self) -> int:
+        """The epoch whose order is served: the trainer's (``epoch_fn``) when attached, else the one set by [`set_epoch`][convzoo.data.loader.InMemoryLoader.set_epoch]."""
         return self.epoch_fn() if self.epoch_fn is not None else self.epoch
 
     def indices(self) -> Tensor:

@@ -66,7 +66,8 @@ def evaluate(net: nn.Module, images: torch.Tensor, labels: torch.Tensor, mean: S
         net: a classifier; its logits are averaged over the test-time views.
         images: uint8 ``(N, C, H, W)``, as the data sets hold them.
         labels: int64 ``(N,)``.
-        mean, std: the per-channel normalisation the network was trained with (pixels / 255).
+        mean: the per-channel normalisation mean the network was trained with (pixels / 255).
+        std: the per-channel normalisation standard deviation.
         classes: the class names, one per logit.
         tta: ``none``, ``flip`` or ``flip_translate`` (the training recipes' test-time augmentation).
         batch_size: images per forward pass.

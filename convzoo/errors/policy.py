@@ -40,11 +40,27 @@ class ConfigError(ValueError):
     """A config names something that does not exist or passes arguments that do not fit.
 
     An error about one argument of one spec layer says which ([`about`][convzoo.errors.about]), so that the spec can
-    name the key the user wrote when an interpolation brought the value there.
+    name the key the user wrote when an interpolation brought the value there. ``train.py``,
+    ``convzoo-train`` and ``python -m convzoo`` report it as one ``error:`` line with exit code 2.
+
+    Args:
+        *args: the message (as for any exception).
+
+    Attributes:
+        argument: the block argument the error is about (``None``: not about one argument).
+        layer: the index of the spec layer it is about (``None``: not about one layer).
+
+    Examples:
+        >>> from convzoo import build_block
+        >>> try:
+        ...     build_block({"block": "conv", "kernel_size": 0, "out_channels": 8}, in_channels=3)
+        ... except ConfigError as error:
+        ...     print(error)
+        block 'conv': kernel_size=0 is out of range; it must be >= 1.
     """
 
-    argument: str | None = None  #: the block argument the error is about
-    layer: int | None = None     #: the index of the spec layer it is about
+    argument: str | None = None
+    layer: int | None = None
 
 
 def about(error: ConfigError, argument: str | None = None, layer: int | None = None) -> ConfigError:

@@ -43,9 +43,25 @@ __all__ = [
 def build_block(config: Mapping[str, Any], in_channels: int | Sequence[int]) -> nn.Module:
     """Build one block from ``{"block": NAME, **args}`` for ``in_channels`` input channels.
 
+    The block's arguments are checked against its signature first (unknown names with
+    did-you-mean, missing ones, types and ranges), as in a spec layer.
+
+    Args:
+        config: the block's registry name under ``block`` (an alias works) and its arguments.
+        in_channels: the input's channels; a list for a block that reads several inputs (``concat``).
+
+    Returns:
+        The built module.
+
+    Raises:
+        ConfigError: an unknown block, or arguments that do not fit its signature.
+
     Examples:
         >>> build_block({"block": "separable", "out_channels": 3}, in_channels=3).out_channels
         3
+        >>> block = build_block({"block": "conv_norm_act", "out_channels": 16, "stride": 2}, in_channels=3)
+        >>> block(torch.randn(1, 3, 32, 32)).shape
+        torch.Size([1, 16, 16, 16])
     """
     return BLOCKS.build({**config, "in_channels": in_channels})
 
@@ -56,6 +72,14 @@ def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: b
     Importing a module runs its code, so a downloaded checkpoint must not choose what gets imported:
     its modules are imported only with ``allow_imports=True``, or when the caller imported them
     already (then building imports nothing). A spec the caller wrote is theirs: build it directly.
+
+    Args:
+        spec: the model spec (its ``imports`` key is read).
+        source: where the spec came from, named in the error (``"checkpoint 'a.ckpt'"``).
+        allow_imports: the caller trusts the source: any module may be imported.
+
+    Raises:
+        ConfigError: the spec imports modules not imported yet and ``allow_imports`` is false.
 
     Examples:
         >>> check_imports_allowed({"imports": ["math"]}, "checkpoint 'a.ckpt'", allow_imports=False)  # imported already
@@ -78,15 +102,32 @@ def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: b
 def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequence[str] | str | None = None) -> ConvNet:
     """Build a network from a model spec (dict, OmegaConf node, or YAML file path).
 
-    ``outputs`` overrides the spec's outputs, e.g. to use a classifier's stages as a backbone;
-    layers that no output depends on are then left out. A chain gives a [`ConvNet`][convzoo.network.nets.ConvNet],
-    anything else a [`GraphNet`][convzoo.network.nets.GraphNet].
+    The spec is parsed and checked, each block copy is built and run once on the ``meta`` device
+    (so a shape mismatch is reported, naming the layer, before any real tensor is allocated), and
+    the network is built from the settled arguments. ``outputs`` overrides the spec's outputs, e.g.
+    to use a classifier's stages as a backbone; layers that no output depends on are then left out.
+
+    Args:
+        spec: a mapping, an OmegaConf node, or the path of a YAML file (the spec language is
+            described in [`convzoo.specs`][convzoo.specs]).
+        outputs: layer names to return instead of the spec's ``outputs`` (one name or several).
+
+    Returns:
+        A [`ConvNet`][convzoo.network.nets.ConvNet] for a chain (every layer reads the previous one, one output),
+        anything else a [`GraphNet`][convzoo.network.nets.GraphNet], in training mode. No init policy is applied here
+        ([`apply_init`][convzoo.weight_init.apply.apply_init] does that).
+
+    Raises:
+        ConfigError: anything wrong in the spec, led by the key the user wrote, then the layer.
 
     Examples:
         >>> from convzoo.config import config_dir
         >>> net = build_model(config_dir() / "model" / "convmixer.yaml")
         >>> sum(p.numel() for p in net.parameters())
         594186
+        >>> backbone = build_model(config_dir() / "model" / "convmixer.yaml", outputs="mixer")
+        >>> backbone.feature_info.channels()
+        [256]
     """
     graph = resolve(spec, outputs)  # names its own errors: it is also the static check, called alone
     try:

@@ -29,16 +29,29 @@ class Node:
 
     Shape inference settles each copy into one record; [`construct`][convzoo.network.nets.Node.construct] builds the real module
     from it, and the network keeps the records in ``nodes``.
+
+    Attributes:
+        path: submodule path in the network, e.g. ``layers.stage2.0``.
+        layer: the spec layer's name.
+        block: registry name, ``residual(...)`` when wrapped.
+        inputs: the layers (or earlier copies) it reads; ``input`` is the network input.
+        builder: the registered block builder (``None`` in a summary's rows for a module not built by convzoo).
+        args: the block's arguments, ``in_channels`` included, as settled by shape inference.
+        shortcut: ``None``: no residual; ``()``: the identity; else the shortcut's blocks, their arguments settled.
+
+    Examples:
+        >>> from convzoo import build_model
+        >>> net = build_model({"in_channels": 3, "layers": [{"block": "conv", "out_channels": 8, "repeat": 2}]})
+        >>> [(node.path, node.inputs, node.args["in_channels"]) for node in net.nodes]
+        [('layers.0.0', ('input',), 3), ('layers.0.1', ('0.0',), 8)]
     """
 
-    path: str                  #: submodule path in the network, e.g. ``layers.stage2.0``
-    layer: str                 #: the spec layer's name
-    block: str                 #: registry name, ``residual(...)`` when wrapped
-    inputs: tuple[str, ...]    #: the layers (or earlier copies) it reads; ``input`` is the network input
+    path: str
+    layer: str
+    block: str
+    inputs: tuple[str, ...]
     builder: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
-    #: the block's arguments, ``in_channels`` included, as settled by shape inference
     args: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    #: ``None``: no residual; ``()``: the identity; else the shortcut's blocks, their arguments settled
     shortcut: tuple[BlockCall, ...] | None = field(default=None, repr=False, compare=False)
 
     def construct(self) -> nn.Module:
@@ -56,15 +69,27 @@ class FeatureInfo(list):
     The same records and accessors as timm's ``feature_info``, so detection and segmentation
     code written for timm backbones can read a convzoo network's outputs. ``reduction`` is
     ``None`` for outputs without spatial dimensions (logits).
+
+    Examples:
+        >>> from convzoo import build_model
+        >>> net = build_model({"in_channels": 3, "layers": [
+        ...     {"name": "stem", "block": "conv", "out_channels": 8, "stride": 2}]})
+        >>> net.feature_info
+        [{'module': 'stem', 'num_chs': 8, 'reduction': 2}]
+        >>> net.feature_info.channels(), net.feature_info.reduction(), net.feature_info.module_name()
+        ([8], [2], ['stem'])
     """
 
     def channels(self) -> list[int]:
+        """The channels of each output, in ``outputs`` order."""
         return [info["num_chs"] for info in self]
 
     def reduction(self) -> list[int | float | None]:
+        """Input size / output size of each output (``None`` for one without spatial dimensions)."""
         return [info["reduction"] for info in self]
 
     def module_name(self) -> list[str]:
+        """The layer name of each output."""
         return [info["module"] for info in self]
 
 
@@ -74,6 +99,24 @@ class ConvNet(nn.Module):
     ``layers`` holds one submodule per spec layer, named by the layer's ``name`` or index; a
     repeated layer is an ``nn.Sequential`` of its copies (``layers.1.0``, ``layers.1.1``, ...).
     ``nodes`` lists every block copy as built, ``feature_info`` the output's channels and reduction.
+    Built by [`assemble`][convzoo.network.nets.assemble], not by hand.
+
+    Args:
+        layers: one module per spec layer, by name, in order.
+        spec: the resolved spec (kept as ``spec``; it rebuilds the network).
+        nodes: every block copy as built.
+        feature_info: the outputs' records.
+
+    Attributes:
+        layers: the ``nn.Sequential`` of the spec's layers.
+        spec: the plain spec the network was built from (after pruning, only the kept layers).
+        in_channels: image channels the network takes.
+        num_classes: the spec's ``num_classes`` (``None`` when it has none).
+        input_size: ``(height, width)`` the spec was checked at (the summary's default input).
+        nodes: every block copy, as [`Node`][convzoo.network.nets.Node] records.
+        feature_info: a [`FeatureInfo`][convzoo.network.nets.FeatureInfo], one record per output.
+        outputs: the output layers' names.
+        out_channels: the output's channels (a list with several outputs).
 
     Examples:
         >>> from convzoo import build_model
@@ -98,6 +141,7 @@ class ConvNet(nn.Module):
         self.out_channels: int | list[int] = channels[0] if len(channels) == 1 else channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Run the layers in order on a batch ``x`` of shape ``(N, in_channels, H, W)``."""
         return self.layers(x)
 
 
@@ -108,6 +152,16 @@ class GraphNet(ConvNet):
     dropping every tensor after its last reader. With one output it returns that tensor; with
     several, a dict ``{layer name: tensor}`` in ``outputs`` order (what torchvision's FPN and
     ``IntermediateLayerGetter`` use).
+
+    Args:
+        layers: one module per spec layer, by name, in order.
+        spec: the resolved spec.
+        nodes: every block copy as built.
+        feature_info: the outputs' records.
+        wiring: ``(layer name, the names it reads)`` per layer, in order.
+
+    Attributes:
+        plan: ``(layer, inputs, tensors dropped after it)`` per layer, made once from ``wiring``.
 
     Examples:
         >>> from convzoo import build_model
@@ -129,6 +183,7 @@ class GraphNet(ConvNet):
         self.plan = _plan(wiring, self.outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Run the plan on ``x``: the one output's tensor, or ``{layer name: tensor}`` for several outputs."""
         values = {INPUT: x}
         for name, inputs, release in self.plan:
             values[name] = getattr(self.layers, name)(*[values[source] for source in inputs])
@@ -152,7 +207,16 @@ def _plan(wiring: Sequence[tuple[str, tuple[str, ...]]], outputs: Sequence[str]
 
 def assemble(graph: LayerGraph, settled: Mapping[str, Sequence[Node]], shapes: Mapping[str, torch.Size]) -> ConvNet:
     """The network of a resolved spec, each block copy built from its settled [`Node`][convzoo.network.nets.Node]: a [`ConvNet`][convzoo.network.nets.ConvNet]
-    for a chain (every layer reads the previous one, one output), else a [`GraphNet`][convzoo.network.nets.GraphNet]."""
+    for a chain (every layer reads the previous one, one output), else a [`GraphNet`][convzoo.network.nets.GraphNet].
+
+    Args:
+        graph: the resolved spec ([`resolve`][convzoo.specs.resolve.resolve]).
+        settled: per layer name, its copies' nodes as shape inference settled them.
+        shapes: per layer name, its output shape without the batch dimension.
+
+    Returns:
+        The network, its modules on the current default device.
+    """
     modules = OrderedDict(
         (name, nn.Sequential(*(node.construct() for node in nodes)) if len(nodes) > 1 else nodes[0].construct())
         for name, nodes in settled.items()

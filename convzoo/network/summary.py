@@ -120,7 +120,32 @@ class _ReceptiveFields(TorchFunctionMode):
 
 @dataclass
 class ModelSummary:
-    """Rows (one dict per node) and totals; ``str()`` gives an aligned table, [`to_csv`][convzoo.network.summary.ModelSummary.to_csv] a file."""
+    """Rows (one dict per node) and totals; ``str()`` gives an aligned table, [`to_csv`][convzoo.network.summary.ModelSummary.to_csv] a file.
+
+    Made by [`summary`][convzoo.network.summary.summary]; the totals are computed from the rows.
+
+    Attributes:
+        rows: one dict per node: ``layer`` (submodule path), ``block``, ``inputs``, ``output_shape``
+            (without the batch dimension), ``params``, ``trainable_params``, ``flops`` (one
+            multiply-add = 2) and ``receptive_field`` (input pixels, or ``"global"``).
+        input_shape: the input it was measured with, ``(channels, height, width)``.
+        total_params: the parameters of every row.
+        trainable_params: those with ``requires_grad``.
+        total_flops: the FLOPs of one forward pass of one image.
+
+    Examples:
+        >>> from convzoo import build_model, summary
+        >>> net = build_model({"in_channels": 3, "num_classes": 10, "layers": [
+        ...     {"block": "conv_norm_act", "out_channels": 8, "stride": 2}, {"block": "classifier"}]})
+        >>> print(summary(net))
+        input 3x32x32
+        layer     block          inputs  output shape  params  trainable  MFLOPs      RF
+        --------------------------------------------------------------------------------
+        layers.0  conv_norm_act  input   8x16x16          232        232    0.11       3
+        layers.1  classifier     0       10                90         90    0.00  global
+        --------------------------------------------------------------------------------
+        total                                             322        322    0.11
+    """
 
     rows: list[dict[str, Any]]
     input_shape: tuple[int, ...]
@@ -135,6 +160,7 @@ class ModelSummary:
 
     @property
     def totals(self) -> dict[str, int]:
+        """``total_params``, ``trainable_params``, ``flops`` and ``macs`` (half the FLOPs) in one dict."""
         return {
             "total_params": self.total_params,
             "trainable_params": self.trainable_params,
@@ -207,7 +233,25 @@ def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, device:
 
     ``input_size`` defaults to a convzoo network's own ``in_channels`` and ``input_size``. The
     model runs once, in eval mode and without gradients, on ``device`` (default: where its
-    parameters are). Networks with several outputs are summarised the same way.
+    parameters are); its training mode is restored afterwards. Networks with several outputs are
+    summarised the same way. Any ``nn.Module`` works: one row per child (per copy of an
+    ``nn.Sequential`` child) when it has no ``nodes``.
+
+    Args:
+        model: the network (a convzoo network, or any module when ``input_size`` is given).
+        input_size: ``(channels, height, width)`` of one input image.
+        device: where to run it.
+
+    Returns:
+        The [`ModelSummary`][convzoo.network.summary.ModelSummary]: a row per block copy, totals, ``str()`` a table.
+
+    Examples:
+        >>> from convzoo import build_model
+        >>> net = build_model({"in_channels": 3, "num_classes": 10, "layers": [
+        ...     {"block": "conv_norm_act", "out_channels": 8, "stride": 2}, {"block": "classifier"}]})
+        >>> table = summary(net, input_size=(3, 64, 64))
+        >>> table.rows[0]["output_shape"], table.totals["macs"]
+        ((8, 32, 32), 221264)
     """
     if input_size is None:
         input_size = (model.in_channels, *model.input_size)

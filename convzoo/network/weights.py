@@ -47,19 +47,32 @@ class WeightTransfer:
     """What [`load_weights`][convzoo.network.weights.load_weights] did. Names are the target network's (``layers.stem.conv.weight``).
 
     ``prefix`` is what the source's names carry in front of the network's (``model.`` in a
-    convzoo checkpoint, whose LightningModule holds the network as ``model``).
+    convzoo checkpoint, whose LightningModule holds the network as ``model``). ``str()`` gives the
+    report [`load_weights`][convzoo.network.weights.load_weights] logs.
+
+    Attributes:
+        source: what the tensors came from (a file path, or the kind of object).
+        prefix: what the source's names carry in front of the network's (``""``: none).
+        transferred: the tensors copied.
+        missing: in the network, not in the source: they keep the values they had.
+        unexpected: in the source (its own names), with no place in the network.
+        skipped: name -> (source shape, network shape): present in both, not copied.
+        source_names: the source name of every transferred tensor.
+
+    Examples:
+        >>> from torch import nn
+        >>> from convzoo import load_weights
+        >>> report = load_weights(nn.Linear(4, 3), nn.Linear(4, 2).state_dict())
+        >>> report.transferred, report.skipped, report.missing
+        ([], {'weight': ((2, 4), (3, 4)), 'bias': ((2,), (3,))}, [])
     """
 
     source: str
     prefix: str = ""
     transferred: list[str] = field(default_factory=list)
-    #: in the network, not in the source: they keep the values they had
     missing: list[str] = field(default_factory=list)
-    #: in the source (its own names), with no place in the network
     unexpected: list[str] = field(default_factory=list)
-    #: name -> (source shape, network shape): present in both, not copied
     skipped: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
-    #: source name of every transferred tensor
     source_names: dict[str, str] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -201,7 +214,8 @@ def load_weights(net: nn.Module, source: WeightSource, strict: bool = False) -> 
     LightningModule's ``model.``), found by matching; tensors outside it are the wrapper's own and
     are left out of the report. With ``strict=True`` anything missing,
     unexpected or of another shape is an error and nothing is copied; otherwise those tensors keep
-    their values. The report is also logged (``convzoo.network.weights``, INFO).
+    their values. The report is also logged (logger ``convzoo.weights``: INFO, or WARNING when
+    nothing was transferred).
 
     Args:
         net: the network to fill, in place.
@@ -214,6 +228,16 @@ def load_weights(net: nn.Module, source: WeightSource, strict: bool = False) -> 
 
     Raises:
         ConfigError: the source cannot be read; with ``strict``, any mismatch (all listed).
+
+    Examples:
+        >>> import torch
+        >>> from convzoo import build_model
+        >>> spec = {"in_channels": 3, "num_classes": 10, "layers": [
+        ...     {"name": "stem", "block": "conv", "out_channels": 8}, {"name": "head", "block": "classifier"}]}
+        >>> trained, fresh = build_model(spec), build_model(spec)
+        >>> report = load_weights(fresh, {"model." + name: t for name, t in trained.state_dict().items()})
+        >>> report.prefix, len(report.transferred), torch.equal(fresh.layers.stem.weight, trained.layers.stem.weight)
+        ('model.', 4, True)
     """
     tensors, where = read_state_dict(source)
     target = net.state_dict()

@@ -65,7 +65,8 @@ class Lookahead(Callback):
 
     Args:
         every: steps between updates.
-        decay, power: the slow copy keeps ``decay * (step / total_steps) ** power`` of itself.
+        decay: the slow copy keeps ``decay * (step / total_steps) ** power`` of itself.
+        power: see ``decay``.
         start_epoch: the slow copy is taken at the first update step of this epoch (airbench94: 3);
             before it the fast weights train alone.
         sync_every_epoch: also restart the fast weights from the slow copy after the last step of

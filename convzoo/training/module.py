@@ -103,9 +103,10 @@ class ImageClassifier(L.LightningModule):
         tta: test-time augmentation: ``none``, ``flip`` or ``flip_translate``.
         channels_last: keep weights in channels-last memory format (fast convs on AMX CPUs and tensor cores).
         compile: wrap the network in ``torch.compile``.
-        classes, input_mean, input_std: the data's class names and the normalisation statistics its
-            images were fed with, kept in the checkpoint (``hparams``) so the trained network can be
-            used without the training data.
+        classes: the data's class names, kept in the checkpoint (``hparams``) so the trained network
+            can be used without the training data.
+        input_mean: the per-channel normalisation mean its images were fed with (kept likewise).
+        input_std: the per-channel normalisation standard deviation (kept likewise).
         init: the weight-init config (``configs/init/*.yaml``, see [`apply_init_config`][convzoo.weight_init.apply.apply_init_config]),
             applied here, so ``ImageClassifier(spec, init=cfg)`` is the network a run trains; kept in the
             checkpoint. Layers fitted to data (the whitening stem) are fitted to ``data_init_images``
