@@ -31,12 +31,12 @@ shapes) and giving a module with an ``out_channels`` attribute. Its other argume
 layer's keys, checked against its signature.
 
 Args:
-    name: the block's name in specs.
-    *aliases: other names for it.
-    override: replace a registered block of that name (a built-in, say).
+    name (str): the block's name in specs.
+    *aliases (str): other names for it.
+    override (bool): replace a registered block of that name (a built-in, say).
 
 Returns:
-    A decorator that registers the class or function and returns it unchanged.
+    (Callable): a decorator that registers the class or function and returns it unchanged.
 
 Examples:
     >>> import torch

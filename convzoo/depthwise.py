@@ -250,16 +250,13 @@ class DepthwiseConv2d(nn.Conv2d):
     backward pass of a depthwise layer on CPU differs (see the module docstring). Any other conv
     (dense, grouped, depth multiplier > 1) is exactly ``nn.Conv2d``.
 
-    Args:
-        in_channels: input channels (as ``nn.Conv2d``; so are the rest).
-        out_channels: output channels; equal to ``in_channels`` and ``groups`` for the fast path.
-        kernel_size: the window (any size; larger than 3x3 is where the fast path wins most).
-        stride: the stride.
-        padding: zero padding (a number, a pair, or ``"same"``/``"valid"``).
-        dilation: the dilation.
-        groups: ``in_channels`` for a depthwise conv.
-        bias: whether to add a learned bias.
-        padding_mode: ``"zeros"`` for the fast path (any other mode runs torch's conv).
+    It takes ``nn.Conv2d``'s arguments (``in_channels, out_channels, kernel_size, stride=1,
+    padding=0, dilation=1, groups=1, bias=True, padding_mode="zeros"``); the fast path needs
+    ``groups == in_channels == out_channels`` and ``padding_mode="zeros"``.
+
+    Attributes:
+        weight: ``(out_channels, in_channels // groups, kH, kW)``, as ``nn.Conv2d``'s.
+        bias: ``(out_channels,)`` or ``None``, as ``nn.Conv2d``'s.
 
     Examples:
         >>> import torch

@@ -44,7 +44,9 @@ __all__ = [
 PADDING_MODES = ("reflect", "zeros")
 FLIP_MODES = (True, False, "alternating")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+"""CIFAR-10's published per-channel mean (RGB, pixels / 255): the default normalisation."""
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+"""CIFAR-10's published per-channel standard deviation (RGB, pixels / 255)."""
 
 
 def _device(images: Tensor, generator: torch.Generator | None) -> torch.device:

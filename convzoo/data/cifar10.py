@@ -46,6 +46,7 @@ __all__ = [
 CIFAR10_CLASSES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )
+"""CIFAR-10's class names, in label order (used when the data set's metadata file is absent)."""
 ROW_WIDTH = 3 * 32 * 32
 
 
@@ -136,9 +137,11 @@ CIFAR10 = CifarFormat.from_torchvision(
     "CIFAR10", name="CIFAR-10", archive_size="170 MB", label_key="labels", num_classes=10,
     fallback_classes=CIFAR10_CLASSES,
 )
+"""CIFAR-10's layout: ``cifar-10-batches-py/`` (five training batches, one test batch), 10 classes."""
 CIFAR100 = CifarFormat.from_torchvision(
     "CIFAR100", name="CIFAR-100", archive_size="169 MB", label_key="fine_labels", num_classes=100,
 )
+"""CIFAR-100's layout: ``cifar-100-python/``, the 100 fine labels (``CIFAR100.with_labels("coarse")``: the 20 superclasses)."""
 CIFAR10_URL, CIFAR10_MD5, CIFAR10_FOLDER = CIFAR10.url, CIFAR10.md5, CIFAR10.folder
 
 

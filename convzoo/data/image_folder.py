@@ -49,6 +49,7 @@ __all__ = [
 ]
 
 RESIZE_MODES = ("center_crop", "stretch")
+"""How images are brought to one size: the shorter side to the target, then the centre cropped; or stretched."""
 SPLITS = ("train", "val", "test")
 # libjpeg-turbo/libpng/libwebp through TorchCodec; the rest of what ImageFolder reads goes through PIL.
 _CODEC_DECODES = (".jpg", ".jpeg", ".png", ".webp")
@@ -58,6 +59,7 @@ _PROGRESS_FROM = 1000   # images; smaller folders decode in a moment
 
 
 IMAGE_EXTENSIONS: tuple[str, ...] = IMG_EXTENSIONS
+"""The file extensions read as images (torchvision's ``IMG_EXTENSIONS``, as ImageFolder reads them)."""
 _FIX = (
     "set data.root=DIR to a folder holding train/<class>/<image> (optional val/ and test/ beside it) "
     f"or <class>/<image> directly; images are {', '.join(IMAGE_EXTENSIONS)}"

@@ -4,7 +4,7 @@ A convzoo checkpoint carries the model spec (``hyper_parameters["model"]``) and,
 record them, the data's class names and normalisation statistics (``hyper_parameters["classes"]``,
 ``["input_mean"]``, ``["input_std"]``). What a checkpoint does not record is filled with
 CIFAR-10's statistics and class names (the data every older run trained on) or, for another
-number of classes, ``class_0``, ``class_1``, ...; [`DeployInfo.assumed`][convzoo.deploy.checkpoint.DeployInfo.assumed] lists what was filled.
+number of classes, ``class_0``, ``class_1``, ...; ``DeployInfo.assumed`` lists what was filled.
 
 Examples:
     >>> from convzoo import build_model
@@ -45,6 +45,17 @@ class DeployInfo:
     The input is a float32 batch ``(N, in_channels, *input_size)`` of images scaled to [0, 1],
     then normalised per channel: ``(x - mean) / std``. ``outputs`` names the network's outputs in
     order (the layers; a classifier has one, its logits over ``classes``).
+
+    Attributes:
+        name: the model's name (the spec's ``name``).
+        in_channels: image channels.
+        input_size: ``(height, width)`` the network was trained at.
+        mean: per-channel normalisation mean, in [0, 1] units.
+        std: per-channel normalisation standard deviation.
+        classes: one name per logit.
+        outputs: the output layers' names, in order.
+        assumed: the fields the source did not record, filled with defaults (CIFAR-10's statistics, ``class_<i>``).
+        convzoo_version: the convzoo version that wrote the record.
     """
 
     name: str
@@ -54,7 +65,6 @@ class DeployInfo:
     std: tuple[float, ...]
     classes: tuple[str, ...]
     outputs: tuple[str, ...]
-    #: the fields the source did not record, filled with defaults
     assumed: tuple[str, ...] = ()
     convzoo_version: str = __version__
 
@@ -63,6 +73,7 @@ class DeployInfo:
         return {key: list(value) if isinstance(value, tuple) else value for key, value in asdict(self).items()}
 
     def to_json(self) -> str:
+        """[`to_dict`][convzoo.deploy.checkpoint.DeployInfo.to_dict] as a JSON string."""
         return json.dumps(self.to_dict())
 
     @classmethod

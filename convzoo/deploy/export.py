@@ -65,10 +65,11 @@ __all__ = [
 ]
 
 EXPORT_FORMATS = {"onnx": ".onnx", "export": ".pt2", "torchscript": ".pt"}
-"""Format -> file suffix"""
+"""Format -> file suffix."""
 PARITY_RTOL = 1e-4
-"""See the module docstring"""
+"""Parity's relative tolerance: times the largest eager output (see the module docstring)."""
 PARITY_ATOL = 1e-5
+"""Parity's absolute tolerance (see the module docstring)."""
 EXAMPLE_BATCH = 2
 """The exporters trace a batch of 2: torch.export specialises sizes 0 and 1, so 2 keeps the batch symbolic."""
 CHECK_BATCH = 3
@@ -292,21 +293,32 @@ def read_metadata(path: str | os.PathLike) -> DeployInfo:
 
 @dataclass(frozen=True)
 class Parity:
-    """Eager network vs artifact on one random batch: max |difference| per output, and the verdict."""
+    """Eager network vs artifact on one random batch: max |difference| per output, and the verdict.
+
+    Attributes:
+        fmt: the artifact's format (``onnx``, ``export``, ``torchscript``).
+        batch: the batch size it was checked at.
+        diffs: output name -> max absolute difference (inf: the shape differs).
+        scale: max |eager output| over all outputs.
+        tolerance: the largest difference allowed (``PARITY_ATOL + PARITY_RTOL * scale``).
+        error: why the artifact could not run the batch (``None``: it ran).
+    """
 
     fmt: str
     batch: int
-    diffs: dict[str, float]       #: output name -> max absolute difference (inf: the shape differs)
-    scale: float                  #: max |eager output| over all outputs
+    diffs: dict[str, float]
+    scale: float
     tolerance: float
-    error: str | None = None      #: the artifact could not run the batch
+    error: str | None = None
 
     @property
     def max_abs_diff(self) -> float:
+        """The largest difference over all outputs (inf when there are none)."""
         return max(self.diffs.values()) if self.diffs else float("inf")
 
     @property
     def ok(self) -> bool:
+        """The artifact ran and every difference is within the tolerance (a NaN output fails)."""
         return self.error is None and self.max_abs_diff <= self.tolerance  # NaN compares False: a NaN output fails
 
     def __str__(self) -> str:

@@ -237,17 +237,20 @@ class Naming:
         return f"{self.owner}: {name}" if self.key is None else f"{self.key}.{name}"
 
     def unknown(self, name: str, accepted: Sequence[str]) -> str:
+        """The message for an argument ``name`` the owner does not take, with the closest of ``accepted``."""
         listing = f"{suggest(name, accepted)} It accepts: {', '.join(accepted)}."
         if self.key is None:
             return f"{self.owner} got an unknown argument {name!r}.{listing}"
         return f"{self.key}.{name} is not an argument of {self.owner}.{listing}"
 
     def missing(self, names: Sequence[str], accepted: Sequence[str]) -> str:
+        """The message for required arguments ``names`` that were not given."""
         if self.key is None:
             return f"{self.owner} is missing required argument(s) {', '.join(names)}. It accepts: {', '.join(accepted)}."
         return f"{self.key} is missing the required argument(s) {', '.join(names)} of {self.owner}."
 
     def supplied(self, name: str) -> str:
+        """The message for an argument convzoo sets itself that the config set too."""
         return f"{self.argument(name)} is set by convzoo itself; remove it from the config."
 
 

@@ -43,9 +43,6 @@ class ConfigError(ValueError):
     name the key the user wrote when an interpolation brought the value there. ``train.py``,
     ``convzoo-train`` and ``python -m convzoo`` report it as one ``error:`` line with exit code 2.
 
-    Args:
-        *args: the message (as for any exception).
-
     Attributes:
         argument: the block argument the error is about (``None``: not about one argument).
         layer: the index of the spec layer it is about (``None``: not about one layer).

@@ -193,7 +193,7 @@ def load_pretrained(net: nn.Module, entry: Mapping[str, Any], strict: bool = Tru
         strict: every tensor must fit (``False`` when fine-tuning: a new head keeps its init).
 
     Returns:
-        The [`WeightTransfer`][convzoo.network.weights.WeightTransfer] report.
+        (WeightTransfer): what [`load_weights`][convzoo.network.weights.load_weights] did.
 
     Examples:
         >>> from convzoo import create_model

@@ -185,6 +185,8 @@ class RunDirectoryGuard(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Refuse a single run whose ``hydra.run.dir`` is locked by a running run, or holds another run's records
+        (unless ``resume`` or ``overwrite``)."""
         if not _is_global_zero():
             return
         run_dir = Path(str(config.hydra.run.dir))
@@ -197,6 +199,8 @@ class RunDirectoryGuard(Callback):
             raise SystemExit(report(refusal(run_dir, records, "hydra.run.dir")))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Refuse a sweep whose ``hydra.sweep.dir`` holds a running job or, unless resuming, earlier runs' records
+        (deleted first with ``overwrite=true``)."""
         if not _is_global_zero():
             return
         sweep_dir = Path(str(config.hydra.sweep.dir))

@@ -31,24 +31,29 @@ class ThroughputProgressBar(TQDMProgressBar):
         self._start = 0.0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start the epoch's image count and clock."""
         super().on_train_epoch_start(trainer, pl_module)
         self._images, self._start = 0, time.perf_counter()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """Count the batch's images on every process."""
         self._images += len(batch[0]) * trainer.world_size
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def images_per_second(self) -> float:
+        """Training images per second over the epoch so far (0 before any time has passed)."""
         elapsed = time.perf_counter() - self._start
         return self._images / elapsed if elapsed > 0 else 0.0
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        """The bar's metrics, with ``img/s`` while training."""
         metrics = super().get_metrics(trainer, pl_module)
         if trainer.training and self._images:
             metrics["img/s"] = f"{self.images_per_second():,.0f}"
         return metrics
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Log the epoch's rate as ``train/images_per_s``."""
         if self._images:
             pl_module.log("train/images_per_s", self.images_per_second(), rank_zero_only=True)
         super().on_train_epoch_end(trainer, pl_module)
@@ -91,6 +96,8 @@ class Lookahead(Callback):
         self.slow = {k: v.detach().clone() for k, v in self.fast.items()}
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Find the fast weights; take the slow copy now when training starts at or after ``start_epoch`` (a resumed
+        run brings its own from the checkpoint)."""
         self.fast = self._tensors(pl_module)  # live references, looked up once rather than every update
         if self.slow:  # a resumed run brings its slow weights from the checkpoint
             self.slow = {k: v.to(self.fast[k].device) for k, v in self.slow.items()}
@@ -106,6 +113,9 @@ class Lookahead(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        """Every ``every`` steps from ``start_epoch`` on, move the slow copy and restart the fast weights from it;
+        after the last step (of training, or of each epoch with ``sync_every_epoch``) the model becomes the slow
+        copy."""
         step, total = trainer.global_step, max(1, int(trainer.estimated_stepping_batches))
         if trainer.current_epoch < self.start_epoch:
             return
@@ -119,9 +129,11 @@ class Lookahead(Callback):
             self._update(1.0)  # the model becomes the slow copy (before validation and checkpoints)
 
     def state_dict(self) -> dict[str, Any]:
+        """The slow copy, saved in checkpoints so a resumed run continues it."""
         return {"slow": self.slow}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the slow copy from a checkpoint."""
         self.slow = state_dict["slow"]
 
 
@@ -146,6 +158,8 @@ class FreezeParameters(Callback):
         self.targets: list[torch.nn.Parameter] = []
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Find the parameters each pattern matches; a pattern that matches none is a
+        [`ConfigError`][convzoo.errors.ConfigError]."""
         named = dict(pl_module.named_parameters())
         self.targets = []
         for pattern in self.patterns:
@@ -157,6 +171,7 @@ class FreezeParameters(Callback):
             self.targets += matched
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Freeze the matched parameters from epoch ``epoch`` on (they train before it, a resumed run included)."""
         trainable = trainer.current_epoch < self.epoch
         for parameter in self.targets:
             parameter.requires_grad_(trainable)
@@ -183,9 +198,11 @@ class ProgressiveResizing(Callback):
         self.sizes = sizes
 
     def size(self, epoch: int) -> int:
+        """The training image size of ``epoch`` (the last size for every later epoch)."""
         return self.sizes[min(epoch, len(self.sizes) - 1)]
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Set the data module's training transform to this epoch's size."""
         transform = getattr(trainer.datamodule, "train_transform", None)
         if not hasattr(transform, "size"):
             raise ConfigError(f"ProgressiveResizing needs a data module whose train_transform has a `size` "

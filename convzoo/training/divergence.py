@@ -52,10 +52,13 @@ class NonFiniteLossGuard(Callback):
         self._lr = float("nan")
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        """Note the learning rate the step runs with (for the message)."""
         self._lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        """Keep the step's loss tensor; every ``check_every_n_steps`` kept losses,
+        [`check`][convzoo.training.divergence.NonFiniteLossGuard.check] them."""
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if not isinstance(loss, torch.Tensor):
             return
@@ -67,6 +70,8 @@ class NonFiniteLossGuard(Callback):
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         # Runs before the file is written: raising here keeps the previous checkpoint. A step can
         # also leave inf/NaN weights behind a still-finite loss, so the weights are looked at too.
+        """Check the kept losses and the weights before a checkpoint is written; raising here keeps the previous
+        checkpoint."""
         self.check(trainer)
         finite = torch.stack([torch.isfinite(p).all() for p in pl_module.parameters()]).all()
         if not trainer.strategy.reduce_boolean_decision(bool(finite), all=True):
@@ -77,6 +82,7 @@ class NonFiniteLossGuard(Callback):
             )
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Check the losses kept since the last check."""
         self.check(trainer)
 
     def check(self, trainer: L.Trainer) -> None:

@@ -223,9 +223,12 @@ class ImageClassifier(L.LightningModule):
             _RESTORING.reset(restoring)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the convzoo version that wrote the checkpoint (``convzoo_version``)."""
         checkpoint["convzoo_version"] = __version__
 
     def on_fit_start(self) -> None:
+        """Fit data-dependent layers (the whitening stem) to the training images, once, unless resuming; a module
+        loaded from a checkpoint records every parameter as the checkpoint's."""
         if self.init_record is None:  # loaded from a checkpoint, then fitted: every weight is the checkpoint's
             self.init_record = InitRecord.measure(
                 self.model, {id(p): ("checkpoint", {}) for p in self.model.parameters()}, {"scheme": "checkpoint"})
@@ -247,18 +250,21 @@ class ImageClassifier(L.LightningModule):
         return datamodule.eval_transform(datamodule.train_images[: self.hparams.data_init_images])
 
     def configure_model(self) -> None:
+        """With ``compile=True``, compile the network in place (its parameter names, and so checkpoints, unchanged)."""
         if self.hparams.compile and not self._compiled:
             # in place: parameter names (and so checkpoints) stay those of the plain network
             self.model.compile()
             self._compiled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The network's logits for a normalised batch."""
         return self.model(x)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits.float(), labels, label_smoothing=self.hparams.label_smoothing)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Cross-entropy (with label smoothing) of one batch; logs ``train/loss`` and ``train/acc``."""
         images, labels = batch
         logits = self(images)
         loss = self._loss(logits, labels)
@@ -270,6 +276,7 @@ class ImageClassifier(L.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Logs ``val/loss`` and ``val/acc`` for one batch."""
         images, labels = batch
         logits = self(images)
         self.val_acc(logits, labels)
@@ -277,6 +284,7 @@ class ImageClassifier(L.LightningModule):
         self.log("val/acc", self.val_acc, prog_bar=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        """Logs ``test/loss`` and ``test/acc`` for one batch, its logits averaged over the ``tta`` views."""
         images, labels = batch
         views = tta_views(images, self.hparams.tta)
         logits = sum(weight * self(view).float() for view, weight in views) / sum(w for _, w in views)
@@ -287,17 +295,21 @@ class ImageClassifier(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         # Lightning empties them after logging each epoch; a run resumed from a checkpoint taken at the
         # end of an epoch (before that) must not carry the finished epoch's counts into the next one.
+        """Empty the training metrics, so a resumed run does not carry the finished epoch's counts into the next."""
         self.train_loss.reset()
         self.train_acc.reset()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # checkpoints from before the training metrics were checkpointed: start them empty
+        """Give a checkpoint written before the training metrics were checkpointed empty ones."""
         state = checkpoint["state_dict"]
         for name, value in self.state_dict().items():
             if name.startswith(("train_loss.", "train_acc.")):
                 state.setdefault(name, value)
 
     def configure_optimizers(self) -> Any:
+        """The optimizer over [`make_optimizer`][convzoo.training.module.make_optimizer]'s parameter groups, and the
+        scheduler (stepped every batch) when there is one."""
         if self.optimizer_factory is None:
             raise RuntimeError("ImageClassifier was built without an optimizer; pass optimizer= to train it.")
         optimizer = make_optimizer(self.optimizer_factory, self.model, self.hparams.norm_bias_lr_scale)

@@ -55,7 +55,9 @@ class RunRecords(Callback):
         curves: file name of the curves plot in ``output_dir`` (``None``: no plot).
         started: ``time.perf_counter()`` when the run began, for ``run_minutes`` (default: now).
 
-    After the run, [`table`][convzoo.training.records.RunRecords.table] is the model summary and [`metrics`][convzoo.training.records.RunRecords.metrics] the final metrics.
+    Attributes:
+        table: the model summary (a [`ModelSummary`][convzoo.network.summary.ModelSummary]), once fitting starts.
+        metrics: the final metrics, once the run has them (``metrics.json``).
     """
 
     def __init__(self, output_dir: str | Path, config: Mapping[str, Any] | None = None,
@@ -73,6 +75,7 @@ class RunRecords(Callback):
 
     # -- training starts ------------------------------------------------------------------------
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """When fitting starts, summarise the network (before the strategy moves or compiles it)."""
         if stage == "fit":
             self._fit_started = time.perf_counter()
             if self.table is None:  # before the strategy moves or compiles the network: a plain forward
@@ -94,6 +97,8 @@ class RunRecords(Callback):
         return hparams
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write ``summary.txt``, ``summary.csv``, ``init.csv`` and ``data.json``, log the hyperparameters, and print
+        the one-line description of the run (global rank 0 only)."""
         if self.table is None:  # driven without setup()
             self.table = summary(pl_module.model)
         if not trainer.is_global_zero:
@@ -118,9 +123,12 @@ class RunRecords(Callback):
 
     # -- training and testing end ---------------------------------------------------------------
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Plot the curves."""
         self._plot(trainer)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Keep the final ``val/*`` metrics, the monitored metric's best value and the fit's clock; write
+        ``metrics.json``."""
         checkpoint = trainer.checkpoint_callback
         self._fit = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         if getattr(checkpoint, "monitor", None) and getattr(checkpoint, "best_model_score", None) is not None:
@@ -129,6 +137,8 @@ class RunRecords(Callback):
         self._write_metrics(trainer)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Add the ``test/*`` metrics (to ``metrics.json`` when the run was fitted here) and mark the test score on
+        the curves."""
         self._test = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         if self._fit is not None:  # a run's final metrics; a module not fitted here has none
             self._write_metrics(trainer)

@@ -52,6 +52,7 @@ class RandomState(Callback):
         self._loaded: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
+        """The torch, CUDA, NumPy and Python generators' states, as tensors and plain values."""
         name, keys, position, has_gauss, cached_gaussian = np.random.get_state()
         return {
             "torch": torch.get_rng_state(),
@@ -61,6 +62,7 @@ class RandomState(Callback):
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Keep a checkpoint's states until [`restore`][convzoo.training.resume.RandomState.restore] puts them back."""
         self._loaded = state_dict
 
     def restore(self) -> None:
@@ -78,6 +80,8 @@ class RandomState(Callback):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # the last hook before the first step: nothing after it draws from the generators
+        """[`restore`][convzoo.training.resume.RandomState.restore] the loaded states: the last hook before the first
+        training step."""
         self.restore()
 
 
@@ -94,6 +98,7 @@ class MidEpochCheckpoint(ModelCheckpoint):
     """
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any) -> None:
+        """Save every ``every_n_train_steps`` steps as ``ModelCheckpoint`` does, except after an epoch's last batch."""
         if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
 
@@ -108,6 +113,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` to ``<path>.tmp``, flush it to disk and rename it over ``path`` (remote paths:
+        Lightning's own save)."""
         if "://" in str(path):  # remote storage: its own transaction semantics apply
             return super().save_checkpoint(checkpoint, path, storage_options)
         if storage_options is not None:

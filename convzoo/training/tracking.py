@@ -32,6 +32,7 @@ __all__ = ["RUN_FILES", "MLFlowLogger", "expand_records", "log_run_files"]
 
 # Run-directory files attached to a tracked run (path in the run directory -> artifact folder).
 RUN_FILES = {".hydra/config.yaml": "hydra", ".hydra/overrides.yaml": "hydra", **dict.fromkeys(RECORD_FILES)}
+"""Run-directory files attached to a tracked run: path in the run directory -> artifact folder (``None``: the top)."""
 
 
 def expand_records(value: Any) -> Any:
@@ -58,6 +59,8 @@ class MLFlowLogger(_LightningMLFlowLogger):
     """
 
     def log_hyperparams(self, params: Any) -> None:
+        """Log ``params`` with nested lists of records as indexed keys
+        ([`expand_records`][convzoo.training.tracking.expand_records])."""
         super().log_hyperparams(expand_records(params) if isinstance(params, Mapping) else params)
 
 
