@@ -196,7 +196,7 @@ def target_signature(target: Callable) -> Signature:
 
 
 def _choices(hint: Any) -> list[Any]:
-    """The values a ``Literal`` (or a union holding ``Literal``\\ s) allows."""
+    """The values a ``Literal`` (or a union holding ``Literal`` types) allows."""
     if typing.get_origin(hint) is Literal:
         return list(typing.get_args(hint))
     return [c for arm in typing.get_args(hint) for c in _choices(arm)] if typing.get_args(hint) else []
@@ -224,13 +224,17 @@ class Naming:
     ``block 'conv': kernel_size=0 ...``. As config keys, when ``key`` is given (the key the arguments
     sit under): ``trainer.foo is not an argument of Trainer``, ``trainer.max_epochs='abc' ...``.
 
+    Attributes:
+        owner: what takes the arguments: ``block 'conv'``, ``Trainer``.
+        key: the config key the arguments sit under (``None``: named as the owner's).
+
     Examples:
         >>> Naming("block 'conv'").argument("stride"), Naming("Trainer", key="trainer").argument("max_epochs")
         ("block 'conv': stride", 'trainer.max_epochs')
     """
 
-    owner: str              #: what takes the arguments: ``block 'conv'``, ``Trainer``
-    key: str | None = None  #: the config key the arguments sit under (``None``: named as the owner's)
+    owner: str
+    key: str | None = None
 
     def argument(self, name: str) -> str:
         """How a message names one argument (a value follows: ``=0 is out of range``)."""

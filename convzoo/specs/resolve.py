@@ -48,7 +48,13 @@ _RESERVED = set(dir(nn.Sequential())) | {INPUT}
 
 @dataclass(frozen=True)
 class BlockCall:
-    """A registered block and the arguments it is called with."""
+    """A registered block and the arguments it is called with.
+
+    Attributes:
+        block: the registry name as the spec wrote it.
+        builder: the registered class or function.
+        args: its arguments.
+    """
 
     block: str
     builder: Callable[..., nn.Module] = field(repr=False, compare=False)
@@ -57,7 +63,20 @@ class BlockCall:
 
 @dataclass(frozen=True)
 class Layer:
-    """One spec layer, checked: its block, arguments (defaults applied), inputs and wiring."""
+    """One spec layer, checked: its block, arguments (defaults applied), inputs and wiring.
+
+    Attributes:
+        index: its position in the spec's ``layers``.
+        name: its ``name``, or its index as a string.
+        block: the block's registry name as the spec wrote it (an alias stays one).
+        builder: the registered class or function.
+        args: the block's arguments (``block_defaults`` applied; ``in_channels`` comes with the shapes).
+        inputs: the layers it reads (``from``); ``input`` is the network input.
+        repeat: how many stacked copies.
+        first: the arguments the first copy takes instead (``first:``).
+        shortcut: ``None``: no residual; ``()``: the identity; else the shortcut path's blocks.
+        named: whether the spec gave the layer a ``name`` (errors then quote it).
+    """
 
     index: int
     name: str
@@ -67,7 +86,6 @@ class Layer:
     inputs: tuple[str, ...]
     repeat: int = 1
     first: dict[str, Any] = field(default_factory=dict)
-    #: ``None``: no residual; ``()``: the identity; else the shortcut path's blocks
     shortcut: tuple[BlockCall, ...] | None = None
     named: bool = True
 
@@ -84,13 +102,19 @@ class Layer:
 
 @dataclass(frozen=True)
 class LayerGraph:
-    """A spec resolved (what [`resolve`][convzoo.specs.resolve.resolve] returns and shape inference reads): its layers in order and its outputs."""
+    """A spec resolved (what [`resolve`][convzoo.specs.resolve.resolve] returns and shape inference reads): its layers in order and its outputs.
 
-    #: the plain spec the network stores; after pruning only the kept layers, names pinned, so that it rebuilds them
+    Attributes:
+        spec: the plain spec the network stores; after pruning only the kept layers, names pinned, so
+            that it rebuilds them.
+        layers: the checked layers, in order.
+        outputs: the output layers' names.
+        written: the spec as the user wrote it, interpolations unresolved: errors name the key that was set.
+    """
+
     spec: dict[str, Any]
     layers: tuple[Layer, ...]
     outputs: tuple[str, ...]
-    #: the spec as the user wrote it, interpolations unresolved: errors name the key that was set
     written: Mapping[str, Any] | DictConfig = field(repr=False, compare=False)
 
     def named(self, error: ConfigError) -> ConfigError:

@@ -80,8 +80,8 @@ def apply_init(
         * No scheme (``None``, or the config name ``pytorch_default``) means hands off: the layers
           keep PyTorch's own init, weight *and* bias. If no layer type has a scheme, ``apply_init``
           changes nothing at all (norm layers included), so the default call is a no-op.
-        * Otherwise, with ``norm=True`` the affine parameters of BatchNorm*/InstanceNorm*/GroupNorm/
-          LayerNorm/RMSNorm layers are reset to weight 1, bias 0. (Apply model-specific tricks
+        * Otherwise, with ``norm=True`` the affine parameters of ``BatchNorm*``, ``InstanceNorm*``, ``GroupNorm``,
+          ``LayerNorm`` and ``RMSNorm`` layers are reset to weight 1, bias 0. (Apply model-specific tricks
           such as zero-init of a residual branch's last norm *after* this.)
         * Any other parameter (e.g. a custom module's ``nn.Parameter``) is left alone and recorded
           with scheme ``"unchanged"``.
