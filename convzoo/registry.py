@@ -297,7 +297,7 @@ class Registry:
 
 
 BLOCKS = Registry("block", entry_point_group="convzoo.blocks")
-"""The conv blocks a spec layer's ``block:`` names (``conv_norm_act``, ``residual``, ``convmixer``, ...).
+"""The conv blocks a spec layer's ``block:`` names (``conv_norm_act``, ``basic``, ``convmixer``, ...).
 
 Importing [`convzoo.blocks`][convzoo.blocks] registers the built-in ones; ``convzoo.register_block`` adds
 your own. Installed packages that declare an entry point in the ``convzoo.blocks`` group are imported
