@@ -1,11 +1,11 @@
 """Composing the repo's Hydra configs outside ``train.py`` (CLI helpers, tests, notebooks).
 
-:func:`compose` answers a bad override with one :class:`~convzoo.errors.ConfigError` line (the
+[`compose`][convzoo.config.compose] answers a bad override with one [`ConfigError`][convzoo.errors.ConfigError] line (the
 closest valid names included) instead of Hydra's multi-line report, and understands
 ``resume=<run_dir>``: the run's own recorded overrides come first, so a resumed run is the same
-run (see :func:`resume_overrides`).
+run (see [`resume_overrides`][convzoo.config.resume_overrides]).
 
-Example:
+Examples:
     >>> cfg = compose(["model=convmixer", "model.dim=128"])
     >>> cfg.model.dim
     128
@@ -49,7 +49,7 @@ def mixed_precision(accelerator: str = "cpu") -> str:
     Returns:
         ``"bf16-mixed"`` or ``"32-true"``.
 
-    Example:
+    Examples:
         >>> mixed_precision("gpu")
         'bf16-mixed'
         >>> mixed_precision("cpu") in ("bf16-mixed", "32-true")
@@ -117,7 +117,7 @@ def resume_overrides(overrides: Sequence[str], hydra_run: bool = False) -> list[
     directory becomes the output directory (``hydra.run.dir`` under ``train.py``,
     ``paths.output_dir`` otherwise); ``train()`` then continues from its ``checkpoints/last.ckpt``.
 
-    Example:
+    Examples:
         >>> resume_overrides(["model=plain", "seed=1"])
         ['model=plain', 'seed=1']
     """
@@ -190,8 +190,8 @@ def _composition_error(error: Exception, overrides: Sequence[str], config_name: 
 def compose(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
     """Compose ``config_name`` with command-line style ``overrides``, exactly as ``train.py`` would.
 
-    ``resume=<run_dir>`` is expanded first (:func:`resume_overrides`). A bad override raises a
-    :class:`ConfigError` naming it, with the closest valid names.
+    ``resume=<run_dir>`` is expanded first ([`resume_overrides`][convzoo.config.resume_overrides]). A bad override raises a
+    [`ConfigError`][convzoo.errors.ConfigError] naming it, with the closest valid names.
     """
     overrides = resume_overrides(overrides)
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):

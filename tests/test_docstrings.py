@@ -26,7 +26,7 @@ import convzoo
 REPO = Path(__file__).resolve().parent.parent
 SPHINX_ROLE = re.compile(r":(?:py:)?(?:func|class|mod|meth|data|attr|exc|obj|const):`")
 # Modules whose Sphinx roles are still to be converted (issue 30: the lead's files). Empty it once they are.
-ROLES_PENDING = {"convzoo.config"}
+ROLES_PENDING: set[str] = set()
 
 
 @functools.cache

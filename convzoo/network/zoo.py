@@ -1,7 +1,7 @@
 """The model zoo by name: every config in ``configs/model/``, built like timm's ``create_model``, with
 the published references each family is held to and, where convzoo ships them, trained weights.
 
-Example:
+Examples:
     >>> from convzoo import create_model
     >>> net = create_model("resnet_cifar", depth=56, num_classes=100)
     >>> sum(p.numel() for p in net.parameters())
@@ -12,10 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from convzoo.network.build import ConvNet, build_model
 from convzoo.errors import ConfigError, suggest
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 __all__ = ["PUBLISHED", "Reference", "create_model", "list_models", "model_table", "zoo_spec"]
 
@@ -33,7 +36,7 @@ class Reference:
         top1: published CIFAR-10 test accuracy in percent, ``None`` where none is published.
         source: where ``top1`` (or, without one, the architecture) was published.
 
-    Example:
+    Examples:
         >>> next(r for r in PUBLISHED if r.network == "ResNet-56").top1
         93.03
     """
@@ -81,7 +84,7 @@ def list_models() -> list[str]:
     Returns:
         Every config name in ``configs/model/``, sorted.
 
-    Example:
+    Examples:
         >>> {"resnet_cifar", "convmixer", "vgg"} <= set(list_models())
         True
     """
@@ -90,7 +93,7 @@ def list_models() -> list[str]:
     return sorted(path.stem for path in (config_dir() / "model").glob("*.yaml"))
 
 
-def zoo_spec(name: str, **overrides: Any):
+def zoo_spec(name: str, **overrides: Any) -> DictConfig:
     """The composed (unresolved) spec of zoo model ``name`` with top-level keys replaced by ``overrides``.
 
     Args:
@@ -100,7 +103,7 @@ def zoo_spec(name: str, **overrides: Any):
     Returns:
         The spec as an OmegaConf node, interpolations unresolved.
 
-    Example:
+    Examples:
         >>> zoo_spec("resnet_cifar", depth=56).depth
         56
     """
@@ -141,7 +144,7 @@ def create_model(name: str, outputs: Sequence[str] | str | None = None, pretrain
     Raises:
         ConfigError: an unknown model, key or weight tag, with the closest valid names.
 
-    Example:
+    Examples:
         >>> net = create_model("resnet_cifar", depth=20, pretrained="cifar10")
         >>> net.training, net.num_classes
         (False, 10)
@@ -175,7 +178,7 @@ def model_table() -> list[dict[str, Any]]:
         One row per model: ``model``, ``params``, ``mflops``, ``input``, ``outputs``, ``description``
         and ``weights`` (the tags and single-view test accuracy of its shipped weight sets).
 
-    Example:
+    Examples:
         >>> next(row for row in model_table() if row["model"] == "resnet_cifar")["params"]
         269722
     """
