@@ -1,11 +1,11 @@
-"""Depthwise convs on this CPU: convzoo's fast path (convzoo.depthwise) against nn.Conv2d's, side by side.
+"""Depthwise convs on this CPU: convzoo's fast path (convzoo.ops.depthwise) against nn.Conv2d's, side by side.
 
 1. ``--ops``: every distinct depthwise layer of the zoo's depthwise families (ConvMixer-256/8,
    MobileNetV2, separable, ConvNeXt-CIFAR) at its input shape and the family's benchmark batch:
    forward, input-gradient and weight-gradient times, bf16 and fp32, NHWC and NCHW. Both
    gradients are timed both ways (torch's ``convolution_backward`` and the fast path's: convzoo's
    kernels, and at stride 1 the input gradient as a forward conv; the fast path is taken only where
-   one of convzoo's kernels wins, see ``convzoo.depthwise._own_kernels``); the forward is torch's in
+   one of convzoo's kernels wins, see ``convzoo.ops.depthwise._own_kernels``); the forward is torch's in
    both paths. Variants take turns, medians.
 2. ``--steps``: whole training steps (bf16 autocast, channels-last, SGD; ``benchmarks/common.py``)
    of each family with the fast path on and off, and timm's ConvMixer (same dim, depth, kernel,
@@ -15,9 +15,9 @@
 
 3. ``--norm-act``: the elementwise share that remains once the depthwise convs are fast: every
    distinct BatchNorm + activation pair of each family (bf16, NHWC, forward + backward) with torch's
-   two ops and with convzoo's fused kernel (``convzoo.norm_act``), ConvMixer's also under
+   two ops and with convzoo's fused kernel (``convzoo.ops.norm_act``), ConvMixer's also under
    ``torch.compile``; and the classifier's global average pool, ``nn.AdaptiveAvgPool2d`` against
-   ``convzoo.global_pool.GlobalAvgPool2d``.
+   ``convzoo.ops.global_pool.GlobalAvgPool2d``.
 4. ``--breakdown``: where each family's fast-path training step goes, in ms per step: the fused
    pairs and the depthwise convs (forward and backward, by the clock around their autograd
    functions), the rest of the forward and backward (the dense convs, adds, head), the optimizer.
@@ -56,10 +56,10 @@ from benchmarks.common import in_turns, machine, medians  # noqa: E402
 from benchmarks.flops import peak  # noqa: E402
 from convzoo import create_model, summary  # noqa: E402
 from convzoo.registry import suggest  # noqa: E402
-from convzoo.depthwise import _DepthwiseConv2dFunction, _fast_input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
-from convzoo.global_pool import GlobalAvgPool2d  # noqa: E402
+from convzoo.ops.depthwise import _DepthwiseConv2dFunction, _fast_input_grad, _own_kernels, _weight_and_bias_grad, fast_depthwise, fast_depthwise_available  # noqa: E402
+from convzoo.ops.global_pool import GlobalAvgPool2d  # noqa: E402
 from convzoo.training.allocator import keep_freed_memory  # noqa: E402
-from convzoo.norm_act import _BatchNormActFunction, FusingSequential, _norm_and_act, fused_norm_act, run_fusing_norm_act, takes_fused_path  # noqa: E402
+from convzoo.ops.norm_act import _BatchNormActFunction, FusingSequential, _norm_and_act, fused_norm_act, run_fusing_norm_act, takes_fused_path  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 #: The columns of the step breakdown's table, ms per step.
@@ -204,7 +204,7 @@ def clocked(functions: dict[str, type], totals: dict[str, float]):
 def input_grad_choice(families: list[str], batch_size: int, steps: int, rounds: int) -> dict:
     """Whole fast-path steps with the stride-1 input gradient as a forward conv (what the fast path
     runs) and as torch's backward kernel, taking turns: ``depthwise conv backward`` ms and images/s."""
-    import convzoo.depthwise as depthwise
+    import convzoo.ops.depthwise as depthwise
 
     as_conv = depthwise._input_grad_as_conv
     results: dict[str, dict[str, list]] = {}

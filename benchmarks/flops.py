@@ -75,10 +75,10 @@ NETWORKS = {
 TIMING = {"warmup": 2, "steps": 3, "windows": 3}  # throughput.py steps: short, the machine is shared
 
 CATEGORIES = [  # (category, substrings of the aten op name); the first match wins
-    ("conv backward", ("convolution_backward", "DepthwiseConv2dFunctionBackward")),  # the latter: convzoo.depthwise
+    ("conv backward", ("convolution_backward", "DepthwiseConv2dFunctionBackward")),  # the latter: convzoo.ops.depthwise
     ("conv forward", ("convolution", "DepthwiseConv2dFunction")),
     ("linear", ("addmm", "aten::mm", "matmul", "linear")),
-    ("batch norm + activation, fused", ("BatchNormActFunction",)),  # convzoo.norm_act
+    ("batch norm + activation, fused", ("BatchNormActFunction",)),  # convzoo.ops.norm_act
     ("batch norm", ("batch_norm",)),
     ("activations", ("gelu", "relu", "clamp_min", "threshold_backward", "silu", "hardswish")),
     ("max-pool", ("max_pool",)),

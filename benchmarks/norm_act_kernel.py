@@ -1,6 +1,6 @@
 """The fused BatchNorm + activation kernel alone, this tree's against an earlier revision's.
 
-Times ``convzoo/csrc/norm_act.cpp``'s forward and backward through its C ABI (no autograd, no
+Times ``convzoo/ops/csrc/norm_act.cpp``'s forward and backward through its C ABI (no autograd, no
 allocation: bf16 NHWC tensors made once per case) at the given shapes and activations, for this
 tree's kernel and, with ``--against REV``, the kernel of a git revision (its ``csrc/norm_act.cpp``
 and ``bf16.h``, built with the same flags; REV must have this tree's C ABI, 5dcae21 or later),
@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import machine  # noqa: E402
-from convzoo import kernels  # noqa: E402
-from convzoo.norm_act import _SIGNATURES, _address, _kernel  # noqa: E402
+from convzoo.ops import kernels  # noqa: E402
+from convzoo.ops.norm_act import _SIGNATURES, _address, _kernel  # noqa: E402
 from convzoo.registry import suggest  # noqa: E402
 from convzoo.training.allocator import keep_freed_memory  # noqa: E402
 
@@ -70,7 +70,7 @@ def kernel_sources(revision: str | None) -> dict[str, str]:
         if revision is None:
             sources[name] = (REPO / "convzoo" / "csrc" / name).read_text()
             continue
-        shown = subprocess.run(["git", "show", f"{revision}:convzoo/csrc/{name}"], cwd=REPO, capture_output=True,
+        shown = subprocess.run(["git", "show", f"{revision}:convzoo/ops/csrc/{name}"], cwd=REPO, capture_output=True,
                                text=True)
         if shown.returncode != 0:
             raise SystemExit(f"--against {revision}: git show failed: {shown.stderr.strip()}")

@@ -13,14 +13,14 @@ Examples:
 
 from convzoo import _moved
 from convzoo._version import __version__  # noqa: F401
-from convzoo.depthwise import DepthwiseConv2d, fast_depthwise
+from convzoo.ops.depthwise import DepthwiseConv2d, fast_depthwise
 from convzoo.errors import ConfigError
 from convzoo.network.build import ConvNet, build_block, build_model
 from convzoo.network.summary import ModelSummary, summary
 from convzoo.network.weights import WeightTransfer, load_weights
 from convzoo.network.pretrained import list_pretrained
 from convzoo.network.zoo import create_model, list_models
-from convzoo.norm_act import fused_norm_act
+from convzoo.ops.norm_act import fused_norm_act
 from convzoo.registry import ACTIVATIONS, BLOCKS, INITS, NORMS, Registry
 
 register_block = BLOCKS.register

@@ -50,6 +50,10 @@ MOVED = {
     "convzoo.predict": "convzoo.deploy.predict",
     "convzoo.deploy_cli": "convzoo.cli.deploy",
     "convzoo.arguments": "convzoo.errors.arguments",
+    "convzoo.depthwise": "convzoo.ops.depthwise",
+    "convzoo.norm_act": "convzoo.ops.norm_act",
+    "convzoo.global_pool": "convzoo.ops.global_pool",
+    "convzoo.kernels": "convzoo.ops.kernels",
 }
 """Old module path -> the module that holds its code now"""
 

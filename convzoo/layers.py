@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from convzoo.errors import ConfigError
-from convzoo.global_pool import GlobalAvgPool2d
+from convzoo.ops.global_pool import GlobalAvgPool2d
 from convzoo.registry import ACTIVATIONS, NORMS, POOLS
 
 __all__ = [
@@ -243,7 +243,7 @@ def max_pool(pool_size: int | None = None, stride: int | None = None, padding: i
 
 @POOLS.register("avg", "avgpool", "mean")
 def avg_pool(pool_size: int | None = None, stride: int | None = None, padding: int = 0) -> nn.Module:
-    """``nn.AvgPool2d`` over ``pool_size`` windows (stride defaults to the window); without a window, the global average pool ([`GlobalAvgPool2d`][convzoo.global_pool.GlobalAvgPool2d])."""
+    """``nn.AvgPool2d`` over ``pool_size`` windows (stride defaults to the window); without a window, the global average pool ([`GlobalAvgPool2d`][convzoo.ops.global_pool.GlobalAvgPool2d])."""
     if pool_size is None:
         return GlobalAvgPool2d()
     return nn.AvgPool2d(pool_size, stride=stride, padding=padding)

@@ -1,4 +1,4 @@
-"""The fast depthwise conv (convzoo.depthwise): gradients against fp64, the switch, the blocks, export paths."""
+"""The fast depthwise conv (convzoo.ops.depthwise): gradients against fp64, the switch, the blocks, export paths."""
 
 import os
 
@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from convzoo import create_model, depthwise
-from convzoo.depthwise import DepthwiseConv2d, fast_depthwise, fast_depthwise_available, fast_depthwise_enabled
+from convzoo.ops.depthwise import DepthwiseConv2d, fast_depthwise, fast_depthwise_available, fast_depthwise_enabled
 
 # Skipped only on a machine without a C++ compiler; CI has one, so there a kernel that fails to build fails these tests.
 pytestmark = pytest.mark.skipif(not fast_depthwise_available() and not os.environ.get("CI"),

@@ -1,4 +1,4 @@
-"""convzoo.kernels without a working compiler: one warning naming what to install, training on torch's
+"""convzoo.ops.kernels without a working compiler: one warning naming what to install, training on torch's
 ops with the same results, the failed build remembered (not paid again by the next process), and torch's
 logger left as it was."""
 
@@ -14,8 +14,8 @@ PROBE = r"""
 import json, logging, sys, warnings
 import torch
 from convzoo import build_model, kernels
-from convzoo.depthwise import fast_depthwise, fast_depthwise_available
-from convzoo.norm_act import fused_norm_act, fused_norm_act_available
+from convzoo.ops.depthwise import fast_depthwise, fast_depthwise_available
+from convzoo.ops.norm_act import fused_norm_act, fused_norm_act_available
 
 if sys.argv[1] == "bad-flag":
     kernels.COMPILE_FLAGS = ("-fno-such-flag-anywhere",)
@@ -76,7 +76,7 @@ def test_a_failing_flag_is_remembered_per_kernel_version(tmp_path):
     bad_flag_markers = set((tmp_path / "cache" / "convzoo-failed-builds").iterdir())
     assert len(bad_flag_markers) == 2
     # the same kernels with the shipped flags are another version: the markers above do not block them
-    from convzoo import kernels
+    from convzoo.ops import kernels
 
     name = f"convzoo_norm_act_{kernels._cpu_tag()}"
     os.environ["TORCH_EXTENSIONS_DIR"] = str(tmp_path / "cache")

@@ -89,7 +89,7 @@ def test_norm_and_act_arguments_by_mapping_and_errors():
 
 @pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format], ids=["nhwc", "nchw"])
 def test_global_avg_pool_trains_as_adaptive_avg_pool(memory_format):
-    from convzoo.global_pool import GlobalAvgPool2d
+    from convzoo.ops.global_pool import GlobalAvgPool2d
     from convzoo.layers import make_pool
 
     assert isinstance(make_pool("avg"), GlobalAvgPool2d)

@@ -1,4 +1,4 @@
-"""BatchNorm + activation fused for CPU training (convzoo.norm_act): gradients against fp64, running
+"""BatchNorm + activation fused for CPU training (convzoo.ops.norm_act): gradients against fp64, running
 statistics, where the path is taken, the blocks and the switch."""
 
 import os
@@ -9,7 +9,7 @@ from torch import nn
 
 from convzoo import create_model
 from convzoo.blocks import ConvNormAct, InvertedResidual
-from convzoo.norm_act import (
+from convzoo.ops.norm_act import (
     _BatchNormActFunction,
     adds_fused,
     fused_norm_act,

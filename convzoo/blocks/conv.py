@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from convzoo.depthwise import DepthwiseConv2d
+from convzoo.ops.depthwise import DepthwiseConv2d
 from convzoo.layers import LayerSpec, is_none, make_act, make_norm, make_pool, resolve_padding
-from convzoo.norm_act import FusingSequential
+from convzoo.ops.norm_act import FusingSequential
 from convzoo.registry import BLOCKS, ConfigError
 
 __all__ = ["Conv", "ConvNormAct", "NormAct"]
@@ -39,7 +39,7 @@ class Conv(DepthwiseConv2d):
     """``nn.Conv2d`` whose padding defaults to "same" (``dilation * (kernel_size - 1) // 2``).
 
     A depthwise one (``groups = in_channels = out_channels``) trains with the fast CPU backward of
-    [`DepthwiseConv2d`][convzoo.depthwise.DepthwiseConv2d] unless that is switched off.
+    [`DepthwiseConv2d`][convzoo.ops.depthwise.DepthwiseConv2d] unless that is switched off.
 
     Examples:
         >>> import torch
@@ -75,7 +75,7 @@ class ConvNormAct(FusingSequential):
     avg) by ``pool_size``: ``conv_pool_norm_act`` (airbench) normalises 4x fewer pixels than pooling after
     the activation. ``bias=None`` gives the conv a bias unless a norm follows it (where the norm's
     shift would make it redundant). A BatchNorm next to its activation trains fused on CPU
-    ([`convzoo.norm_act`][convzoo.norm_act]).
+    ([`convzoo.ops.norm_act`][convzoo.ops.norm_act]).
 
     Examples:
         >>> import torch

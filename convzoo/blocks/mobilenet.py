@@ -9,7 +9,7 @@ from convzoo.blocks.conv import ConvNormAct
 from convzoo.blocks.residual import make_shortcut
 from convzoo.blocks.resnet import squeeze_excite_or_none
 from convzoo.layers import LayerSpec
-from convzoo.norm_act import add_to_block
+from convzoo.ops.norm_act import add_to_block
 from convzoo.registry import BLOCKS, ConfigError
 
 __all__ = ["InvertedResidual"]

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from convzoo.layers import LayerSpec
-from convzoo.norm_act import add_to_block
+from convzoo.ops.norm_act import add_to_block
 from convzoo.registry import ConfigError, suggest
 
 __all__ = ["Residual", "SHORTCUTS", "make_shortcut"]
@@ -20,7 +20,7 @@ class Residual(nn.Module):
     where the block changes the shape (a ResNet projection shortcut) and the identity elsewhere.
     Without a shortcut the parameter names are those of the wrapped block under ``block.``. A block
     that is a ``FusingSequential`` (``ConvNormAct``) gets the skip, so that a last BatchNorm (+
-    activation) running fused in CPU training adds it in its own pass (``convzoo.norm_act``).
+    activation) running fused in CPU training adds it in its own pass (``convzoo.ops.norm_act``).
 
     Examples:
         >>> from convzoo.blocks.conv import ConvNormAct

@@ -27,8 +27,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.data import TensorDataModule
-from convzoo.depthwise import fast_depthwise
-from convzoo.norm_act import fused_norm_act
+from convzoo.ops.depthwise import fast_depthwise
+from convzoo.ops.norm_act import fused_norm_act
 from convzoo.errors import CheckpointError
 from convzoo.runs.directory import claim_run_directory
 from convzoo.training.allocator import keep_freed_memory

@@ -2,21 +2,21 @@
 
 In a CPU training step of ConvMixer, BatchNorm and GELU take more time than the convs around them
 (``benchmarks/depthwise.py --norm-act``): torch runs each as its own op, two or three memory passes
-forward and again backward, and keeps the activation's output for the backward. [`batch_norm_act`][convzoo.norm_act.batch_norm_act]
+forward and again backward, and keeps the activation's output for the backward. [`batch_norm_act`][convzoo.ops.norm_act.batch_norm_act]
 computes BatchNorm with batch statistics and an activation before it (``conv -> act -> norm``,
 ConvMixer), after it (``conv -> norm -> act``, ResNet, MobileNet) or none (a BatchNorm alone: the
 linear projection of MobileNet, the last norm of a residual branch) in one C++ kernel
-(``convzoo/csrc/norm_act.cpp``) per direction: two passes over the input each, an activation that
+(``convzoo/ops/csrc/norm_act.cpp``) per direction: two passes over the input each, an activation that
 comes first evaluated once per direction (its output kept, as torch keeps it), sums in fp32 then
 fp64, the running statistics updated as ``nn.BatchNorm2d`` updates them, and a residual, when given,
-added in the same pass (``Residual`` hands its skip to a [`FusingSequential`][convzoo.norm_act.FusingSequential] block). Blocks
-whose layers run in a row ([`ConvNormAct`][convzoo.blocks.conv.ConvNormAct], ``NormAct``) call [`run_fusing_norm_act`][convzoo.norm_act.run_fusing_norm_act],
+added in the same pass (``Residual`` hands its skip to a [`FusingSequential`][convzoo.ops.norm_act.FusingSequential] block). Blocks
+whose layers run in a row ([`ConvNormAct`][convzoo.blocks.conv.ConvNormAct], ``NormAct``) call [`run_fusing_norm_act`][convzoo.ops.norm_act.run_fusing_norm_act],
 which takes the fused path for each adjacent pair, and each BatchNorm without an activation next
 to it, where it applies:
 CPU training (gradients recorded, the norm in training mode) of a channels-last fp32 or bf16 tensor,
 an exact ``nn.BatchNorm2d`` with fp32 parameters, and a ReLU, ReLU6, GELU (erf) or SiLU, outside
 scripting, tracing, compiling and export. Everything else -- CUDA, inference, export -- runs the
-modules one by one, as before. [`fused_norm_act`][convzoo.norm_act.fused_norm_act] turns it off (``fused_norm_act: false`` in
+modules one by one, as before. [`fused_norm_act`][convzoo.ops.norm_act.fused_norm_act] turns it off (``fused_norm_act: false`` in
 ``configs/train.yaml`` for a run).
 
 Examples:
@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from convzoo import kernels
+from convzoo.ops import kernels
 
 __all__ = [
     "FusingSequential", "add_to_block", "adds_fused", "batch_norm_act", "fused_norm_act", "fused_norm_act_available",
@@ -60,8 +60,8 @@ fused_norm_act = kernels.Switch("fused BatchNorm + activation")
 """Turns the fused path on or off for the process (``bool(fused_norm_act)`` says which);
 ``with fused_norm_act(False):`` only inside the block.
 
-A [`Switch`][convzoo.kernels.Switch], on by default: batch norm followed by an activation takes the fused CPU
-kernel only while it is on (and only where [`takes_fused_path`][convzoo.norm_act.takes_fused_path] allows it).
+A [`Switch`][convzoo.ops.kernels.Switch], on by default: batch norm followed by an activation takes the fused CPU
+kernel only while it is on (and only where [`takes_fused_path`][convzoo.ops.norm_act.takes_fused_path] allows it).
 
 Attributes:
     enabled: whether the fused path may be taken.
@@ -176,8 +176,8 @@ class _BatchNormActFunction(torch.autograd.Function):
 def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module | None, act_first: bool,
                    residual: torch.Tensor | None = None) -> torch.Tensor:
     """``norm(act(x))`` (``act_first``), ``act(norm(x))`` or, with ``act=None``, ``norm(x)`` in
-    training mode, fused, plus ``residual`` if given ([`adds_fused`][convzoo.norm_act.adds_fused]); updates ``norm``'s running
-    statistics as ``nn.BatchNorm2d`` does. The caller checks [`takes_fused_path`][convzoo.norm_act.takes_fused_path].
+    training mode, fused, plus ``residual`` if given ([`adds_fused`][convzoo.ops.norm_act.adds_fused]); updates ``norm``'s running
+    statistics as ``nn.BatchNorm2d`` does. The caller checks [`takes_fused_path`][convzoo.ops.norm_act.takes_fused_path].
 
     Examples:
         >>> x = torch.randn(8, 4, 3, 3).to(memory_format=torch.channels_last).requires_grad_()
@@ -200,8 +200,8 @@ def batch_norm_act(x: torch.Tensor, norm: nn.BatchNorm2d, act: nn.Module | None,
 
 def run_fusing_norm_act(layers: nn.Sequential, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
     """``layers(x)``, each adjacent BatchNorm + activation pair, and each BatchNorm without an
-    activation beside it, fused where [`takes_fused_path`][convzoo.norm_act.takes_fused_path] says so; with ``residual``,
-    ``residual + layers(x)``, the add fused into a last norm that runs fused ([`adds_fused`][convzoo.norm_act.adds_fused])."""
+    activation beside it, fused where [`takes_fused_path`][convzoo.ops.norm_act.takes_fused_path] says so; with ``residual``,
+    ``residual + layers(x)``, the add fused into a last norm that runs fused ([`adds_fused`][convzoo.ops.norm_act.adds_fused])."""
     modules = list(layers)
     i = 0
     while i < len(modules):
@@ -222,7 +222,7 @@ def run_fusing_norm_act(layers: nn.Sequential, x: torch.Tensor, residual: torch.
 
 
 def add_to_block(block: nn.Module, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-    """``skip + block(x)``: a residual join. For a [`FusingSequential`][convzoo.norm_act.FusingSequential] block whose last norm runs
+    """``skip + block(x)``: a residual join. For a [`FusingSequential`][convzoo.ops.norm_act.FusingSequential] block whose last norm runs
     fused, the kernel adds ``skip`` in its own pass; a hooked block runs its own forward.
 
     Examples:

@@ -11,7 +11,7 @@ Examples:
 import torch
 from torch import nn
 
-from convzoo import kernels
+from convzoo.ops import kernels
 
 __all__ = ["GlobalAvgPool2d"]
 

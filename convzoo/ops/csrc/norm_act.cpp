@@ -1,4 +1,4 @@
-// BatchNorm with batch statistics fused with the activation next to it, for convzoo.norm_act.
+// BatchNorm with batch statistics fused with the activation next to it, for convzoo.ops.norm_act.
 //
 // The tensor is NHWC, seen as M = N*H*W rows of C contiguous channels. v is what BatchNorm
 // normalises: act(x) when the activation comes first (ConvMixer: conv -> GELU -> BN), else x
@@ -43,7 +43,7 @@ using convzoo::splat;
 using convzoo::store_lanes;
 using convzoo::Vec;
 
-enum Act { kIdentity = 0, kRelu = 1, kRelu6 = 2, kGelu = 3, kSilu = 4 };  // convzoo.norm_act.ACTIVATIONS
+enum Act { kIdentity = 0, kRelu = 1, kRelu6 = 2, kGelu = 3, kSilu = 4 };  // convzoo.ops.norm_act.ACTIVATIONS
 
 constexpr int kRowsPerSum = 64;  // rows summed in fp32 before the sum joins the fp64 total
 

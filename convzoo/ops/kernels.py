@@ -1,9 +1,9 @@
 """convzoo's C++ CPU training kernels: compiled on first use, loaded through ctypes, each behind a switch.
 
-The sources in ``convzoo/csrc/`` have a plain C ABI and no torch headers, so each compiles in about a
+The sources in ``convzoo/ops/csrc/`` have a plain C ABI and no torch headers, so each compiles in about a
 second with the system's C++ compiler (``torch.utils.cpp_extension`` drives it and caches the result).
 Where no compiler is found the kernel is ``None`` and its users keep torch's path, with one warning.
-Each kernel family has a [`Switch`][convzoo.kernels.Switch], so a run or a benchmark can turn it off.
+Each kernel family has a [`Switch`][convzoo.ops.kernels.Switch], so a run or a benchmark can turn it off.
 
 Examples:
     >>> switch = Switch("an example")

@@ -3,10 +3,10 @@
 A depthwise conv (``groups == in_channels == out_channels``) is cheap in FLOPs, yet on CPU torch
 computes its weight gradient for 5x5 and 7x7 kernels in 17-44x the forward pass's time, and its
 bf16 input gradient at stride 2 in 55-165x (``benchmarks/depthwise.py``), so these dominate the
-training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. [`DepthwiseConv2d`][convzoo.depthwise.DepthwiseConv2d]
+training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. [`DepthwiseConv2d`][convzoo.ops.depthwise.DepthwiseConv2d]
 is an ``nn.Conv2d`` -- same arguments, same ``weight`` / ``bias`` parameters and state-dict keys --
 whose backward on CPU computes those two gradients with small C++ kernels
-(``convzoo/csrc/depthwise_backward.cpp``: NHWC, fp32 sums, compiled on first use with the
+(``convzoo/ops/csrc/depthwise_backward.cpp``: NHWC, fp32 sums, compiled on first use with the
 system's C++ compiler into torch's extension cache). The forward pass and the 3x3 weight gradient
 stay torch's, which are the faster ones there; the stride-1 input gradient is torch's forward conv
 with the kernel turned 180 degrees, which is faster than its input-gradient kernel.
@@ -14,7 +14,7 @@ with the kernel turned 180 degrees, which is faster than its input-gradient kern
 The fast path is taken only when it can help and cannot change what is exported: a CPU input,
 gradients being recorded, a depthwise layer with zero padding, fp32 or bf16 (autocast included),
 and not while scripting, tracing, compiling or exporting. Everything else -- CUDA (cuDNN),
-inference, export -- is plain ``nn.Conv2d.forward``. [`fast_depthwise`][convzoo.depthwise.fast_depthwise] turns it off for the
+inference, export -- is plain ``nn.Conv2d.forward``. [`fast_depthwise`][convzoo.ops.depthwise.fast_depthwise] turns it off for the
 process or a ``with`` block (``fast_depthwise: false`` in ``configs/train.yaml`` for a run).
 
 Examples:
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from convzoo import kernels
+from convzoo.ops import kernels
 
 __all__ = [
     "DepthwiseConv2d", "depthwise_conv2d", "fast_depthwise", "fast_depthwise_available", "fast_depthwise_enabled",
@@ -61,7 +61,7 @@ _SIGNATURES = (  # weight grad: x, g, out + 15 ints; input grad: g, weights, gra
 fast_depthwise = kernels.Switch("fast depthwise convs")
 """Turns the fast depthwise path on or off for the process; ``with fast_depthwise(False):`` only inside the block.
 
-A [`Switch`][convzoo.kernels.Switch], on by default: [`DepthwiseConv2d`][convzoo.depthwise.DepthwiseConv2d] takes its fast CPU backward only
+A [`Switch`][convzoo.ops.kernels.Switch], on by default: [`DepthwiseConv2d`][convzoo.ops.depthwise.DepthwiseConv2d] takes its fast CPU backward only
 while it is on (and only where that path is faster). Turning it off gives torch's own conv backward,
 e.g. to compare the two.
 
@@ -93,7 +93,7 @@ def fast_depthwise_enabled() -> bool:
 
 def set_fast_depthwise(enabled: bool) -> None:
     """Set the process-wide switch from now on (``train()`` scopes the config's ``fast_depthwise`` to its run with
-    [`fast_depthwise`][convzoo.depthwise.fast_depthwise] instead)."""
+    [`fast_depthwise`][convzoo.ops.depthwise.fast_depthwise] instead)."""
     fast_depthwise.enabled = bool(enabled)
 
 
@@ -230,7 +230,7 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     """``F.conv2d(x, weight, bias, stride, padding, dilation, groups=channels)`` with the fast backward.
 
     Computes in autocast's dtype when CPU autocast is on (as ``F.conv2d`` would), else in ``x``'s;
-    the caller checks that the fast path applies ([`DepthwiseConv2d.takes_fast_path`][convzoo.depthwise.DepthwiseConv2d.takes_fast_path]).
+    the caller checks that the fast path applies ([`DepthwiseConv2d.takes_fast_path`][convzoo.ops.depthwise.DepthwiseConv2d.takes_fast_path]).
     """
     dtype = _compute_dtype(x, weight)
     return _DepthwiseConv2dFunction.apply(x, weight, bias, tuple(stride), tuple(padding), tuple(dilation), dtype)
@@ -267,7 +267,7 @@ class DepthwiseConv2d(nn.Conv2d):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """``nn.Conv2d``'s forward result; through the fast path when [`takes_fast_path`][convzoo.depthwise.DepthwiseConv2d.takes_fast_path] says so."""
+        """``nn.Conv2d``'s forward result; through the fast path when [`takes_fast_path`][convzoo.ops.depthwise.DepthwiseConv2d.takes_fast_path] says so."""
         if not torch.jit.is_scripting() and self.takes_fast_path(input):
             return self._fast_forward(input)
         return self._conv_forward(input, self.weight, self.bias)

@@ -1,4 +1,4 @@
-// The weight and input gradients of a depthwise conv on CPU, for convzoo.depthwise.
+// The weight and input gradients of a depthwise conv on CPU, for convzoo.ops.depthwise.
 //
 // grad_w[c, i, j] = sum over n, h, w of x[n, c, h*sh + i*dh - ph, w*sw + j*dw - pw] * g[n, c, h, w]
 //
