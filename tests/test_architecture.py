@@ -49,8 +49,13 @@ def test_imports_run_down_the_layers():
             assert room in ("__init__.py", "_version.py", "_moved.py"), f"{room} is on no layer"
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("convzoo."):
-                target = _room(node.module)
-                if layer_of.get(target, len(layer_of)) < layer_of[room]:
-                    upward.append(f"{path.relative_to(REPO)} imports {node.module}")
+            if isinstance(node, ast.ImportFrom) and node.module:
+                modules = [node.module]              # from convzoo.x import y
+            elif isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]   # import convzoo.x
+            else:
+                continue
+            for module in (m for m in modules if m.startswith("convzoo.")):
+                if layer_of.get(_room(module), len(layer_of)) < layer_of[room]:
+                    upward.append(f"{path.relative_to(REPO)} imports {module}")
     assert upward == []

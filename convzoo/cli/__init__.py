@@ -1,5 +1,5 @@
-"""The command lines: training (`convzoo.cli.train`, ``train.py`` and ``convzoo-train``) and the
-deploy commands of ``python -m convzoo`` (`convzoo.cli.deploy`).
+"""Every command line: training (`convzoo.cli.train`: ``train.py`` and ``convzoo-train``) and ``python -m convzoo``
+(`convzoo.cli.main`, with the subcommands of `convzoo.cli.inspect` and `convzoo.cli.deploy`).
 
 The training names are looked up on first use, so ``python -m convzoo`` does not import Hydra.
 """
