@@ -8,6 +8,7 @@ import statistics
 import time
 from collections.abc import Callable, Mapping
 from datetime import date
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -15,11 +16,40 @@ import torch.nn.functional as F
 from convzoo.training.allocator import keep_freed_memory
 
 
+def cpu(cpuinfo: str | None = None) -> str:
+    """The CPU as every result names it: model, logical CPUs and the vector features its speed depends on.
+
+    ``AMD EPYC (family 23), 2 vCPUs, AVX2, no AVX-512, no bf16, no AMX``: the model name and family from
+    ``/proc/cpuinfo`` (``cpuinfo``: its text, for tests), vCPUs where the kernel reports a hypervisor, and
+    the flags ``avx512f``, ``avx512_bf16`` and ``amx_tile``. Elsewhere (no ``/proc/cpuinfo``) the platform's
+    processor name and the CPU count.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    fields: dict[str, str] = {}
+    for line in cpuinfo.split("\n\n")[0].splitlines():  # the first logical CPU stands for all
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    flags = set(fields.get("flags", "").split())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if fields.get("cpu family") and "family" not in name.lower():
+        name += f" (family {fields['cpu family']})"
+    count = sum(line.partition(":")[0].strip() == "processor" for line in cpuinfo.splitlines()) or os.cpu_count()
+    if "avx512f" in flags:
+        vector = "AVX-512 with bf16" if "avx512_bf16" in flags else "AVX-512, no bf16"
+    else:
+        vector = ("AVX2, " if "avx2" in flags else "no AVX2, ") + "no AVX-512, no bf16"
+    return f"{name}, {count} {'vCPUs' if 'hypervisor' in flags else 'CPUs'}, {vector}, {'AMX' if 'amx_tile' in flags else 'no AMX'}"
+
+
 def machine() -> dict:
-    """Date, CPU, torch version and the load average, for the record beside every number."""
+    """Date, CPU (``cpu()``), torch version and the load average, for the record beside every number."""
     return {
         "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "machine": f"{cpu()}, torch {torch.__version__}",
         "load_average_1min": os.getloadavg()[0],
     }
 

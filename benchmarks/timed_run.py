@@ -18,7 +18,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -30,6 +29,9 @@ from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from benchmarks.common import cpu  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results"
 ENV_PREFIXES = ("OMP_", "GOMP_", "MALLOC_", "ONEDNN_", "DNNL_", "LD_PRELOAD", "TORCHINDUCTOR_")  # recorded with the command
 
@@ -94,7 +96,7 @@ def main() -> None:
         "note": args.note,
         "command": " ".join([*(f"{k}={v}" for k, v in env.items()), "python train.py", *args.overrides]),
         "date": started.isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "machine": cpu(),
         "test_acc": metrics.get("test/acc"),
         "wall_s": round(wall, 1),
         "fit_s": round(metrics["fit_minutes"] * 60, 1),
