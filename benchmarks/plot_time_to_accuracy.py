@@ -6,8 +6,11 @@ every 10 s) went above ``--quiet-load`` while it ran (ours alone is ~2: two busy
 hollow: its time is inflated by other people's work, its accuracy is not. So is a run whose record
 says ``"disturbed": true`` (something known to have shared the cores, however short).
 
-    python benchmarks/plot_time_to_accuracy.py          # -> benchmarks/results/time_to_accuracy.png
-    python benchmarks/plot_time_to_accuracy.py --table  # also print the README table
+    python benchmarks/plot_time_to_accuracy.py          # -> docs/results/time_to_accuracy.png
+    python benchmarks/plot_time_to_accuracy.py --table  # also print a table of the runs
+
+Every figure names the machines its points were measured on, with their dates. ``benchmarks/report.py
+--figures`` draws the results page's figures with these functions.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ import json
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGETS = [(10.0, 92.5), (4.0, 90.0)]  # (minutes, accuracy %): issue 13's two cpu_fast targets
+FIGURES = Path(__file__).resolve().parent.parent / "docs" / "results"
+QUIET_LOAD = 2.6  # the highest 1-minute load of a quiet run on 2 cores (a run alone keeps it near 2)
+TARGETS = [(10.0, 92.5), (4.0, 90.0)]  # (minutes, accuracy %): the targets cpu_fast and cpu_fast_4min were sized for
 
 
 def load_runs(path: Path) -> list[dict]:
@@ -30,15 +35,46 @@ def is_quiet(run: dict, quiet_load: float) -> bool:
     return peak is not None and peak <= quiet_load and not run.get("disturbed")
 
 
-def plot(runs: list[dict], output: Path, quiet_load: float) -> Path:
+def machines_note(records: list[dict]) -> str:
+    """One line per machine: 'measured on M: first date to last date'."""
+    dates: dict[str, list[str]] = {}
+    for record in records:
+        dates.setdefault(record["machine"], []).append(record["date"][:10])
+    lines = []
+    for machine in sorted(dates, key=lambda m: (min(dates[m]), m)):
+        first, last = min(dates[machine]), max(dates[machine])
+        lines.append(f"{machine}: {first}{'' if first == last else ' to ' + last}")
+    return "measured on " + "\n".join(lines)
+
+
+def _figure():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    figure, axis = plt.subplots(figsize=(9, 5.5))
+    return plt, figure, axis
+
+
+def _finish(plt, figure, axis, records: list[dict], output: Path, title: str, xlabel: str) -> Path:
+    """Labels, the machines and dates under the axes, and the file."""
+    axis.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8, loc="lower right")
+    figure.text(0.01, 0.01, machines_note(records), fontsize=7.5, va="bottom", ha="left")
+    figure.tight_layout(rect=(0, 0.035 * (1 + machines_note(records).count("\n")), 1, 1))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(output, dpi=110, metadata={"Software": None})
+    plt.close(figure)
+    return output
+
+
+def plot(runs: list[dict], output: Path, quiet_load: float = QUIET_LOAD) -> Path:
+    """Every run's test accuracy against the wall time of its whole command, one point per run."""
+    plt, figure, axis = _figure()
     groups = sorted({run["group"] for run in runs}, key=lambda g: min(r["wall_s"] for r in runs if r["group"] == g))
     colours = plt.get_cmap("tab10")
-    figure, axis = plt.subplots(figsize=(9, 5.5))
     for index, group in enumerate(groups):
         members = sorted((r for r in runs if r["group"] == group), key=lambda r: r["wall_s"])
         colour = colours(index % 10)
@@ -52,15 +88,21 @@ def plot(runs: list[dict], output: Path, quiet_load: float) -> Path:
         axis.annotate(f"target {accuracy}% in {minutes:g} min", (minutes, accuracy), textcoords="offset points",
                       xytext=(6, -12), fontsize=8)
     axis.scatter([], [], color="none", edgecolors="grey", label=f"hollow: load > {quiet_load:g} during the run, or disturbed")
-    axis.set(xlabel="wall time of the whole command (min)", ylabel="test accuracy (%)",
-             title="CIFAR-10 on a 2-core CPU: accuracy vs wall time (one point per run)")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8, loc="lower right")
-    figure.tight_layout()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(output, dpi=110)
-    plt.close(figure)
-    return output
+    return _finish(plt, figure, axis, runs, output, "CIFAR-10 on a 2-core CPU: accuracy vs wall time (one point per run)",
+                   "wall time of the whole command (min)")
+
+
+def plot_curves(weight_sets: list[dict], output: Path) -> Path:
+    """Each weight set's test accuracy (single view) after every epoch against the elapsed training time."""
+    plt, figure, axis = _figure()
+    for record in weight_sets:
+        curve = sorted(record["curve"], key=lambda p: p["epoch"])
+        axis.plot([p["elapsed_s"] / 60 for p in curve], [100 * p["test_acc"] for p in curve], marker="o", markersize=3,
+                  label=f"{record['name']} ({record['tag']})")
+    for accuracy in (85, 90):
+        axis.axhline(accuracy, color="grey", linewidth=0.8, linestyle="--")
+    return _finish(plt, figure, axis, weight_sets, output, "Zoo weight sets on CIFAR-10: test accuracy after each epoch",
+                   "elapsed training time (min)")
 
 
 def table(runs: list[dict], quiet_load: float) -> str:
@@ -79,8 +121,8 @@ def table(runs: list[dict], quiet_load: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=str(RESULTS / "time_to_accuracy.jsonl"))
-    parser.add_argument("--output", default=str(RESULTS / "time_to_accuracy.png"))
-    parser.add_argument("--quiet-load", type=float, default=2.6, help="max 1-min load for a run to count as quiet")
+    parser.add_argument("--output", default=str(FIGURES / "time_to_accuracy.png"))
+    parser.add_argument("--quiet-load", type=float, default=QUIET_LOAD, help="max 1-min load for a run to count as quiet")
     parser.add_argument("--table", action="store_true", help="print a markdown table of the runs")
     args = parser.parse_args()
     runs = load_runs(Path(args.runs))
