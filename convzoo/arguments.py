@@ -1,9 +1,9 @@
-"""What a builder accepts, read from its signature: the one argument checker ([`check_arguments`][convzoo.errors.arguments.check_arguments]),
+"""What a builder accepts, read from its signature: the one argument checker ([`check_arguments`][convzoo.arguments.check_arguments]),
 and the one place that knows how a config value (plain YAML types) fits a Python annotation, the
 numbers each argument name accepts, and how a mismatch reads. The block registry
 ([`convzoo.registry.Registry.check_arguments`][convzoo.registry.Registry.check_arguments]) and the training-config checks
-([`convzoo.training.validation.check_target`][convzoo.training.validation.check_target]) both judge arguments with it; each names the
-arguments its own way ([`Naming`][convzoo.errors.arguments.Naming]).
+([`convzoo.training.config_checks.check_target`][convzoo.training.config_checks.check_target]) both judge arguments with it; each names the
+arguments its own way ([`Naming`][convzoo.arguments.Naming]).
 
 Examples:
     >>> fits_annotation([16, 32], list[int]), type_name(int | None), out_of_range("kernel_size", 0)
@@ -153,11 +153,11 @@ def type_hints(builder: Callable) -> dict[str, Any]:
 
 
 Signature = tuple[dict[str, inspect.Parameter], dict[str, Any], bool]
-"""``(parameters by name, type hints, takes **kwargs)``: what [`check_arguments`][convzoo.errors.arguments.check_arguments] checks against."""
+"""``(parameters by name, type hints, takes **kwargs)``: what [`check_arguments`][convzoo.arguments.check_arguments] checks against."""
 
 
 def builder_signature(builder: Callable) -> Signature:
-    """The builder's own [`Signature`][convzoo.errors.arguments.Signature] (a registry entry: its ``**kwargs`` are its own business).
+    """The builder's own [`Signature`][convzoo.arguments.Signature] (a registry entry: its ``**kwargs`` are its own business).
 
     Examples:
         >>> params, hints, open_ended = builder_signature(lambda size, color="red", **extra: None)
@@ -218,7 +218,7 @@ def mismatch(key: str, value: Any, hint: Any) -> str:
 
 @dataclass(frozen=True)
 class Naming:
-    """How [`check_arguments`][convzoo.errors.arguments.check_arguments]' messages name the arguments they are about.
+    """How [`check_arguments`][convzoo.arguments.check_arguments]' messages name the arguments they are about.
 
     As a registry entry's, by default: ``block 'conv' got an unknown argument 'k'``,
     ``block 'conv': kernel_size=0 ...``. As config keys, when ``key`` is given (the key the arguments

@@ -146,7 +146,7 @@ def _unknown_key(full_key: str, overrides: Sequence[str], config_name: str) -> C
     """``trainer.max_epoch=3`` -> ``trainer has no key 'max_epoch'. Did you mean 'max_epochs'? ...``."""
     from hydra.utils import get_object
 
-    from convzoo.errors.arguments import target_signature
+    from convzoo.arguments import target_signature
 
     dotted = re.sub(r"\[(\d+)\]", r".\1", full_key)
     override = next((o for o in overrides if _key(o) == dotted), dotted)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from convzoo.errors.arguments import (  # noqa: F401
+from convzoo.arguments import (  # noqa: F401
     ARGUMENT_RANGES,
     Naming,
     Range,
@@ -200,22 +200,22 @@ class Registry:
         return self._canonical(name)  # type: ignore[return-value]
 
     # -- building -----------------------------------------------------------------------------
-    def check_arguments(self, name: str, kwargs: Mapping[str, Any], where: str = "",
+    def check_call(self, name: str, kwargs: Mapping[str, Any], where: str = "",
                         also_accepted: Sequence[str] = (), *, partial: bool | Collection[str] = False) -> None:
         """Raise a [`ConfigError`][convzoo.errors.ConfigError] when ``kwargs`` do not fit the builder's signature
-        ([`convzoo.errors.arguments.check_arguments`][convzoo.errors.arguments.check_arguments]: names, required ones, types, ranges).
+        ([`convzoo.arguments.check_arguments`][convzoo.arguments.check_arguments]: names, required ones, types, ranges).
 
         ``also_accepted`` names keys the caller takes out of the same mapping itself (listed in the
         suggestions, so a typo of one of them finds it). ``partial`` names the required arguments the
         caller fills in later (``("in_channels",)``, once the shapes are known), or is ``True`` for all.
 
         Examples:
-            >>> BLOCKS.check_arguments("conv", {"kernel_size": 3}, where="layers[0]", partial=True)
-            >>> BLOCKS.check_arguments("patch_embed", {"patch_size": 2}, where="layers[0]", partial=["in_channels"])
+            >>> BLOCKS.check_call("conv", {"kernel_size": 3}, where="layers[0]", partial=True)
+            >>> BLOCKS.check_call("patch_embed", {"patch_size": 2}, where="layers[0]", partial=["in_channels"])
             Traceback (most recent call last):
             ...
             convzoo.errors.ConfigError: layers[0]: block 'patch_embed' is missing required argument(s) out_channels. It accepts: in_channels, out_channels, patch_size, act, norm.
-            >>> BLOCKS.check_arguments("conv", {"kernel_size": 0}, where="layers[0]", partial=True)
+            >>> BLOCKS.check_call("conv", {"kernel_size": 0}, where="layers[0]", partial=True)
             Traceback (most recent call last):
             ...
             convzoo.errors.ConfigError: layers[0]: block 'conv': kernel_size=0 is out of range; it must be >= 1.
@@ -264,7 +264,7 @@ class Registry:
         try:
             name, kwargs = self.split(spec)
             kwargs = {**defaults, **kwargs}
-            self.check_arguments(name, kwargs, also_accepted=also_accepted)  # the name as written, in errors
+            self.check_call(name, kwargs, also_accepted=also_accepted)  # the name as written, in errors
             builder = self.get(name)
             built = builder(**kwargs)
         except ConfigError as error:
@@ -272,9 +272,8 @@ class Registry:
         # every argument in signature order, defaults filled in; then what a **kwargs builder took
         args = {
             key: kwargs.get(key, param.default)
-            for key, param in inspect.signature(builder).parameters.items()
-            if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
-            and (key in kwargs or param.default is not param.empty)
+            for key, param in builder_signature(builder)[0].items()
+            if key in kwargs or param.default is not param.empty
         }
         args.update((key, value) for key, value in kwargs.items() if key not in args)
         return Resolved(self.canonical_name(name), args, built)
@@ -285,8 +284,14 @@ class Registry:
         return self.resolve({self.key: name, **kwargs, **overrides}).built
 
     def signature(self, name: str) -> inspect.Signature:
-        """The builder's signature, for listings and docs."""
-        return inspect.signature(self.get(name))
+        """The arguments the entry takes by name (``**kwargs`` aside), with defaults and annotations: for
+        listings and docs, read as the checks read them ([`builder_signature`][convzoo.arguments.builder_signature]).
+
+        Examples:
+            >>> list(BLOCKS.signature("patch_embed").parameters)
+            ['in_channels', 'out_channels', 'patch_size', 'act', 'norm']
+        """
+        return inspect.Signature(list(builder_signature(self.get(name))[0].values()))
 
     @staticmethod
     def _describe(obj: Callable) -> str:

@@ -79,7 +79,7 @@ def blocks_page() -> str:
              "Every block a model spec can name (`block: NAME`), as registered in `convzoo.BLOCKS`. Each takes",
              "`in_channels` first, inferred by the spec from the layers it reads, and reports `out_channels`;",
              "the arguments below are the ones a spec may set, checked against these annotations and the",
-             "ranges in `convzoo.errors.arguments.ARGUMENT_RANGES` before anything is built.",
+             "ranges in `convzoo.arguments.ARGUMENT_RANGES` before anything is built.",
              "`python -m convzoo list` prints the same table in a terminal;",
              "[Writing your own block](../guides/custom-blocks.md) adds one.", "",
              "| block | aliases | defined in |", "|---|---|---|"]

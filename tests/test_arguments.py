@@ -1,11 +1,11 @@
-"""The one argument checker (convzoo.errors.arguments.check_arguments), as the registry and the config checks name
+"""The one argument checker (convzoo.arguments.check_arguments), as the registry and the config checks name
 arguments, and errors.at, the one way an error is named by where it is."""
 
 from typing import Literal
 
 import pytest
 
-from convzoo.errors.arguments import Naming, Range, builder_signature, check_arguments, target_signature
+from convzoo.arguments import Naming, Range, builder_signature, check_arguments, target_signature
 from convzoo.errors import CheckpointError, ConfigError, about, at
 from convzoo.registry import Registry
 
@@ -100,11 +100,11 @@ def test_values_judged_later_are_not_type_checked():
 def test_the_registry_checks_with_it_and_names_where_once():
     things = Registry("thing")
     things.register("box")(box)
-    things.check_arguments("box", {"color": "x"}, where="cfg.thing", partial=True)
+    things.check_call("box", {"color": "x"}, where="cfg.thing", partial=True)
     with pytest.raises(ConfigError, match=r"^cfg\.thing: thing 'box' is missing required argument\(s\) size\."):
-        things.check_arguments("box", {"color": "x"}, where="cfg.thing")
+        things.check_call("box", {"color": "x"}, where="cfg.thing")
     with pytest.raises(ConfigError, match=r"^cfg\.thing: thing 'box': kernel_size=0 is out of range") as info:
-        things.check_arguments("box", {"kernel_size": 0}, where="cfg.thing: ", partial=True)
+        things.check_call("box", {"kernel_size": 0}, where="cfg.thing: ", partial=True)
     assert info.value.argument == "kernel_size"
 
 

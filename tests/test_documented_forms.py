@@ -12,7 +12,7 @@ from omegaconf import open_dict
 from convzoo.config import compose
 from convzoo.data import CIFAR100DataModule, ImageFolderDataModule
 from convzoo.data.image_folder import holdout_count
-from convzoo.training.validation import check_config
+from convzoo.training.config_checks import check_config
 
 SMALL = ["data=synthetic", "model=convmixer_tiny", "data.num_train=96", "data.val_size=32", "data.num_test=32",
          "data.batch_size=32"]

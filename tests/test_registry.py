@@ -147,7 +147,7 @@ def test_a_value_the_type_allows_but_no_layer_can_use_is_refused_by_its_name(tab
         params = table.signature(name).parameters
         required = {p: 8 for p, param in params.items() if param.default is param.empty and p != argument}
         with pytest.raises(ConfigError, match=rf"{argument}={value!r} is out of range; it must be {accepted}") as info:
-            table.check_arguments(name, {**required, argument: value})
+            table.check_call(name, {**required, argument: value})
         assert info.value.argument == argument
 
 

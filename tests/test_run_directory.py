@@ -19,7 +19,7 @@ import pytest
 from convzoo.config import compose, resume_overrides
 from convzoo.errors import ConfigError, RunDirectoryError, exit_code
 from convzoo.runs.directory import LOCK_FILE, claim_run_directory, records_in, refuse_to_replace_a_record
-from convzoo.training.validation import check_config
+from convzoo.training.config_checks import check_config
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = ["data=synthetic", "model=convmixer_tiny", "model.dim=16", "model.depth=1", "data.num_train=96",

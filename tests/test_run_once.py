@@ -40,7 +40,7 @@ def test_a_run_checks_its_config_once_and_builds_its_network_once(monkeypatch, t
 def test_a_shape_error_is_named_by_the_model_key_when_the_network_is_built(tmp_path):
     # the static check passes (patch_size=40 is a valid argument); the one build, at the data's 32x32, refuses it
     from convzoo.errors import ConfigError
-    from convzoo.training.validation import check_config
+    from convzoo.training.config_checks import check_config
 
     cfg = compose([*TINY, "model.patch_size=40", f"paths.output_dir={tmp_path}"])
     check_config(cfg)
@@ -52,10 +52,10 @@ def test_a_shape_error_is_named_by_the_model_key_when_the_network_is_built(tmp_p
 # construction counted.
 _COUNTING_RUN = """
 import json, runpy, sys
-import convzoo.network.nets as nets, convzoo.training.run as run, convzoo.training.validation as validation
+import convzoo.network.nets as nets, convzoo.training.run as run, convzoo.training.config_checks as validation
 
 counts = {"check_config": 0, "networks built": 0}
-check_config, network_init = validation.check_config, nets.ConvNet.__init__
+check_config, network_init = config_checks.check_config, nets.ConvNet.__init__
 
 def counted_check(cfg):
     counts["check_config"] += 1
@@ -65,7 +65,7 @@ def counted_init(self, *args, **kwargs):
     counts["networks built"] += 1
     return network_init(self, *args, **kwargs)
 
-validation.check_config = run.check_config = counted_check
+config_checks.check_config = run.check_config = counted_check
 nets.ConvNet.__init__ = counted_init
 sys.argv = sys.argv[1:]  # train.py and its command line
 try:

@@ -16,7 +16,7 @@ from convzoo import create_model
 from convzoo.config import compose, config_dir
 from convzoo.training.module import ImageClassifier, load_model
 from convzoo.training import train
-from convzoo.training.validation import check_config
+from convzoo.training.config_checks import check_config
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the fast loop is python -m pytest -m "not slow"
 

@@ -78,7 +78,7 @@ def check_command_line(argv: list[str]) -> list[str]:
 
     from convzoo.config import compose, resume_overrides
     from convzoo.errors import ConfigError, report
-    from convzoo.training.validation import check_config
+    from convzoo.training.config_checks import check_config
 
     try:
         cfg = compose([o for o in resume_overrides(overrides) if not o.lstrip("+~").startswith("hydra")])

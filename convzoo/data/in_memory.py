@@ -16,7 +16,6 @@ Examples:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +27,7 @@ from convzoo.data.augment import CIFAR10_MEAN, CIFAR10_STD, AlternatingFlip, Bat
 from convzoo.data.cifar10 import CIFAR10_CLASSES, ImageData
 from convzoo.data.image_folder import holdout_count
 from convzoo.data.loader import InMemoryLoader
+from convzoo.arguments import builder_signature
 from convzoo.errors import ConfigError, suggest
 
 __all__ = ["TensorDataModule"]
@@ -125,7 +125,7 @@ class TensorDataModule(L.LightningDataModule):
         # Hydra hands nested configs over as DictConfig; plain dicts keep checkpoints loadable with
         # torch.load(weights_only=True) and hparams readable.
         augment = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in (augment or {}).items()}
-        accepted = [name for name in inspect.signature(BatchAugment).parameters if name not in _SET_BY_THE_DATA]
+        accepted = [name for name in builder_signature(BatchAugment)[0] if name not in _SET_BY_THE_DATA]
         for key in augment:
             if key not in accepted:
                 raise ConfigError(f"data.augment.{key} is not known.{suggest(key, accepted)} "

@@ -1,7 +1,6 @@
-"""What users wrote, checked and reported: the error policy ([`policy`][convzoo.errors.policy]: every error
-class, its exit code, did-you-mean, where an error is, one-line reports) and the argument checks that
-raise it ([`arguments`][convzoo.errors.arguments]: a value against an annotation, argument ranges, one checker
-for the registry and the configs)."""
+"""How mistakes are reported: the error policy ([`policy`][convzoo.errors.policy]: every error class, its exit
+code, did-you-mean, where an error is, one-line reports). The checks that raise these errors live with what
+they check (a builder's arguments: [`convzoo.arguments`][convzoo.arguments])."""
 
 from convzoo.errors.policy import (
     CheckpointError, ConfigError, CorruptDataError, DataNotFoundError, ExportError, MissingExtraError,

@@ -9,7 +9,6 @@ This is the only place modules run to check a spec.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from convzoo.arguments import builder_signature
 from convzoo.errors import ConfigError, about, at
 from convzoo.network.nets import Node
 from convzoo.specs.resolve import INPUT, BlockCall, Layer, LayerGraph
@@ -135,7 +135,7 @@ def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tup
     skip, channels, specs, stride_set = x, int(x.shape[1]), [], False
     for i, entry in enumerate(layer.shortcut):
         args = dict(entry.args)
-        params = inspect.signature(entry.builder).parameters
+        params = builder_signature(entry.builder)[0]
         if "out_channels" in params:
             args.setdefault("out_channels", int(y.shape[1]))
         if "stride" in params and not stride_set:

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 import convzoo.specs.calc  # noqa: F401  (registers the calc and lookup resolvers the spec may use)
-from convzoo.errors.arguments import fits_annotation, type_name
+from convzoo.arguments import fits_annotation, type_name
 from convzoo.errors import ConfigError, at, one_line, suggest
 
 __all__ = ["SPEC_KEYS", "interpolation_sources", "load_spec", "read_spec_file", "upgrade_legacy_spec"]

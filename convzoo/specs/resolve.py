@@ -18,7 +18,6 @@ Examples:
 from __future__ import annotations
 
 import importlib
-import inspect
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +28,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from convzoo.errors.arguments import fits_annotation, type_hints
+from convzoo.arguments import builder_signature, fits_annotation, type_hints
 from convzoo.errors import ConfigError, about, at, suggest
 from convzoo.registry import BLOCKS
 from convzoo.specs.parse import interpolation_sources, load_spec, read_spec_file
@@ -144,8 +143,7 @@ def _scale_args(args: dict[str, Any], spec: Mapping[str, Any]) -> dict[str, Any]
 
 def _with_defaults(builder: Callable, args: dict[str, Any], defaults: Mapping[str, Any], used: set[str]) -> dict[str, Any]:
     """``args`` plus every default the block's signature takes and the layer does not set."""
-    params = inspect.signature(builder).parameters
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    params, _, takes_any = builder_signature(builder)
     merged = dict(args)
     for key, value in defaults.items():
         if key in params or takes_any:
@@ -297,7 +295,7 @@ def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
         names[name], named[name] = index, explicit[index] is not None
     unused = [key for key in spec.get("block_defaults") or {} if key not in used]
     if unused:
-        accepted = sorted({p for layer in layers for p in inspect.signature(layer.builder).parameters} - {"in_channels"})
+        accepted = sorted({p for layer in layers for p in builder_signature(layer.builder)[0]} - {"in_channels"})
         raise ConfigError(
             f"model spec: block_defaults key {unused[0]!r} is taken by no block in this spec.{suggest(unused[0], accepted)} "
             f"The blocks here take: {', '.join(accepted)}."
@@ -348,7 +346,7 @@ def _check_layer(layer: Layer) -> None:
               for i, part in enumerate(layer.shortcut or ())]
     for where, block, args, inferred in calls:
         try:
-            BLOCKS.check_arguments(block, args, where=where, partial=inferred)
+            BLOCKS.check_call(block, args, where=where, partial=inferred)
         except ConfigError as error:
             raise about(error, layer=layer.index) from None
     takes = type_hints(layer.builder).get("in_channels", Any)

@@ -2,11 +2,11 @@
 
 Every config group with a ``_target_`` (data, optimizer, scheduler, trainer, each callback and
 logger) is checked against the signature of what it builds -- by the checker the block registry
-applies to model specs ([`convzoo.errors.arguments.check_arguments`][convzoo.errors.arguments.check_arguments]) -- so ``trainer.max_epochs=abc``,
+applies to model specs ([`convzoo.arguments.check_arguments`][convzoo.arguments.check_arguments]) -- so ``trainer.max_epochs=abc``,
 ``optimizer.lr=abc`` or ``trainer.precision=bf16_mixed`` fail here, naming the key, instead of as
 ``'<' not supported between 'str' and 'int'`` somewhere inside Lightning or torch. Ranges are
 checked where the values are used (each class raises [`ConfigError`][convzoo.errors.ConfigError]);
-[`instantiate`][convzoo.training.validation.instantiate] prefixes those messages with the config key.
+[`instantiate`][convzoo.training.run.instantiate] prefixes those messages with the config key.
 
 Examples:
     >>> from omegaconf import OmegaConf
@@ -23,18 +23,16 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from hydra.errors import InstantiationException
 from hydra.utils import get_object
-from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 import convzoo.config  # noqa: F401 -- registers the configs' resolvers (${mixed_precision:...}) before any is read
-from convzoo.errors.arguments import Naming, fits_annotation, mismatch, target_signature
-from convzoo.errors.arguments import check_arguments as check_against_signature
+from convzoo.arguments import Naming, fits_annotation, mismatch, target_signature
+from convzoo.arguments import check_arguments as check_against_signature
 from convzoo.errors import ConfigError, at, one_line, suggest
 
-__all__ = ["check_arguments", "check_config", "check_target", "instantiate", "mismatch", "target_signature"]
+__all__ = ["check_config", "check_target"]
 
 # Keys Hydra reads itself when instantiating a node; they are not arguments of the target.
 _HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
@@ -81,11 +79,11 @@ def _has_target(value: Any) -> bool:
     return False
 
 
-def check_arguments(target: Callable, arguments: Mapping[str, Any], key: str,
+def _check_target_arguments(target: Callable, arguments: Mapping[str, Any], key: str,
                     supplied: Iterable[str] = (), partial: bool = False) -> None:
     """Raise a [`ConfigError`][convzoo.errors.ConfigError] naming ``key.<argument>`` when ``arguments`` do not fit ``target``.
 
-    [`convzoo.errors.arguments.check_arguments`][convzoo.errors.arguments.check_arguments] with the arguments named as config keys and the
+    [`convzoo.arguments.check_arguments`][convzoo.arguments.check_arguments] with the arguments named as config keys and the
     target's signature followed up its bases: unknown names get the closest accepted ones; values must
     fit the annotations (nested ``_target_`` nodes are checked when they are built); without
     ``partial``, every required argument not in ``supplied`` must be given.
@@ -122,7 +120,7 @@ def check_target(node: DictConfig, key: str, supplied: Iterable[str] = ()) -> No
             f"give the full dotted path of a class or function, e.g. lightning.pytorch.callbacks.ModelCheckpoint."
         ) from None
     supplied = (*supplied, *_SUPPLIED.get(key, ()))
-    check_arguments(target, _resolved_items(node, key), key, supplied, partial=bool(node.get("_partial_")))
+    _check_target_arguments(target, _resolved_items(node, key), key, supplied, partial=bool(node.get("_partial_")))
 
 
 def _check_top_level(cfg: DictConfig) -> None:
@@ -208,7 +206,7 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if isinstance(value, (int, float)) and value < low:
             raise ConfigError(f"{key}={value} must be at least {low}{note}.")
-    check_arguments(ImageClassifier, _resolved_items(cfg.get("module") or DictConfig({}), "module"), "module",
+    _check_target_arguments(ImageClassifier, _resolved_items(cfg.get("module") or DictConfig({}), "module"), "module",
                     supplied=("model", "optimizer", "scheduler", "channels_last", "compile", "init",
                               "data_init_images"))
     _check_init(cfg.get("init"))
@@ -216,24 +214,3 @@ def check_config(cfg: DictConfig) -> None:
         resolve(cfg.model)
     except ConfigError as error:
         raise model_error(error) from None
-
-
-def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
-    """Hydra's ``instantiate``, with the mistakes a config can cause reported as [`ConfigError`][convzoo.errors.ConfigError]ss.
-
-    A [`ConfigError`][convzoo.errors.ConfigError] raised by the target keeps its type and gets the key in front unless it
-    names it already (``callbacks.nonfinite_loss: check_every_n_steps=0 ...``); a ``ValueError`` or
-    Lightning ``MisconfigurationException`` (how Lightning and torch reject values) becomes one.
-    Anything else is a bug and keeps its traceback.
-    """
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
-    try:
-        return hydra_instantiate(node, **kwargs)
-    except InstantiationException as error:
-        cause = error.__cause__
-        if isinstance(cause, ConfigError):  # keeps its type; named by its key unless it names itself
-            raise at(key, cause) from None
-        if isinstance(cause, (ValueError, MisconfigurationException)):
-            raise at(key, f"{one_line(cause)} (fix the {key}.* value it names).") from None
-        raise

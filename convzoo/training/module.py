@@ -54,7 +54,7 @@ _RESTORING: ContextVar[bool] = ContextVar("convzoo_restoring", default=False)
 def model_error(error: ConfigError) -> ConfigError:
     """``error`` from checking or building a model spec, named as a key of the training config's ``model``.
 
-    The static check ([`check_config`][convzoo.training.validation.check_config]) and the build ([`ImageClassifier`][convzoo.training.module.ImageClassifier])
+    The static check ([`check_config`][convzoo.training.config_checks.check_config]) and the build ([`ImageClassifier`][convzoo.training.module.ImageClassifier])
     name their errors alike: a message that starts with a spec key gets ``model.`` in front of it, any other
     ``model: ``.
 

@@ -19,17 +19,20 @@ import logging
 import time
 import warnings
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate as hydra_instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from convzoo.data import TensorDataModule
 from convzoo.ops.depthwise import fast_depthwise
 from convzoo.ops.norm_act import fused_norm_act
-from convzoo.errors import CheckpointError
+from convzoo.errors import CheckpointError, ConfigError, at, one_line
 from convzoo.runs.directory import claim_run_directory
 from convzoo.training.allocator import keep_freed_memory
 from convzoo.training.module import METRICS, ImageClassifier
@@ -37,9 +40,30 @@ from convzoo.training.preflight import check_accelerator, check_checkpoint, chec
 from convzoo.training.records import RunRecords
 from convzoo.training.resume import continue_csv_log
 from convzoo.training.tracking import log_run_files
-from convzoo.training.validation import check_config, instantiate
+from convzoo.training.config_checks import check_config
 
-__all__ = ["fit_model_to_data", "train"]
+__all__ = ["fit_model_to_data", "instantiate", "train"]
+
+
+def instantiate(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """Hydra's ``instantiate``, with the mistakes a config can cause reported as [`ConfigError`][convzoo.errors.ConfigError]s.
+
+    A [`ConfigError`][convzoo.errors.ConfigError] raised by the target keeps its type and gets the key in front unless it
+    names it already (``callbacks.nonfinite_loss: check_every_n_steps=0 ...``); a ``ValueError`` or
+    Lightning ``MisconfigurationException`` (how Lightning and torch reject values) becomes one.
+    Anything else is a bug and keeps its traceback.
+    """
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return hydra_instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        if isinstance(cause, ConfigError):  # keeps its type; named by its key unless it names itself
+            raise at(key, cause) from None
+        if isinstance(cause, (ValueError, MisconfigurationException)):
+            raise at(key, f"{one_line(cause)} (fix the {key}.* value it names).") from None
+        raise
 
 
 def _set_on_command_line() -> set[str]:
@@ -127,10 +151,10 @@ def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
 def train(cfg: DictConfig, checked: bool = False) -> dict[str, float]:
     """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``).
 
-    Everything that can be checked before the first step is (see [`convzoo.training.validation`][convzoo.training.validation] and
+    Everything that can be checked before the first step is (see [`convzoo.training.config_checks`][convzoo.training.config_checks] and
     [`convzoo.training.preflight`][convzoo.training.preflight]): a mistake in the config raises a [`ConfigError`][convzoo.errors.ConfigError]
     naming the key and the fix; a diverging run raises [`NonFiniteLossError`][convzoo.errors.NonFiniteLossError].
-    ``checked=True`` says the caller has run [`check_config`][convzoo.training.validation.check_config] on this
+    ``checked=True`` says the caller has run [`check_config`][convzoo.training.config_checks.check_config] on this
     config already (``train.py`` checks its command line before Hydra creates the run directory).
     A directory that holds another run's records is refused (``overwrite=true`` deletes them first),
     as is one another process is training in (see [`convzoo.runs.directory`][convzoo.runs.directory]).
