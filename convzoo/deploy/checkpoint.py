@@ -27,10 +27,9 @@ import torch
 
 from convzoo._version import __version__
 from convzoo.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from convzoo.network.build import ConvNet, build_model, check_imports_allowed
+from convzoo.network.build import ConvNet, build_model
 from convzoo.errors import ConfigError
-from convzoo.specs.parse import upgrade_legacy_spec
-from convzoo.network.weights import load_weights, read_checkpoint_file
+from convzoo.network.weights import load_weights, read_checkpoint_spec
 
 __all__ = ["DeployInfo", "deploy_info", "load_checkpoint"]
 
@@ -153,17 +152,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     and modules its spec names in ``imports:`` are imported only with ``allow_imports=True`` or if
     imported already. ``weights_only=False`` runs whatever the file pickles: for a file you trust.
     """
-    described = f"checkpoint {str(path)!r}"
-    checkpoint = read_checkpoint_file(
-        path, described, weights_only=weights_only, fix="Pass a run's checkpoints/best.ckpt or last.ckpt.",
+    checkpoint, spec = read_checkpoint_spec(
+        path, f"checkpoint {str(path)!r}", weights_only=weights_only, allow_imports=allow_imports,
         trusted="If you trust the file and its source, convzoo.deploy.load_checkpoint(path, weights_only=False) "
                 "runs what it pickles.")
-    hparams = checkpoint.get("hyper_parameters")
-    if not isinstance(hparams, Mapping) or "model" not in hparams:
-        raise ConfigError(f"{str(path)!r} is not a convzoo checkpoint: it has no hyper_parameters['model'] (the model "
-                          f"spec); train with train.py, or build the network and use convzoo.load_weights.")
-    spec = upgrade_legacy_spec(hparams["model"])
-    check_imports_allowed(spec, described, allow_imports)
+    hparams = checkpoint["hyper_parameters"]
     net = build_model(spec)
     load_weights(net, checkpoint, strict=True)
     info = deploy_info(net, hparams.get(CLASSES_KEY), hparams.get(MEAN_KEY), hparams.get(STD_KEY))

@@ -17,7 +17,6 @@ The spec language (layers, ``from``, ``residual``, ``repeat``/``first``, ``outpu
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from convzoo.specs.parse import SPEC_KEYS, load_spec
 from convzoo.specs.resolve import LAYER_KEYS, resolve
 
 __all__ = [
-    "ConvNet", "GraphNet", "FeatureInfo", "Node", "build_model", "build_block", "check_imports_allowed", "load_spec",
+    "ConvNet", "GraphNet", "FeatureInfo", "Node", "build_model", "build_block", "load_spec",
     "SPEC_KEYS", "LAYER_KEYS",
 ]
 
@@ -64,39 +63,6 @@ def build_block(config: Mapping[str, Any], in_channels: int | Sequence[int]) -> 
         torch.Size([1, 16, 16, 16])
     """
     return BLOCKS.build({**config, "in_channels": in_channels})
-
-
-def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: bool) -> None:
-    """Refuse a spec that came from a file (a checkpoint) and names modules not imported yet in ``imports:``.
-
-    Importing a module runs its code, so a downloaded checkpoint must not choose what gets imported:
-    its modules are imported only with ``allow_imports=True``, or when the caller imported them
-    already (then building imports nothing). A spec the caller wrote is theirs: build it directly.
-
-    Args:
-        spec: the model spec (its ``imports`` key is read).
-        source: where the spec came from, named in the error (``"checkpoint 'a.ckpt'"``).
-        allow_imports: the caller trusts the source: any module may be imported.
-
-    Raises:
-        ConfigError: the spec imports modules not imported yet and ``allow_imports`` is false.
-
-    Examples:
-        >>> check_imports_allowed({"imports": ["math"]}, "checkpoint 'a.ckpt'", allow_imports=False)  # imported already
-        >>> check_imports_allowed({"imports": ["my_blocks"]}, "checkpoint 'a.ckpt'", allow_imports=False)
-        Traceback (most recent call last):
-        convzoo.errors.ConfigError: checkpoint 'a.ckpt': its model spec imports my_blocks (imports:), and importing a module runs its code. If you trust it, import it yourself first or pass allow_imports=True (--allow-imports on the command line).
-    """
-    modules = spec.get("imports") or []
-    modules = [modules] if isinstance(modules, str) else [str(m) for m in modules]
-    new = [module for module in modules if module not in sys.modules]
-    if new and not allow_imports:
-        them = "them" if len(new) > 1 else "it"
-        raise ConfigError(
-            f"{source}: its model spec imports {', '.join(new)} (imports:), and importing a module runs its code. "
-            f"If you trust {them}, import {them} yourself first or pass allow_imports=True (--allow-imports on the "
-            f"command line)."
-        )
 
 
 def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequence[str] | str | None = None) -> ConvNet:

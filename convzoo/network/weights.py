@@ -22,6 +22,7 @@ import logging
 import os
 import pickle
 import re
+import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,8 @@ from torch import Tensor, nn
 
 from convzoo.errors import ConfigError, one_line
 
-__all__ = ["WeightSource", "WeightTransfer", "load_failure", "load_weights", "read_checkpoint_file", "read_state_dict"]
+__all__ = ["WeightSource", "WeightTransfer", "check_imports_allowed", "load_failure", "load_weights", "read_checkpoint_file",
+           "read_checkpoint_spec", "read_state_dict"]
 
 log = logging.getLogger("convzoo.weights")  # the name it has always logged under
 
@@ -269,3 +271,78 @@ def load_weights(net: nn.Module, source: WeightSource, strict: bool = False) -> 
     else:
         log.warning("%s\nNothing was transferred: the source's tensor names share nothing with the network's.", report)
     return report
+
+
+def check_imports_allowed(spec: Mapping[str, Any], source: str, allow_imports: bool) -> None:
+    """Refuse a spec that came from a file (a checkpoint) and names modules not imported yet in ``imports:``.
+
+    Importing a module runs its code, so a downloaded checkpoint must not choose what gets imported:
+    its modules are imported only with ``allow_imports=True``, or when the caller imported them
+    already (then building imports nothing). A spec the caller wrote is theirs: build it directly.
+
+    Args:
+        spec: the model spec (its ``imports`` key is read).
+        source: where the spec came from, named in the error (``"checkpoint 'a.ckpt'"``).
+        allow_imports: the caller trusts the source: any module may be imported.
+
+    Raises:
+        ConfigError: the spec imports modules not imported yet and ``allow_imports`` is false.
+
+    Examples:
+        >>> check_imports_allowed({"imports": ["math"]}, "checkpoint 'a.ckpt'", allow_imports=False)  # imported already
+        >>> check_imports_allowed({"imports": ["my_blocks"]}, "checkpoint 'a.ckpt'", allow_imports=False)
+        Traceback (most recent call last):
+        convzoo.errors.ConfigError: checkpoint 'a.ckpt': its model spec imports my_blocks (imports:), and importing a module runs its code. If you trust it, import it yourself first or pass allow_imports=True (--allow-imports on the command line).
+    """
+    modules = spec.get("imports") or []
+    modules = [modules] if isinstance(modules, str) else [str(m) for m in modules]
+    new = [module for module in modules if module not in sys.modules]
+    if new and not allow_imports:
+        them = "them" if len(new) > 1 else "it"
+        raise ConfigError(
+            f"{source}: its model spec imports {', '.join(new)} (imports:), and importing a module runs its code. "
+            f"If you trust {them}, import {them} yourself first or pass allow_imports=True (--allow-imports on the "
+            f"command line)."
+        )
+
+
+def read_checkpoint_spec(path: str | os.PathLike, described: str, weights_only: bool = True, allow_imports: bool = False,
+                         trusted: str = "") -> tuple[Mapping[str, Any], dict[str, Any]]:
+    """A convzoo checkpoint file and the model spec it was trained with: the one path every loader takes.
+
+    The file is read as data ([`read_checkpoint_file`][convzoo.network.weights.read_checkpoint_file]), its
+    ``hyper_parameters['model']`` brought to today's spec form (``upgrade_legacy_spec``), and the modules the
+    spec imports allowed only as [`check_imports_allowed`][convzoo.network.weights.check_imports_allowed] says.
+
+    Args:
+        path: the checkpoint.
+        described: how the caller names the file in errors (``"checkpoint 'a.ckpt'"``).
+        weights_only: read it as data (``False`` unpickles anything: a file the caller trusts).
+        allow_imports: the caller trusts the spec's ``imports:``.
+        trusted: how to ask for ``weights_only=False`` with the caller's API, ending a refusal.
+
+    Returns:
+        The checkpoint (a mapping) and the upgraded spec.
+
+    Raises:
+        ConfigError: unreadable, not a convzoo checkpoint (no model spec), or imports not allowed.
+
+    Examples:
+        >>> import tempfile, torch
+        >>> path = tempfile.mktemp(suffix=".ckpt")
+        >>> torch.save({"state_dict": {}, "hyper_parameters": {"model": {"layers": [{"block": "conv",
+        ...            "out_channels": 4}]}}}, path)
+        >>> read_checkpoint_spec(path, "checkpoint")[1]["layers"]
+        [{'block': 'conv', 'out_channels': 4}]
+    """
+    from convzoo.specs.parse import upgrade_legacy_spec
+
+    checkpoint = read_checkpoint_file(path, described, weights_only=weights_only,
+                                      fix="Pass a run's checkpoints/best.ckpt or last.ckpt.", trusted=trusted)
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(hparams, Mapping) or "model" not in hparams:
+        raise ConfigError(f"{str(path)!r} is not a convzoo checkpoint: it has no hyper_parameters['model'] (the model "
+                          f"spec); train with train.py, or build the network yourself and use convzoo.load_weights.")
+    spec = upgrade_legacy_spec(hparams["model"])
+    check_imports_allowed(spec, described, allow_imports)
+    return checkpoint, spec

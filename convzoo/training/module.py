@@ -37,11 +37,10 @@ from torchmetrics.classification import MulticlassAccuracy
 from convzoo._version import __version__
 from convzoo.data.augment import TTA_MODES, tta_views
 from convzoo.layers import NORM_TYPES
-from convzoo.network.build import ConvNet, build_model, check_imports_allowed
+from convzoo.network.build import ConvNet, build_model
 from convzoo.errors import ConfigError, suggest
-from convzoo.specs.parse import upgrade_legacy_spec
 from convzoo.weight_init import InitRecord, apply_data_init, apply_init_config
-from convzoo.network.weights import read_checkpoint_file
+from convzoo.network.weights import read_checkpoint_file, read_checkpoint_spec
 
 __all__ = ["ImageClassifier", "METRICS", "load_model", "make_optimizer", "model_error"]
 
@@ -194,7 +193,7 @@ class ImageClassifier(L.LightningModule):
         """Lightning's loader, safe for a file from anywhere: the checkpoint is read as data
         (``weights_only=True``: tensors and plain containers, so it cannot run code), and modules its spec
         names in ``imports:`` are imported only with ``allow_imports=True`` or if imported already
-        ([`check_imports_allowed`][convzoo.network.build.check_imports_allowed]). A file that is missing, not a convzoo checkpoint,
+        ([`check_imports_allowed`][convzoo.network.weights.check_imports_allowed]). A file that is missing, not a convzoo checkpoint,
         or pickles anything else is refused in one line naming it.
 
         ``weights_only=False`` is for a checkpoint you trust that holds other objects (written by your
@@ -202,19 +201,16 @@ class ImageClassifier(L.LightningModule):
         earlier convzoo gets its spec in today's form first; the init config is not applied again (the
         weights are the checkpoint's). Local files only: download a remote one first.
         """
-        checkpoint = read_checkpoint_file(
-            checkpoint_path, f"checkpoint {str(checkpoint_path)!r}", weights_only=weights_only,
-            fix="Pass a run's checkpoints/best.ckpt or last.ckpt.",
-            trusted="If you trust the file and its source, pass weights_only=False (to load_model or "
-                    "load_from_checkpoint): that runs what it pickles.")
-        if "model" not in kwargs:
-            hparams = checkpoint.get("hyper_parameters")
-            if not isinstance(hparams, Mapping) or "model" not in hparams:
-                raise ConfigError(f"{str(checkpoint_path)!r} is not a convzoo checkpoint: it has no "
-                                  f"hyper_parameters['model'] (the model spec); pass model=<spec> to rebuild its network.")
-            kwargs["model"] = upgrade_legacy_spec(hparams["model"])
-            check_imports_allowed(kwargs["model"], f"checkpoint {str(checkpoint_path)!r}", allow_imports)
-        del checkpoint  # Lightning reads the file again itself (weights-only too)
+        trusted = ("If you trust the file and its source, pass weights_only=False (to load_model or "
+                   "load_from_checkpoint): that runs what it pickles.")
+        described = f"checkpoint {str(checkpoint_path)!r}"
+        if "model" in kwargs:  # the caller rebuilds the network from its own spec: only the file is checked
+            read_checkpoint_file(checkpoint_path, described, weights_only=weights_only,
+                                 fix="Pass a run's checkpoints/best.ckpt or last.ckpt.", trusted=trusted)
+        else:
+            _, kwargs["model"] = read_checkpoint_spec(checkpoint_path, described, weights_only=weights_only,
+                                                      allow_imports=allow_imports, trusted=trusted)
+        # Lightning reads the file again itself (weights-only too)
         restoring = _RESTORING.set(True)
         try:
             return super().load_from_checkpoint(checkpoint_path, map_location=map_location, hparams_file=hparams_file,
