@@ -488,7 +488,7 @@ def _flops(bench: Bench) -> list[str]:
                  f"{n['sustained_gflop_per_s'] / peak:.0%}", f"{n['fraction_of_op_mix']:.0%}", *_m(record)]
                 for net, n in record["networks"].items()]
         command = f"python benchmarks/flops.py --networks {','.join(nets)} --output benchmarks/results/{name}"
-        out += _heading(f"FLOP efficiency: {len(nets)} networks (`{name}`)",
+        out += _heading(f"FLOP efficiency of {len(nets)} networks",
                         f"Sustained training GFLOP/s (forward FLOPs x 3 x images/s through `train.py`'s path) against "
                         f"this run's own peak, a bf16 3x3 conv forward + backward at {peak:,.0f} GFLOP/s (a 4096^3 bf16 "
                         f"GEMM: {gemm:,.0f}), and against each network's op-mix ceiling (its convs and linears timed "
@@ -532,8 +532,8 @@ def _depthwise(bench: Bench) -> list[str]:
     command = f"python benchmarks/depthwise.py {flags} --rounds {s['rounds']} --output benchmarks/results/{name}"
     out = _heading("Depthwise convs", f"Every depthwise layer of the zoo's depthwise families, bf16 channels-last as in "
                    f"training, {s['threads']} threads, medians of {s['rounds']} in turns: torch's gradients against "
-                   "convzoo's (`convzoo.ops.depthwise`); bold is what the fast path runs. fp32 and NCHW are in the "
-                   "file.", [record], [command])
+                   "convzoo's (`convzoo.ops.depthwise`), which the fast path runs where it is the faster. fp32 and "
+                   "NCHW are in the file.", [record], [command])
     rows = []
     for op in record["ops"]:
         if op["dtype"] != "bfloat16" or op["layout"] != "NHWC":
@@ -623,7 +623,7 @@ def _levers(bench: Bench) -> list[str]:
     for name, record in bench.files("tta_cost*.json"):
         rows = [[mode, str(m["views"]), _pct(m["test_acc"]), f"{m['seconds']:.1f}", *_m(record)]
                 for mode, m in record["modes"].items()]
-        out += _heading(f"Test-time augmentation cost (`{name}`)", "One trained checkpoint tested with each TTA mode "
+        out += _heading("Test-time augmentation cost", f"One trained checkpoint (`{name}`) tested with each TTA mode "
                         f"on the 10,000 test images; load {record['load_start'][0]} at the start, "
                         f"{record['load_end'][0]} at the end, so the seconds are inflated alike.", [record],
                         [f"python benchmarks/tta_cost.py CHECKPOINT --output benchmarks/results/{name}"])
