@@ -162,7 +162,7 @@ def test_stage_with_first_copy_arguments_and_an_inferred_projection_shortcut():
     assert first.shortcut.conv.stride == (2, 2) and first.shortcut.conv.out_channels == 32
     assert first.shortcut.conv.kernel_size == (1, 1) and not hasattr(first.shortcut, "act")
     assert second.shortcut is None  # the shape is kept: the identity
-    assert [n.block for n in net.nodes][1:3] == ["residual(conv_norm_act, shortcut=conv_norm_act)", "residual(conv_norm_act)"]
+    assert [n.label for n in net.nodes][1:3] == ["residual(conv_norm_act, shortcut=conv_norm_act)", "residual(conv_norm_act)"]
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 

@@ -4,9 +4,9 @@
 2. resolve ([`convzoo.specs.resolve`][convzoo.specs.resolve]): the spec -> its [`LayerGraph`][convzoo.specs.resolve.LayerGraph], one
    [`Layer`][convzoo.specs.resolve.Layer] per layer, arguments checked against the blocks' signatures;
 3. infer shapes ([`convzoo.network.shapes`][convzoo.network.shapes]): every block copy built and run once on ``meta``,
-   settled into a [`Node`][convzoo.network.nets.Node];
-4. build ([`assemble`][convzoo.network.nets.assemble]): each node's real module ([`Node.construct`][convzoo.network.nets.Node.construct]), from the
-   settled arguments, into
+   settled into a [`Node`][convzoo.network.shapes.Node];
+4. build ([`assemble`][convzoo.network.build.assemble], here): each node's real module
+   ([`Node.construct`][convzoo.network.shapes.Node.construct]), from the settled call, into
 5. execute ([`convzoo.network.nets`][convzoo.network.nets]): a [`ConvNet`][convzoo.network.nets.ConvNet] (a chain) or a [`GraphNet`][convzoo.network.nets.GraphNet].
 
 Steps 1 and 2 are [`resolve`][convzoo.specs.resolve.resolve]: the static check of a spec, which builds nothing.
@@ -17,6 +17,7 @@ The spec language (layers, ``from``, ``residual``, ``repeat``/``first``, ``outpu
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,14 +28,14 @@ from torch import nn
 
 import convzoo.blocks  # noqa: F401  (registers the built-in blocks)
 from convzoo.errors import ConfigError
-from convzoo.network.nets import ConvNet, FeatureInfo, GraphNet, Node, assemble
-from convzoo.network.shapes import infer_shapes
+from convzoo.network.nets import ConvNet, FeatureInfo, GraphNet
+from convzoo.network.shapes import Node, infer_shapes
 from convzoo.registry import BLOCKS
 from convzoo.specs.parse import SPEC_KEYS, load_spec
-from convzoo.specs.resolve import LAYER_KEYS, resolve
+from convzoo.specs.resolve import INPUT, LAYER_KEYS, LayerGraph, resolve
 
 __all__ = [
-    "ConvNet", "GraphNet", "FeatureInfo", "Node", "build_model", "build_block", "load_spec",
+    "ConvNet", "GraphNet", "FeatureInfo", "Node", "assemble", "build_model", "build_block", "load_spec",
     "SPEC_KEYS", "LAYER_KEYS",
 ]
 
@@ -103,3 +104,38 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
     except ConfigError as error:  # led by the spec key the user wrote, as resolve's are
         raise graph.named(error) from None
     return network
+
+
+def assemble(graph: LayerGraph, settled: Mapping[str, Sequence[Node]], shapes: Mapping[str, torch.Size]) -> ConvNet:
+    """The network of a resolved spec, each block copy built from its settled [`Node`][convzoo.network.shapes.Node]: a [`ConvNet`][convzoo.network.nets.ConvNet]
+    for a chain (every layer reads the previous one, one output), else a [`GraphNet`][convzoo.network.nets.GraphNet].
+
+    Args:
+        graph: the resolved spec ([`resolve`][convzoo.specs.resolve.resolve]).
+        settled: per layer name, its copies' nodes as shape inference settled them.
+        shapes: per layer name, its output shape without the batch dimension.
+
+    Returns:
+        The network, its modules on the current default device.
+    """
+    modules = OrderedDict(
+        (name, nn.Sequential(*(node.construct() for node in nodes)) if len(nodes) > 1 else nodes[0].construct())
+        for name, nodes in settled.items()
+    )
+    nodes = [node for copies in settled.values() for node in copies]
+    info = FeatureInfo(_feature(name, shapes[name], graph.spec["input_size"][0]) for name in graph.outputs)
+    previous = [INPUT] + [layer.name for layer in graph.layers[:-1]]
+    chain = list(graph.outputs) == [graph.layers[-1].name] and all(
+        layer.inputs == (before,) for layer, before in zip(graph.layers, previous))
+    if chain:
+        return ConvNet(modules, graph.spec, nodes, info)
+    return GraphNet(modules, graph.spec, nodes, info, wiring=[(layer.name, layer.inputs) for layer in graph.layers])
+
+
+def _feature(name: str, shape: torch.Size, input_height: int) -> dict[str, Any]:
+    """One ``feature_info`` record; ``reduction`` is ``None`` for an output without spatial dimensions."""
+    reduction = None
+    if len(shape) == 3:
+        ratio = input_height / shape[1]
+        reduction = int(ratio) if ratio == int(ratio) else ratio
+    return {"module": name, "num_chs": int(shape[0]), "reduction": reduction}

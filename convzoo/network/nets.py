@@ -12,55 +12,17 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from convzoo.blocks.residual import Residual
-from convzoo.specs.resolve import INPUT, BlockCall, LayerGraph
+from convzoo.specs.resolve import INPUT
 
-__all__ = ["ConvNet", "FeatureInfo", "GraphNet", "Node", "assemble"]
+if TYPE_CHECKING:
+    from convzoo.network.shapes import Node
 
-
-@dataclass(frozen=True)
-class Node:
-    """One block copy: where it lives, what it reads, what it is, and what it is built from.
-
-    Shape inference settles each copy into one record; [`construct`][convzoo.network.nets.Node.construct] builds the real module
-    from it, and the network keeps the records in ``nodes``.
-
-    Attributes:
-        path: submodule path in the network, e.g. ``layers.stage2.0``.
-        layer: the spec layer's name.
-        block: registry name, ``residual(...)`` when wrapped.
-        inputs: the layers (or earlier copies) it reads; ``input`` is the network input.
-        builder: the registered block builder (``None`` in a summary's rows for a module not built by convzoo).
-        args: the block's arguments, ``in_channels`` included, as settled by shape inference.
-        shortcut: ``None``: no residual; ``()``: the identity; else the shortcut's blocks, their arguments settled.
-
-    Examples:
-        >>> from convzoo import build_model
-        >>> net = build_model({"in_channels": 3, "layers": [{"block": "conv", "out_channels": 8, "repeat": 2}]})
-        >>> [(node.path, node.inputs, node.args["in_channels"]) for node in net.nodes]
-        [('layers.0.0', ('input',), 3), ('layers.0.1', ('0.0',), 8)]
-    """
-
-    path: str
-    layer: str
-    block: str
-    inputs: tuple[str, ...]
-    builder: Callable[..., nn.Module] | None = field(default=None, repr=False, compare=False)
-    args: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
-    shortcut: tuple[BlockCall, ...] | None = field(default=None, repr=False, compare=False)
-
-    def construct(self) -> nn.Module:
-        """The copy's module (wrapped with its skip path when residual), built with the settled arguments."""
-        module = self.builder(**self.args)
-        if self.shortcut is None:
-            return module
-        parts = [part.builder(**part.args) for part in self.shortcut]
-        return Residual(module, (parts[0] if len(parts) == 1 else nn.Sequential(*parts)) if parts else None)
+__all__ = ["ConvNet", "FeatureInfo", "GraphNet"]
 
 
 class FeatureInfo(list):
@@ -99,7 +61,7 @@ class ConvNet(nn.Module):
     ``layers`` holds one submodule per spec layer, named by the layer's ``name`` or index; a
     repeated layer is an ``nn.Sequential`` of its copies (``layers.1.0``, ``layers.1.1``, ...).
     ``nodes`` lists every block copy as built, ``feature_info`` the output's channels and reduction.
-    Built by [`assemble`][convzoo.network.nets.assemble], not by hand.
+    Built by [`assemble`][convzoo.network.build.assemble], not by hand.
 
     Args:
         layers: one module per spec layer, by name, in order.
@@ -113,7 +75,7 @@ class ConvNet(nn.Module):
         in_channels: image channels the network takes.
         num_classes: the spec's ``num_classes`` (``None`` when it has none).
         input_size: ``(height, width)`` the spec was checked at (the summary's default input).
-        nodes: every block copy, as [`Node`][convzoo.network.nets.Node] records.
+        nodes: every block copy, as [`Node`][convzoo.network.shapes.Node] records.
         feature_info: a [`FeatureInfo`][convzoo.network.nets.FeatureInfo], one record per output.
         outputs: the output layers' names.
         out_channels: the output's channels (a list with several outputs).
@@ -203,38 +165,3 @@ def _plan(wiring: Sequence[tuple[str, tuple[str, ...]]], outputs: Sequence[str]
         release = tuple(s for s in dict.fromkeys(inputs) if last_reader[s] == index and s not in outputs)
         steps.append((name, inputs, release))
     return tuple(steps)
-
-
-def assemble(graph: LayerGraph, settled: Mapping[str, Sequence[Node]], shapes: Mapping[str, torch.Size]) -> ConvNet:
-    """The network of a resolved spec, each block copy built from its settled [`Node`][convzoo.network.nets.Node]: a [`ConvNet`][convzoo.network.nets.ConvNet]
-    for a chain (every layer reads the previous one, one output), else a [`GraphNet`][convzoo.network.nets.GraphNet].
-
-    Args:
-        graph: the resolved spec ([`resolve`][convzoo.specs.resolve.resolve]).
-        settled: per layer name, its copies' nodes as shape inference settled them.
-        shapes: per layer name, its output shape without the batch dimension.
-
-    Returns:
-        The network, its modules on the current default device.
-    """
-    modules = OrderedDict(
-        (name, nn.Sequential(*(node.construct() for node in nodes)) if len(nodes) > 1 else nodes[0].construct())
-        for name, nodes in settled.items()
-    )
-    nodes = [node for copies in settled.values() for node in copies]
-    info = FeatureInfo(_feature(name, shapes[name], graph.spec["input_size"][0]) for name in graph.outputs)
-    previous = [INPUT] + [layer.name for layer in graph.layers[:-1]]
-    chain = list(graph.outputs) == [graph.layers[-1].name] and all(
-        layer.inputs == (before,) for layer, before in zip(graph.layers, previous))
-    if chain:
-        return ConvNet(modules, graph.spec, nodes, info)
-    return GraphNet(modules, graph.spec, nodes, info, wiring=[(layer.name, layer.inputs) for layer in graph.layers])
-
-
-def _feature(name: str, shape: torch.Size, input_height: int) -> dict[str, Any]:
-    """One ``feature_info`` record; ``reduction`` is ``None`` for an output without spatial dimensions."""
-    reduction = None
-    if len(shape) == 3:
-        ratio = input_height / shape[1]
-        reduction = int(ratio) if ratio == int(ratio) else ratio
-    return {"module": name, "num_chs": int(shape[0]), "reduction": reduction}

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from convzoo.arguments import builder_signature
+from convzoo.blocks.residual import Residual
 from convzoo.errors import ConfigError, about, at
-from convzoo.network.nets import Node
 from convzoo.specs.resolve import INPUT, BlockCall, Layer, LayerGraph
 
-__all__ = ["infer_shapes"]
+__all__ = ["Node", "infer_shapes"]
 
 
 #: The meta-device pass runs a batch of two, so batch norm in training mode accepts 1x1 maps.
@@ -146,7 +147,7 @@ def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tup
         module = _build(part, entry.builder, args)
         skip = _run(part, module, [skip], args)
         channels = module.out_channels
-        specs.append(BlockCall(entry.block, entry.builder, args))
+        specs.append(entry.settled(**args))
     if skip.shape != y.shape:
         raise ConfigError(
             f"{where}: the shortcut gives {tuple(skip.shape[1:])} but the block gives {tuple(y.shape[1:])}; "
@@ -154,6 +155,46 @@ def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tup
             f"output (the inferred stride was {stride})."
         )
     return tuple(specs), skip + y
+
+
+@dataclass(frozen=True)
+class Node:
+    """One block copy as shape inference settled it: where it lives, what it reads, the call it is built
+    from and how summaries name it.
+
+    [`construct`][convzoo.network.shapes.Node.construct] builds the real module from it (the build stage), and the
+    network keeps the records in ``nodes``.
+
+    Attributes:
+        path: submodule path in the network, e.g. ``layers.stage2.0``.
+        layer: the spec layer's name.
+        label: how summaries show the copy: its block, ``residual(...)`` when wrapped, or a module's class name.
+        inputs: the layers (or earlier copies) it reads; ``input`` is the network input.
+        call: the block and its arguments as settled, ``in_channels`` included (``None`` in a summary's rows
+            for a module convzoo did not build).
+        shortcut: ``None``: no residual; ``()``: the identity; else the shortcut's calls, their arguments settled.
+
+    Examples:
+        >>> from convzoo import build_model
+        >>> net = build_model({"in_channels": 3, "layers": [{"block": "conv", "out_channels": 8, "repeat": 2}]})
+        >>> [(node.path, node.inputs, node.call.args["in_channels"]) for node in net.nodes]
+        [('layers.0.0', ('input',), 3), ('layers.0.1', ('0.0',), 8)]
+    """
+
+    path: str
+    layer: str
+    label: str
+    inputs: tuple[str, ...]
+    call: BlockCall | None = field(default=None, repr=False, compare=False)
+    shortcut: tuple[BlockCall, ...] | None = field(default=None, repr=False, compare=False)
+
+    def construct(self) -> nn.Module:
+        """The copy's module (wrapped with its skip path when residual), built from the settled call."""
+        module = self.call.build()
+        if self.shortcut is None:
+            return module
+        parts = [part.build() for part in self.shortcut]
+        return Residual(module, (parts[0] if len(parts) == 1 else nn.Sequential(*parts)) if parts else None)
 
 
 def _label(block: str, shortcut: tuple[BlockCall, ...] | None) -> str:
@@ -166,7 +207,7 @@ def _label(block: str, shortcut: tuple[BlockCall, ...] | None) -> str:
 
 def infer_shapes(graph: LayerGraph) -> tuple[dict[str, list[Node]], dict[str, torch.Size]]:
     """Build and run every block copy on meta tensors (call it under ``torch.device("meta")``): each layer's copies
-    as [`Node`][convzoo.network.nets.Node] records, their arguments settled, and each layer's output shape.
+    as [`Node`][convzoo.network.shapes.Node] records, their arguments settled, and each layer's output shape.
 
     A spec that does not fit together fails here with one [`ConfigError`][convzoo.errors.ConfigError] naming the layer, the
     shapes and the fix; [`build_model`][convzoo.network.build.build_model] leads it with the key the user wrote
@@ -182,19 +223,20 @@ def infer_shapes(graph: LayerGraph) -> tuple[dict[str, list[Node]], dict[str, to
         copies = []
         for copy in range(layer.repeat):
             where = layer.where(copy)
-            args = layer.copy_args(copy)
-            args["in_channels"] = _in_channels(where, args, xs, source if copy == 0 else "the previous copy gives")
+            call = layer.copy_call(copy)
+            call = call.settled(in_channels=_in_channels(where, call.args, xs, source if copy == 0 else "the previous copy gives"))
+            args = call.args
             try:
-                y = _run(where, _build(where, layer.builder, args), xs, args)
+                y = _run(where, _build(where, call.builder, args), xs, args)
             except ConfigError as error:
                 raise about(error, layer=layer.index) from None
             shortcut = None
             if layer.shortcut is not None:
                 shortcut, y = _residual(where, layer, xs[0], y)
             copies.append(Node(path=f"layers.{layer.name}" + (f".{copy}" if layer.repeat > 1 else ""), layer=layer.name,
-                               block=_label(layer.block, shortcut),
+                               label=_label(layer.block, shortcut),
                                inputs=layer.inputs if copy == 0 else (f"{layer.name}.{copy - 1}",),
-                               builder=layer.builder, args=args, shortcut=shortcut))
+                               call=call, shortcut=shortcut))
             xs = [y]
         settled[layer.name] = copies
         values[layer.name] = xs[0]

@@ -33,7 +33,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
-from convzoo.network.nets import Node
+from convzoo.network.shapes import Node
 from convzoo.tables import Column, text_table, write_csv
 
 __all__ = ["ModelSummary", "summary", "summary_nodes"]
@@ -215,7 +215,7 @@ def summary_nodes(model: nn.Module) -> list[Node]:
         copies = list(child.named_children()) if type(child) is nn.Sequential else [("", child)]
         for index, module in copies:
             path = f"{name}.{index}" if index else name
-            nodes.append(Node(path=path, layer=name, block=type(module).__name__, inputs=(previous,)))
+            nodes.append(Node(path=path, layer=name, label=type(module).__name__, inputs=(previous,)))
             previous = path
     return nodes
 
@@ -285,7 +285,7 @@ def summary(model: nn.Module, input_size: tuple[int, ...] | None = None, device:
         output = outputs.get(index)
         rows.append({
             "layer": node.path,
-            "block": node.block,
+            "block": node.label,
             "inputs": tuple(node.inputs),
             "output_shape": tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else (),
             "params": sum(p.numel() for p in params),

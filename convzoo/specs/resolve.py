@@ -47,46 +47,62 @@ _RESERVED = set(dir(nn.Sequential())) | {INPUT}
 
 @dataclass(frozen=True)
 class BlockCall:
-    """A registered block and the arguments it is called with.
+    """A registered block and the arguments it is called with: the one record of a call, from the spec
+    (resolve) through the shapes (which settle ``in_channels`` and the inferred arguments) to the module.
 
     Attributes:
-        block: the registry name as the spec wrote it.
+        block: the registry name as the spec wrote it (an alias stays one).
         builder: the registered class or function.
-        args: its arguments.
+        args: its arguments (``block_defaults`` applied; ``in_channels`` comes with the shapes).
+
+    Examples:
+        >>> from convzoo import BLOCKS
+        >>> call = BlockCall("conv", BLOCKS.get("conv"), {"out_channels": 8})
+        >>> call.settled(in_channels=3).build().out_channels
+        8
     """
 
     block: str
     builder: Callable[..., nn.Module] = field(repr=False, compare=False)
     args: dict[str, Any] = field(default_factory=dict)
 
+    def settled(self, **args: Any) -> BlockCall:
+        """The same call with ``args`` added or replaced (what a copy's ``first`` and the shapes decide)."""
+        return BlockCall(self.block, self.builder, {**self.args, **args})
+
+    def build(self) -> nn.Module:
+        """The module: ``builder(**args)``."""
+        return self.builder(**self.args)
+
 
 @dataclass(frozen=True)
 class Layer:
-    """One spec layer, checked: its block, arguments (defaults applied), inputs and wiring.
+    """One spec layer, checked: its call (block, builder, arguments) and what resolve decided around it.
 
     Attributes:
         index: its position in the spec's ``layers``.
         name: its ``name``, or its index as a string.
-        block: the block's registry name as the spec wrote it (an alias stays one).
-        builder: the registered class or function.
-        args: the block's arguments (``block_defaults`` applied; ``in_channels`` comes with the shapes).
+        call: the block and its arguments (``block_defaults`` applied; ``in_channels`` comes with the shapes).
         inputs: the layers it reads (``from``); ``input`` is the network input.
         repeat: how many stacked copies.
         first: the arguments the first copy takes instead (``first:``).
-        shortcut: ``None``: no residual; ``()``: the identity; else the shortcut path's blocks.
+        shortcut: ``None``: no residual; ``()``: the identity; else the shortcut path's calls.
         named: whether the spec gave the layer a ``name`` (errors then quote it).
     """
 
     index: int
     name: str
-    block: str
-    builder: Callable[..., nn.Module] = field(repr=False, compare=False)
-    args: dict[str, Any]
+    call: BlockCall
     inputs: tuple[str, ...]
     repeat: int = 1
     first: dict[str, Any] = field(default_factory=dict)
     shortcut: tuple[BlockCall, ...] | None = None
     named: bool = True
+
+    @property
+    def block(self) -> str:
+        """The registry name of its block, as the spec wrote it."""
+        return self.call.block
 
     def where(self, copy: int | None = None) -> str:
         """How error messages name this layer: ``layers[3] 'stage2' copy 1 (block 'basic')``."""
@@ -94,9 +110,9 @@ class Layer:
         copy_part = f" copy {copy}" if copy is not None and self.repeat > 1 else ""
         return f"layers[{self.index}]{label}{copy_part} (block {self.block!r})"
 
-    def copy_args(self, copy: int) -> dict[str, Any]:
-        """The arguments of one copy: ``first`` wins for the first."""
-        return {**self.args, **(self.first if copy == 0 else {})}
+    def copy_call(self, copy: int) -> BlockCall:
+        """The call of one copy: ``first`` wins for the first."""
+        return self.call.settled(**(self.first if copy == 0 else {}))
 
 
 @dataclass(frozen=True)
@@ -283,9 +299,7 @@ def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
         layers.append(Layer(
             index=index,
             name=name,
-            block=block,
-            builder=builder,
-            args=_with_defaults(builder, args, defaults, used),
+            call=BlockCall(block, builder, _with_defaults(builder, args, defaults, used)),
             inputs=inputs,
             repeat=repeat,
             first=_scale_args(dict(first), spec),
@@ -295,7 +309,7 @@ def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
         names[name], named[name] = index, explicit[index] is not None
     unused = [key for key in spec.get("block_defaults") or {} if key not in used]
     if unused:
-        accepted = sorted({p for layer in layers for p in builder_signature(layer.builder)[0]} - {"in_channels"})
+        accepted = sorted({p for layer in layers for p in builder_signature(layer.call.builder)[0]} - {"in_channels"})
         raise ConfigError(
             f"model spec: block_defaults key {unused[0]!r} is taken by no block in this spec.{suggest(unused[0], accepted)} "
             f"The blocks here take: {', '.join(accepted)}."
@@ -341,7 +355,7 @@ def _check_layer(layer: Layer) -> None:
     window larger than its input) is checked by shape inference, which runs the blocks.
     """
     copies = (0, 1) if layer.first and layer.repeat > 1 else (0,)
-    calls = [(layer.where(), layer.block, layer.copy_args(copy), ("in_channels",)) for copy in copies]
+    calls = [(layer.where(), layer.block, layer.copy_call(copy).args, ("in_channels",)) for copy in copies]
     calls += [(f"{layer.where()} residual[{i}] (block {part.block!r})", part.block, part.args, _SHORTCUT_INFERRED)
               for i, part in enumerate(layer.shortcut or ())]
     for where, block, args, inferred in calls:
@@ -349,7 +363,7 @@ def _check_layer(layer: Layer) -> None:
             BLOCKS.check_call(block, args, where=where, partial=inferred)
         except ConfigError as error:
             raise about(error, layer=layer.index) from None
-    takes = type_hints(layer.builder).get("in_channels", Any)
+    takes = type_hints(layer.call.builder).get("in_channels", Any)
     where, count = layer.where(), len(layer.inputs)
     if count > 1 and not fits_annotation([1, 1], takes):
         raise ConfigError(
