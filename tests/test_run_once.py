@@ -52,7 +52,7 @@ def test_a_shape_error_is_named_by_the_model_key_when_the_network_is_built(tmp_p
 # construction counted.
 _COUNTING_RUN = """
 import json, runpy, sys
-import convzoo.network.nets as nets, convzoo.training.run as run, convzoo.training.config_checks as validation
+import convzoo.network.nets as nets, convzoo.training.run as run, convzoo.training.config_checks as config_checks
 
 counts = {"check_config": 0, "networks built": 0}
 check_config, network_init = config_checks.check_config, nets.ConvNet.__init__
@@ -110,3 +110,48 @@ def test_the_data_is_checked_against_what_the_built_network_reports(spec, words)
     with pytest.raises(ConfigError) as info:
         check_data_fits_model(data, network)
     assert words in str(info.value)
+
+
+# train.py in a process of its own, with every resolve of a model spec counted, wherever it is called from
+_RESOLVE_COUNTING_RUN = """
+import json, runpy, sys
+import convzoo.network.build as build
+resolve_module = sys.modules["convzoo.specs.resolve"]
+
+counts = {"specs resolved": 0}
+resolve = resolve_module.resolve
+
+def counted(*args, **kwargs):
+    counts["specs resolved"] += 1
+    return resolve(*args, **kwargs)
+
+resolve_module.resolve = build.resolve = counted
+sys.argv = sys.argv[1:]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+finally:
+    open(%r, "w").write(json.dumps(counts))
+"""
+
+
+@pytest.mark.slow
+def test_train_py_resolves_the_spec_once_and_builds_from_it(tmp_path):
+    # the static check resolves the spec before Hydra creates the run directory; the run builds from that result
+    counts_file = tmp_path / "counts.json"
+    command = [sys.executable, "-c", _RESOLVE_COUNTING_RUN % str(counts_file), str(REPO / "train.py"), *TINY,
+               "test=false", f"hydra.run.dir={tmp_path / 'run'}"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(counts_file.read_text()) == {"specs resolved": 1}
+
+
+def test_train_resolves_the_spec_once_from_python(tmp_path, monkeypatch):
+    import convzoo.network.build as build
+
+    resolve_module = sys.modules["convzoo.specs.resolve"]
+    calls, resolve = [], resolve_module.resolve
+    counted = lambda *args, **kwargs: (calls.append(1), resolve(*args, **kwargs))[1]  # noqa: E731
+    monkeypatch.setattr(resolve_module, "resolve", counted)
+    monkeypatch.setattr(build, "resolve", counted)
+    train(compose([*TINY, "test=false", f"paths.output_dir={tmp_path}"]))
+    assert len(calls) == 1

@@ -22,9 +22,10 @@ from omegaconf import DictConfig, OmegaConf
 
 __all__ = ["check_command_line", "run", "train_main"]
 
-#: The config :func:`check_command_line` checked in this process (see :func:`_as_checked`); ``None`` until it has
-#: checked one. :func:`run` passes Hydra's config to ``train`` as checked when it is this one.
-_checked: dict[str, Any] | None = None
+#: The config `check_command_line` checked in this process (see `_as_checked`) and its model spec as the check
+#: resolved it; ``None`` until it has checked one. `run` passes the resolved spec to ``train`` when Hydra's config
+#: is this one, so the run neither checks nor resolves it again.
+_checked: tuple[dict[str, Any], Any] | None = None
 
 
 def _as_checked(cfg: DictConfig) -> dict[str, Any]:
@@ -52,7 +53,8 @@ def run(cfg: DictConfig) -> float | None:
 
     _print_lightning_messages_once()
     try:
-        metrics = train(cfg, checked=_checked is not None and _as_checked(cfg) == _checked)
+        resolved = _checked[1] if _checked is not None and _as_checked(cfg) == _checked[0] else None
+        metrics = train(cfg, checked=resolved)
     except Exception as error:
         if exit_code(error) is None:
             raise
@@ -85,10 +87,10 @@ def check_command_line(argv: list[str]) -> list[str]:
         overrides = resume_overrides(overrides, hydra_run=True)
         with open_dict(cfg):
             cfg.paths.output_dir = "."  # the run directory does not exist yet; nothing is written here
-        check_config(cfg)
+        resolved = check_config(cfg)
     except ConfigError as error:
         raise SystemExit(report(error)) from None
-    _checked = _as_checked(cfg)
+    _checked = (_as_checked(cfg), resolved)
     return [argv[0], *overrides]
 
 

@@ -66,7 +66,8 @@ def build_block(config: Mapping[str, Any], in_channels: int | Sequence[int]) -> 
     return BLOCKS.build({**config, "in_channels": in_channels})
 
 
-def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequence[str] | str | None = None) -> ConvNet:
+def build_model(spec: Mapping[str, Any] | DictConfig | str | Path | LayerGraph,
+                outputs: Sequence[str] | str | None = None) -> ConvNet:
     """Build a network from a model spec (dict, OmegaConf node, or YAML file path).
 
     The spec is parsed and checked, each block copy is built and run once on the ``meta`` device
@@ -76,7 +77,8 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
 
     Args:
         spec: a mapping, an OmegaConf node, or the path of a YAML file (the spec language is
-            described in [`convzoo.specs`][convzoo.specs]).
+            described in [`convzoo.specs`][convzoo.specs]); or a spec resolved already
+            ([`resolve`][convzoo.specs.resolve.resolve]'s [`LayerGraph`][convzoo.specs.resolve.LayerGraph]), which is not resolved again.
         outputs: layer names to return instead of the spec's ``outputs`` (one name or several).
 
     Returns:
@@ -96,7 +98,10 @@ def build_model(spec: Mapping[str, Any] | DictConfig | str | Path, outputs: Sequ
         >>> backbone.feature_info.channels()
         [256]
     """
-    graph = resolve(spec, outputs)  # names its own errors: it is also the static check, called alone
+    if isinstance(spec, LayerGraph) and outputs is None:
+        graph = spec
+    else:  # names its own errors: it is also the static check, called alone
+        graph = resolve(spec.spec if isinstance(spec, LayerGraph) else spec, outputs)
     try:
         with torch.device("meta"):
             settled, shapes = infer_shapes(graph)

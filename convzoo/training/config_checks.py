@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -31,6 +31,9 @@ import convzoo.config  # noqa: F401 -- registers the configs' resolvers (${mixed
 from convzoo.arguments import Naming, fits_annotation, mismatch, target_signature
 from convzoo.arguments import check_arguments as check_against_signature
 from convzoo.errors import ConfigError, at, one_line, suggest
+
+if TYPE_CHECKING:
+    from convzoo.specs.resolve import LayerGraph
 
 __all__ = ["check_config", "check_target"]
 
@@ -182,7 +185,7 @@ def _check_init(init: Any) -> None:
     apply_init_config(torch.nn.Module(), init)  # checks names and arguments; nothing to initialise
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig) -> LayerGraph:
     """Check a composed training config (``configs/train.yaml`` and its groups) before anything is built.
 
     Raises the first problem found as a [`ConfigError`][convzoo.errors.ConfigError] naming the key. Checks the top-level
@@ -190,6 +193,10 @@ def check_config(cfg: DictConfig) -> None:
     [`ImageClassifier`][convzoo.training.module.ImageClassifier], the init config, and the model spec: its layers,
     wiring and every block's arguments ([`resolve`][convzoo.specs.resolve.resolve]). Whether its shapes fit
     is known once the network is built for the data's images (by the run's ``ImageClassifier``).
+
+    Returns:
+        The model spec resolved, for the run to build from (``train(cfg, checked=...)``) instead of
+        resolving it again.
     """
     from convzoo.specs.resolve import resolve
     from convzoo.training.module import ImageClassifier, model_error
@@ -211,6 +218,6 @@ def check_config(cfg: DictConfig) -> None:
                               "data_init_images"))
     _check_init(cfg.get("init"))
     try:
-        resolve(cfg.model)
+        return resolve(cfg.model)
     except ConfigError as error:
         raise model_error(error) from None

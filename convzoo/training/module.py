@@ -38,6 +38,7 @@ from convzoo._version import __version__
 from convzoo.data.augment import TTA_MODES, tta_views
 from convzoo.layers import NORM_TYPES
 from convzoo.network.build import ConvNet, build_model
+from convzoo.specs.resolve import LayerGraph
 from convzoo.errors import ConfigError, suggest
 from convzoo.weight_init import InitRecord, apply_data_init, apply_init_config
 from convzoo.network.weights import read_checkpoint_file, read_checkpoint_spec
@@ -93,7 +94,8 @@ class ImageClassifier(L.LightningModule):
     """Cross-entropy training of a network built from a model spec, with top-1 accuracy.
 
     Args:
-        model: the model spec (see [`convzoo.network.build`][convzoo.network.build]); stored in the checkpoint, so
+        model: the model spec (see [`convzoo.network.build`][convzoo.network.build]), or the spec resolved already
+            (a [`LayerGraph`][convzoo.specs.resolve.LayerGraph]: not resolved again); stored in the checkpoint, so
             ``ImageClassifier.load_from_checkpoint(path)`` rebuilds the network alone.
         optimizer: ``optimizer(param_groups) -> Optimizer`` (a Hydra ``_partial_``).
         scheduler: ``scheduler(optimizer, total_steps) -> LRScheduler``, stepped every batch.
@@ -123,7 +125,7 @@ class ImageClassifier(L.LightningModule):
 
     def __init__(
         self,
-        model: Mapping[str, Any],
+        model: Mapping[str, Any] | LayerGraph,
         optimizer: Callable[..., Optimizer] | None = None,
         scheduler: Callable[..., LRScheduler] | None = None,
         label_smoothing: float = 0.0,

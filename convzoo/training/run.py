@@ -33,6 +33,7 @@ from convzoo.data import TensorDataModule
 from convzoo.ops.depthwise import fast_depthwise
 from convzoo.ops.norm_act import fused_norm_act
 from convzoo.errors import CheckpointError, ConfigError, at, one_line
+from convzoo.specs.resolve import LayerGraph
 from convzoo.runs.directory import claim_run_directory
 from convzoo.training.allocator import keep_freed_memory
 from convzoo.training.module import METRICS, ImageClassifier
@@ -148,27 +149,29 @@ def _checkpoint_to_resume(cfg: DictConfig) -> Path | None:
 
 
 @_quiet_console()
-def train(cfg: DictConfig, checked: bool = False) -> dict[str, float]:
+def train(cfg: DictConfig, checked: LayerGraph | None = None) -> dict[str, float]:
     """Train, then test the best checkpoint; return the final metrics (also written to ``metrics.json``).
 
     Everything that can be checked before the first step is (see [`convzoo.training.config_checks`][convzoo.training.config_checks] and
     [`convzoo.training.preflight`][convzoo.training.preflight]): a mistake in the config raises a [`ConfigError`][convzoo.errors.ConfigError]
     naming the key and the fix; a diverging run raises [`NonFiniteLossError`][convzoo.errors.NonFiniteLossError].
-    ``checked=True`` says the caller has run [`check_config`][convzoo.training.config_checks.check_config] on this
-    config already (``train.py`` checks its command line before Hydra creates the run directory).
+    ``checked`` is the model spec as [`check_config`][convzoo.training.config_checks.check_config] resolved it when the
+    caller has checked this config already (``train.py`` checks its command line before Hydra creates the run
+    directory): the config is not checked again, and the network is built from it without resolving the spec
+    again unless the data changes it (another number of classes, say).
     A directory that holds another run's records is refused (``overwrite=true`` deletes them first),
     as is one another process is training in (see [`convzoo.runs.directory`][convzoo.runs.directory]).
     """
     run_start = time.perf_counter()
-    if not checked:
-        check_config(cfg)
+    if checked is None:
+        checked = check_config(cfg)
     run_dir = Path(cfg.paths.output_dir)
     with (claim_run_directory(run_dir, overwrite=bool(cfg.get("overwrite")), resuming=bool(cfg.get("resume")),
                               inputs=[cfg.get("ckpt_path"), (cfg.get("init") or {}).get("checkpoint")],
                               where=_directory_key(run_dir)),
           fast_depthwise(cfg.get("fast_depthwise", True)),
           fused_norm_act(cfg.get("fused_norm_act", True))):
-        return _fit_and_test(cfg, run_dir, run_start)
+        return _fit_and_test(cfg, run_dir, run_start, checked)
 
 
 def _directory_key(run_dir: Path) -> str:
@@ -181,7 +184,7 @@ def _directory_key(run_dir: Path) -> str:
     return "hydra.sweep.dir" if HydraConfig.get().mode == RunMode.MULTIRUN else "hydra.run.dir"
 
 
-def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str, float]:
+def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float, resolved: LayerGraph) -> dict[str, float]:
     """``train()``'s work, in a run directory it holds (see [`convzoo.runs.directory`][convzoo.runs.directory])."""
     L.seed_everything(cfg.seed, workers=True)
     if cfg.get("float32_matmul_precision"):
@@ -193,7 +196,10 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float) -> dict[str,
     datamodule: TensorDataModule = instantiate(cfg.data, "data", _convert_="all")
     datamodule.setup("fit")  # the data decides the classes, image size and statistics the model is built for
     data = datamodule.describe()
+    as_checked = OmegaConf.to_container(cfg.model, resolve=False)
     model = fit_model_to_data(cfg.model, datamodule)
+    if OmegaConf.to_container(model, resolve=False) == as_checked:
+        model = resolved  # the spec the static check resolved, built without resolving it again
     optimizer = instantiate(cfg.optimizer, "optimizer")
     scheduler = instantiate(cfg.scheduler, "scheduler")
     module = ImageClassifier(  # builds the network, the run's only build
