@@ -27,7 +27,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from convzoo.errors import ConfigError, at, one_line, suggest
 
-__all__ = ["config_dir", "compose", "mixed_precision", "model_config", "resume_overrides", "RESUME_KEY"]
+__all__ = ["config_dir", "compose", "mixed_precision", "model_config", "override_key", "resume_overrides", "RESUME_KEY"]
 
 #: The override that continues a run in its own directory: ``resume=<run_dir>``.
 RESUME_KEY = "resume"
@@ -84,8 +84,13 @@ def config_dir() -> Path:
     return path
 
 
-def _key(override: str) -> str:
-    """The dotted key an override sets: ``+trainer.max_epochs=3`` -> ``trainer.max_epochs``."""
+def override_key(override: str) -> str:
+    """The dotted key an override sets: the one parser of an override's key, for every caller.
+
+    Examples:
+        >>> override_key("+trainer.max_epochs=3"), override_key("~callbacks.ema")
+        ('trainer.max_epochs', 'callbacks.ema')
+    """
     return override.split("=", 1)[0].lstrip("+~")
 
 
@@ -121,12 +126,12 @@ def resume_overrides(overrides: Sequence[str], hydra_run: bool = False) -> list[
         >>> resume_overrides(["model=plain", "seed=1"])
         ['model=plain', 'seed=1']
     """
-    given = [o for o in overrides if _key(o) == RESUME_KEY]
+    given = [o for o in overrides if override_key(o) == RESUME_KEY]
     value = _value(given[-1]) if given else None
     if value in (None, ""):
         return list(overrides)
     run_dir = Path(str(value)).expanduser().resolve()
-    if any(_key(o) in _LOCATIONS and _value(o) == str(run_dir) for o in overrides):
+    if any(override_key(o) in _LOCATIONS and _value(o) == str(run_dir) for o in overrides):
         return list(overrides)  # expanded already
     recorded_file = run_dir / ".hydra" / "overrides.yaml"
     if not run_dir.is_dir():
@@ -136,8 +141,8 @@ def resume_overrides(overrides: Sequence[str], hydra_run: bool = False) -> list[
         raise ConfigError(f"resume={value}: {run_dir} is not a train.py run directory (it has no .hydra/overrides.yaml). "
                           f"To continue from a checkpoint file instead, pass ckpt_path=<file> with the run's overrides.")
     recorded = [str(o) for o in OmegaConf.load(recorded_file)]
-    kept = [o for o in recorded if _key(o) not in (RESUME_KEY, "ckpt_path", "overwrite")]  # how it started, not the run
-    now = [o for o in overrides if _key(o) != RESUME_KEY]
+    kept = [o for o in recorded if override_key(o) not in (RESUME_KEY, "ckpt_path", "overwrite")]  # how it started, not the run
+    now = [o for o in overrides if override_key(o) != RESUME_KEY]
     location = _LOCATIONS[0] if hydra_run else _LOCATIONS[1]
     return [*kept, *now, f"{RESUME_KEY}={_quoted(str(run_dir))}", f"{location}={_quoted(str(run_dir))}"]
 
@@ -149,7 +154,7 @@ def _unknown_key(full_key: str, overrides: Sequence[str], config_name: str) -> C
     from convzoo.arguments import target_signature
 
     dotted = re.sub(r"\[(\d+)\]", r".\1", full_key)
-    override = next((o for o in overrides if _key(o) == dotted), dotted)
+    override = next((o for o in overrides if override_key(o) == dotted), dotted)
     parent, _, leaf = dotted.rpartition(".")
     try:
         cfg = hydra_compose(config_name=config_name, overrides=[o for o in overrides if o != override])

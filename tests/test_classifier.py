@@ -147,3 +147,12 @@ def test_data_dependent_init_on_fit_start_and_not_on_resume(tmp_path):
                               data_init_images=16, channels_last=False)
     quiet_trainer(max_steps=2).fit(resumed, datamodule=ImagesOnly(seed=1), ckpt_path=tmp_path / "last.ckpt")
     assert torch.equal(resumed.model.layers.whiten.conv.weight, whiten)  # the checkpoint's, not fitted to new images
+
+
+def test_data_init_images_below_one_is_refused_where_it_is_used():
+    # the one place this rule is checked: the module that fits data-dependent layers to that many images
+    from convzoo.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"data_init_images=0 must be at least 1"):
+        ImageClassifier({"layers": [{"block": "conv", "out_channels": 4}, {"block": "classifier", "num_classes": 2}]},
+                        data_init_images=0)

@@ -78,12 +78,12 @@ def check_command_line(argv: list[str]) -> list[str]:
         return argv
     from omegaconf import open_dict
 
-    from convzoo.config import compose, resume_overrides
+    from convzoo.config import compose, override_key, resume_overrides
     from convzoo.errors import ConfigError, report
     from convzoo.training.config_checks import check_config
 
     try:
-        cfg = compose([o for o in resume_overrides(overrides) if not o.lstrip("+~").startswith("hydra")])
+        cfg = compose([o for o in resume_overrides(overrides) if not override_key(o).startswith("hydra")])
         overrides = resume_overrides(overrides, hydra_run=True)
         with open_dict(cfg):
             cfg.paths.output_dir = "."  # the run directory does not exist yet; nothing is written here

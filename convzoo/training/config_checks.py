@@ -136,8 +136,6 @@ def _check_top_level(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if seed is not None and not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
         raise ConfigError(f"seed={seed} is out of range; use an integer from {_SEED_RANGE[0]} to {_SEED_RANGE[1]}.")
-    if cfg.get("data_init_images", 1) < 1:
-        raise ConfigError(f"data_init_images={cfg.data_init_images} must be at least 1 (e.g. data_init_images=5000).")
     if cfg.get("resume") and cfg.get("ckpt_path"):
         raise ConfigError(
             f"resume={cfg.resume} and ckpt_path={cfg.ckpt_path} are both set; resume continues the run "

@@ -51,6 +51,43 @@ METRICS = ("train/loss", "train/loss_step", "train/loss_epoch", "train/acc", "va
 _RESTORING: ContextVar[bool] = ContextVar("convzoo_restoring", default=False)
 
 
+def check_logits_output(network: ConvNet) -> None:
+    """The rule every network an image classifier trains follows: one output, class logits ``(batch, num_classes)``.
+
+    Args:
+        network: a built network.
+
+    Raises:
+        ConfigError: naming its outputs and their shapes at its input size, and the fix.
+
+    Examples:
+        >>> from convzoo import build_model
+        >>> check_logits_output(build_model({"num_classes": 10, "layers": [{"block": "conv", "out_channels": 8},
+        ...                                                               {"block": "classifier"}]}))
+        >>> check_logits_output(build_model({"layers": [{"block": "conv", "out_channels": 8, "stride": 2}]}))
+        Traceback (most recent call last):
+        ...
+        convzoo.errors.ConfigError: model '' returns 0 (8 channels, reduction 2): it maps 3x32x32 images to outputs of shape (8, 16, 16), not one logit per class; an image classifier trains a network whose one output is class logits (batch, num_classes): end the spec with a classifier layer ({block: classifier}).
+    """
+    if len(network.outputs) == 1 and network.feature_info.reduction() == [None]:
+        return
+    height, width = network.input_size
+    returns = ", ".join(f"{i['module']} ({i['num_chs']} channels, reduction {i['reduction']})" for i in network.feature_info)
+    shapes = ", ".join(str(_output_shape(info, height, width)) for info in network.feature_info)
+    raise ConfigError(
+        f"model {network.spec.get('name') or ''!r} returns {returns}: it maps {network.in_channels}x{height}x{width} "
+        f"images to outputs of shape {shapes}, not one logit per class; an image classifier trains a network whose "
+        f"one output is class logits (batch, num_classes): end the spec with a classifier layer ({{block: classifier}})."
+    )
+
+
+def _output_shape(info: Mapping[str, Any], height: int, width: int) -> tuple[int, ...]:
+    """An output's shape (without the batch) from its ``feature_info`` record, for images of ``height`` x ``width``."""
+    if info["reduction"] is None:
+        return (info["num_chs"],)
+    return (info["num_chs"], round(height / info["reduction"]), round(width / info["reduction"]))
+
+
 def model_error(error: ConfigError) -> ConfigError:
     """``error`` from checking or building a model spec, named as a key of the training config's ``model``.
 
@@ -156,12 +193,7 @@ class ImageClassifier(L.LightningModule):
             network = build_model(model)  # the run's one build: check_config only resolves the spec
         except ConfigError as error:
             raise model_error(error) from None
-        if len(network.outputs) != 1 or network.feature_info.reduction() != [None]:
-            returns = ", ".join(f"{i['module']} ({i['num_chs']} channels, reduction {i['reduction']})" for i in network.feature_info)
-            raise ConfigError(
-                f"model {network.spec.get('name') or ''!r} returns {returns}, but an image classifier trains a network whose "
-                f"one output is class logits (batch, num_classes); end the spec with a classifier layer."
-            )
+        check_logits_output(network)
         # The checkpoint keeps the spec as built (resolved, defaults filled, variables dropped), so
         # it rebuilds the same network without the config tree it came from.
         model = network.spec

@@ -29,7 +29,7 @@ import lightning as L
 import torch
 
 from convzoo.errors import CheckpointError, ConfigError, one_line, suggest
-from convzoo.training.module import ImageClassifier, make_optimizer
+from convzoo.training.module import ImageClassifier, check_logits_output, make_optimizer
 from convzoo.network.nets import ConvNet
 from convzoo.network.weights import read_checkpoint_file
 
@@ -53,11 +53,7 @@ def check_data_fits_model(datamodule: L.LightningDataModule, network: ConvNet) -
         raise ConfigError(f"model.input_size={_size(*network.input_size)} but the data's images are {height}x{width}, "
                           f"and the network's shapes were checked at its input size; set "
                           f"model.input_size={_size(height, width)}.")
-    if [info["reduction"] for info in network.feature_info] != [None]:
-        shapes = ", ".join(str(_output_shape(info, height, width)) for info in network.feature_info)
-        raise ConfigError(f"the model maps {channels}x{height}x{width} images to outputs of shape "
-                          f"{shapes}, not one logit per class; end model.layers with a head "
-                          f"such as {{block: classifier}}.")
+    check_logits_output(network)  # ImageClassifier asks it of the networks it builds; here of a network passed in
     logits = network.feature_info[0]["num_chs"]
     top = int(torch.cat([labels, datamodule.val_labels]).max()) if len(labels) else -1
     if top >= logits:
@@ -69,13 +65,6 @@ def check_data_fits_model(datamodule: L.LightningDataModule, network: ConvNet) -
 def _size(height: int, width: int) -> int | list[int]:
     """An image size as ``model.input_size`` is written: one side, or ``[height, width]``."""
     return height if height == width else [height, width]
-
-
-def _output_shape(info: Mapping[str, Any], height: int, width: int) -> tuple[int, ...]:
-    """An output's shape (without the batch) from its ``feature_info`` record, for images of ``height`` x ``width``."""
-    if info["reduction"] is None:
-        return (info["num_chs"],)
-    return (info["num_chs"], round(height / info["reduction"]), round(width / info["reduction"]))
 
 
 def check_optimizer(module: ImageClassifier, total_steps: int) -> None:

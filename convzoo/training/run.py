@@ -73,7 +73,9 @@ def _set_on_command_line() -> set[str]:
 
     if not HydraConfig.initialized():
         return set()
-    return {override.split("=", 1)[0].lstrip("+~") for override in HydraConfig.get().overrides.task}
+    from convzoo.config import override_key
+
+    return {override_key(override) for override in HydraConfig.get().overrides.task}
 
 
 def fit_model_to_data(model: DictConfig, datamodule: TensorDataModule) -> DictConfig:
