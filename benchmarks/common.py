@@ -107,5 +107,17 @@ def in_turns(variants: Mapping[str, torch.nn.Module], batch_size: int, steps: in
     return rates
 
 
+def median_seconds(step: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """The median wall time of ``step()`` over ``repeats`` calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def medians(rates: Mapping[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in rates.items()}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 from datetime import date
@@ -32,6 +31,7 @@ from torch.optim.swa_utils import update_bn
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import machine  # noqa: E402
 from convzoo.config import compose, config_dir  # noqa: E402
 from convzoo.deploy import deploy_info  # noqa: E402
 from convzoo.deploy.export import EXPORT_FORMATS, PARITY_ATOL, PARITY_RTOL, check_parity, export_model  # noqa: E402
@@ -64,8 +64,7 @@ def main() -> None:
             print(f"{label}: " + ", ".join(f"{fmt} {row[fmt]['max_abs_diff']:.2g}" for fmt in EXPORT_FORMATS), flush=True)
     result = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
-                   f"onnxruntime {onnxruntime.__version__}",
+        "machine": f"{machine()['machine']}, onnxruntime {onnxruntime.__version__}",
         "load_average_1min": [load_before, os.getloadavg()[0]],
         "tolerance": f"{PARITY_ATOL:g} + {PARITY_RTOL:g} x scale",
         "results": rows,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -48,6 +47,8 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from throughput import run_worker, window_throughputs  # noqa: E402
+
+from benchmarks.common import machine, median_seconds  # noqa: E402
 
 from convzoo.training.allocator import keep_freed_memory  # noqa: E402
 
@@ -98,17 +99,6 @@ def category(op: str) -> str:
         if any(key in op for key in keys):
             return name
     return "other ops"
-
-
-def median_seconds(step, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def peak(repeats: int) -> dict[str, float]:
@@ -256,7 +246,7 @@ def main() -> None:
         print("RESULT " + json.dumps(run_profile(args)))
         return
 
-    report: dict = {"date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    report: dict = {"date": date.today().isoformat(), "machine": machine()["machine"],
                     "torch": torch.__version__, "load_start": Path("/proc/loadavg").read_text().split()[:3]}
     keep_freed_memory()  # as train() does: else every large tensor a layer timing makes is page-faulted in anew
     report["peak_gflop_per_s"] = peak(args.repeats)

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -23,6 +21,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import median_seconds  # noqa: E402
 from convzoo import build_model  # noqa: E402
 
 FAMILIES = {  # (channels, spatial size, layer spec) chosen to match where the family sits in the shipped models
@@ -46,13 +45,7 @@ def images_per_second(family: str, bf16: bool, channels_last: bool, batch: int, 
             out = model(x)
         out.float().mean().backward()
 
-    step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return batch / statistics.median(times)
+    return batch / median_seconds(step, repeats, warmup=1)
 
 
 def main() -> None:
