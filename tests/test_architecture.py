@@ -59,3 +59,9 @@ def test_imports_run_down_the_layers():
                 if layer_of.get(_room(module), len(layer_of)) < layer_of[room]:
                     upward.append(f"{path.relative_to(REPO)} imports {module}")
     assert upward == []
+
+
+def test_the_map_names_every_benchmark_and_kernel_source():
+    files = [*(REPO / "benchmarks").glob("*.py"), *(REPO / "benchmarks").glob("*.sh"),
+             *(REPO / "convzoo" / "ops" / "csrc").iterdir()]
+    assert [f.name for f in files if not re.search(rf"\b{re.escape(f.name)}\b", MAP)] == []
