@@ -202,6 +202,25 @@ def _choices(hint: Any) -> list[Any]:
     return [c for arm in typing.get_args(hint) for c in _choices(arm)] if typing.get_args(hint) else []
 
 
+#: Where a message's did-you-mean goes, until it is filled in (the closest names come last, from convzoo.errors).
+_NEAR = "\x00"
+
+
+def _mismatch(key: str, value: Any, hint: Any) -> tuple[str, tuple[str, list[str]] | None]:
+    """[`mismatch`][convzoo.arguments.mismatch]'s message with a ``_NEAR`` mark where the closest choices go,
+    and what to look them up with (``None``: no choices to suggest)."""
+    choices = _choices(hint)
+    if choices and any(isinstance(value, type(c)) for c in choices if c is not None):
+        near = (value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else None
+        return f"{key}={value!r} is not one of {type_name(hint).replace(' | ', ', ')}.{_NEAR if near else ''}", near
+    return f"{key}={value!r} has the wrong type ({type(value).__name__}); it must be {type_name(hint)}.", None
+
+
+def _filled(message: str, near: tuple[str, Sequence[str]] | None) -> str:
+    """``message`` with its did-you-mean filled in."""
+    return message.replace(_NEAR, suggest(*near)) if near else message
+
+
 def mismatch(key: str, value: Any, hint: Any) -> str:
     """Why ``key=value`` does not fit ``hint``: a choice not on the list (with the closest), or a wrong type.
 
@@ -209,11 +228,7 @@ def mismatch(key: str, value: Any, hint: Any) -> str:
         >>> mismatch("trainer.precision", "bf16_mixed", Literal["32-true", "bf16-mixed"] | None)
         "trainer.precision='bf16_mixed' is not one of '32-true', 'bf16-mixed', None. Did you mean 'bf16-mixed'?"
     """
-    choices = _choices(hint)
-    if choices and any(isinstance(value, type(c)) for c in choices if c is not None):
-        named = suggest(value, [c for c in choices if isinstance(c, str)]) if isinstance(value, str) else ""
-        return f"{key}={value!r} is not one of {type_name(hint).replace(' | ', ', ')}.{named}"
-    return f"{key}={value!r} has the wrong type ({type(value).__name__}); it must be {type_name(hint)}."
+    return _filled(*_mismatch(key, value, hint))
 
 
 @dataclass(frozen=True)
@@ -242,7 +257,10 @@ class Naming:
 
     def unknown(self, name: str, accepted: Sequence[str]) -> str:
         """The message for an argument ``name`` the owner does not take, with the closest of ``accepted``."""
-        listing = f"{suggest(name, accepted)} It accepts: {', '.join(accepted)}."
+        return _filled(self._unknown(name, accepted), (name, accepted))
+
+    def _unknown(self, name: str, accepted: Sequence[str]) -> str:
+        listing = f"{_NEAR} It accepts: {', '.join(accepted)}."
         if self.key is None:
             return f"{self.owner} got an unknown argument {name!r}.{listing}"
         return f"{self.key}.{name} is not an argument of {self.owner}.{listing}"
@@ -280,24 +298,36 @@ def check_arguments(signature: Signature, arguments: Mapping[str, Any], naming: 
         ...
         convzoo.errors.ConfigError: cfg.box.colour is not an argument of Box. Did you mean 'color'? It accepts: size, color.
     """
+    problem = _first_problem(signature, arguments, naming, tuple(supplied), partial, also_accepted, ranges, judged_later)
+    if problem is not None:  # reported last, in one place: the message, the argument it is about, its did-you-mean
+        message, argument, near = problem
+        error = ConfigError(_filled(message, near))
+        raise about(error, argument) if argument is not None else error
+
+
+def _first_problem(signature: Signature, arguments: Mapping[str, Any], naming: Naming, supplied: tuple[str, ...],
+                   partial: bool | Collection[str], also_accepted: Sequence[str], ranges: Mapping[str, Range],
+                   judged_later: Callable[[Any], bool]) -> tuple[str, str | None, tuple[str, Sequence[str]] | None] | None:
+    """What [`check_arguments`][convzoo.arguments.check_arguments] reports, in its order: ``(message with a
+    did-you-mean mark, the argument it is about, the names to look the closest up in)``, or ``None``."""
     params, hints, open_ended = signature
-    supplied = tuple(supplied)
     accepted = [name for name in params if name not in supplied]
     for name in arguments:
         if name not in params and not open_ended:
-            raise about(ConfigError(naming.unknown(name, [*accepted, *also_accepted])), name)
+            return naming._unknown(name, [*accepted, *also_accepted]), name, (name, [*accepted, *also_accepted])
         if name in supplied:
-            raise about(ConfigError(naming.supplied(name)), name)
+            return naming.supplied(name), name, None
     later = () if partial is False else params if partial is True else tuple(partial)
     missing = [n for n, p in params.items()
                if p.default is p.empty and n not in arguments and n not in supplied and n not in later]
     if missing:
-        raise ConfigError(naming.missing(missing, accepted))
+        return naming.missing(missing, accepted), None, None
     for name, value in arguments.items():
         hint = hints.get(name)
         if hint is not None and not judged_later(value) and not fits_annotation(value, hint):
-            raise about(ConfigError(mismatch(naming.argument(name), value, hint)), name)
+            message, near = _mismatch(naming.argument(name), value, hint)
+            return message, name, near
         accepted_range = out_of_range(name, value, ranges)
         if accepted_range is not None:
-            raise about(ConfigError(f"{naming.argument(name)}={value!r} is out of range; it must be {accepted_range}."),
-                        name)
+            return f"{naming.argument(name)}={value!r} is out of range; it must be {accepted_range}.", name, None
+    return None

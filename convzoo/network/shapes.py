@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 from torch import nn
 
-from convzoo.arguments import builder_signature
 from convzoo.blocks.residual import Residual
 from convzoo.errors import ConfigError, about, at
 from convzoo.specs.resolve import INPUT, BlockCall, Layer, LayerGraph
@@ -136,10 +135,9 @@ def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tup
     skip, channels, specs, stride_set = x, int(x.shape[1]), [], False
     for i, entry in enumerate(layer.shortcut):
         args = dict(entry.args)
-        params = builder_signature(entry.builder)[0]
-        if "out_channels" in params:
+        if "out_channels" in entry.accepts:
             args.setdefault("out_channels", int(y.shape[1]))
-        if "stride" in params and not stride_set:
+        if "stride" in entry.accepts and not stride_set:
             args.setdefault("stride", stride)
             stride_set = True
         args["in_channels"] = channels
@@ -147,7 +145,7 @@ def _residual(where: str, layer: Layer, x: torch.Tensor, y: torch.Tensor) -> tup
         module = _build(part, entry.builder, args)
         skip = _run(part, module, [skip], args)
         channels = module.out_channels
-        specs.append(entry.settled(**args))
+        specs.append(replace(entry, args=args))
     if skip.shape != y.shape:
         raise ConfigError(
             f"{where}: the shortcut gives {tuple(skip.shape[1:])} but the block gives {tuple(y.shape[1:])}; "
@@ -190,10 +188,10 @@ class Node:
 
     def construct(self) -> nn.Module:
         """The copy's module (wrapped with its skip path when residual), built from the settled call."""
-        module = self.call.build()
+        module = self.call.builder(**self.call.args)
         if self.shortcut is None:
             return module
-        parts = [part.build() for part in self.shortcut]
+        parts = [part.builder(**part.args) for part in self.shortcut]
         return Residual(module, (parts[0] if len(parts) == 1 else nn.Sequential(*parts)) if parts else None)
 
 
@@ -223,9 +221,9 @@ def infer_shapes(graph: LayerGraph) -> tuple[dict[str, list[Node]], dict[str, to
         copies = []
         for copy in range(layer.repeat):
             where = layer.where(copy)
-            call = layer.copy_call(copy)
-            call = call.settled(in_channels=_in_channels(where, call.args, xs, source if copy == 0 else "the previous copy gives"))
-            args = call.args
+            args = dict(layer.copy_call(copy).args)
+            args["in_channels"] = _in_channels(where, args, xs, source if copy == 0 else "the previous copy gives")
+            call = replace(layer.call, args=args)
             try:
                 y = _run(where, _build(where, call.builder, args), xs, args)
             except ConfigError as error:

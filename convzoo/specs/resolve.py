@@ -21,7 +21,7 @@ import importlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,21 +58,19 @@ class BlockCall:
     Examples:
         >>> from convzoo import BLOCKS
         >>> call = BlockCall("conv", BLOCKS.get("conv"), {"out_channels": 8})
-        >>> call.settled(in_channels=3).build().out_channels
-        8
+        >>> call.settled(in_channels=3).args
+        {'out_channels': 8, 'in_channels': 3}
     """
 
     block: str
     builder: Callable[..., nn.Module] = field(repr=False, compare=False)
     args: dict[str, Any] = field(default_factory=dict)
+    #: the argument names the builder takes (read once, from its signature, when the call is made)
+    accepts: frozenset[str] = field(default=frozenset(), repr=False, compare=False)
 
     def settled(self, **args: Any) -> BlockCall:
         """The same call with ``args`` added or replaced (what a copy's ``first`` and the shapes decide)."""
-        return BlockCall(self.block, self.builder, {**self.args, **args})
-
-    def build(self) -> nn.Module:
-        """The module: ``builder(**args)``."""
-        return self.builder(**self.args)
+        return replace(self, args={**self.args, **args})
 
 
 @dataclass(frozen=True)
@@ -181,7 +179,7 @@ def _lookup(where: str, entry: Any) -> tuple[str, Callable[..., nn.Module]]:
 def _block_call(where: str, entry: Any, spec: Mapping[str, Any], defaults: Mapping[str, Any], used: set[str]) -> BlockCall:
     block, builder = _lookup(where, entry)
     args = _scale_args({k: v for k, v in entry.items() if k != "block"}, spec)
-    return BlockCall(block, builder, _with_defaults(builder, args, defaults, used))
+    return BlockCall(block, builder, _with_defaults(builder, args, defaults, used), frozenset(builder_signature(builder)[0]))
 
 
 def _shortcut(where: str, residual: Any, spec: Mapping[str, Any], defaults: Mapping[str, Any],
@@ -299,7 +297,7 @@ def parse_layers(spec: Mapping[str, Any], prune: bool = False) -> list[Layer]:
         layers.append(Layer(
             index=index,
             name=name,
-            call=BlockCall(block, builder, _with_defaults(builder, args, defaults, used)),
+            call=BlockCall(block, builder, _with_defaults(builder, args, defaults, used), frozenset(builder_signature(builder)[0])),
             inputs=inputs,
             repeat=repeat,
             first=_scale_args(dict(first), spec),
