@@ -1,7 +1,7 @@
 """What a builder accepts, read from its signature: the one argument checker ([`check_arguments`][convzoo.arguments.check_arguments]),
 and the one place that knows how a config value (plain YAML types) fits a Python annotation, the
 numbers each argument name accepts, and how a mismatch reads. The block registry
-([`convzoo.registry.Registry.check_arguments`][convzoo.registry.Registry.check_arguments]) and the training-config checks
+([`Registry.check_call`][convzoo.registry.Registry.check_call]) and the training-config checks
 ([`convzoo.training.config_checks.check_target`][convzoo.training.config_checks.check_target]) both judge arguments with it; each names the
 arguments its own way ([`Naming`][convzoo.arguments.Naming]).
 

@@ -171,7 +171,7 @@ def read_state_dict(source: WeightSource) -> tuple[dict[str, Tensor], str]:
     if isinstance(source, (str, os.PathLike)):
         loaded = read_checkpoint_file(
             source, f"weights file {str(source)!r}",
-            fix="Pass a checkpoint (.ckpt) or a saved state dict (convzoo reads files with weights_only=True).",
+            fix="Pass a checkpoint (.ckpt), a saved state dict or a .safetensors file.",
             trusted="If you trust the file and its source, pass torch.load(path, weights_only=False) instead of the "
                     "path: that runs what the file pickles.")
         path = Path(source)
