@@ -9,7 +9,7 @@ says ``"disturbed": true`` (something known to have shared the cores, however sh
     python benchmarks/plot_time_to_accuracy.py          # -> docs/results/time_to_accuracy.png
     python benchmarks/plot_time_to_accuracy.py --table  # also print a table of the runs
 
-Every figure names the machines its points were measured on, with their dates. ``benchmarks/report.py
+Every figure names the machines its points were measured on, with their dates, in its title. ``benchmarks/report.py
 --figures`` draws the results page's figures with these functions.
 """
 
@@ -58,12 +58,12 @@ def _figure():
 
 
 def _finish(plt, figure, axis, records: list[dict], output: Path, title: str, xlabel: str) -> Path:
-    """Labels, the machines and dates under the axes, and the file."""
-    axis.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
+    """Labels, the machines and dates in the title, and the file."""
+    axis.set(xlabel=xlabel, ylabel="test accuracy (%)")
+    axis.set_title(f"{title}\n{machines_note(records)}", fontsize=10)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8, loc="lower right")
-    figure.text(0.01, 0.01, machines_note(records), fontsize=7.5, va="bottom", ha="left")
-    figure.tight_layout(rect=(0, 0.035 * (1 + machines_note(records).count("\n")), 1, 1))
+    figure.tight_layout()
     output.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(output, dpi=110, metadata={"Software": None})
     plt.close(figure)
@@ -88,7 +88,7 @@ def plot(runs: list[dict], output: Path, quiet_load: float = QUIET_LOAD) -> Path
         axis.annotate(f"target {accuracy}% in {minutes:g} min", (minutes, accuracy), textcoords="offset points",
                       xytext=(6, -12), fontsize=8)
     axis.scatter([], [], color="none", edgecolors="grey", label=f"hollow: load > {quiet_load:g} during the run, or disturbed")
-    return _finish(plt, figure, axis, runs, output, "CIFAR-10 on a 2-core CPU: accuracy vs wall time (one point per run)",
+    return _finish(plt, figure, axis, runs, output, "CIFAR-10: test accuracy against wall time, one point per run",
                    "wall time of the whole command (min)")
 
 

@@ -202,9 +202,14 @@ def _run_time(run: Run) -> str:
     return _duration(run.seconds) + ("" if run.whole_command else " (in process)")
 
 
+def _newest_first(runs: Iterable[Run]) -> list[Run]:
+    return sorted(runs, key=lambda run: (run.when, run.label), reverse=True)
+
+
 def _runs_table(runs: list[Run]) -> str:
+    """One row per run, newest first."""
     rows = [[f"`{run.label}`", _code(run.command), str(run.epochs or "-"), _pct(run.test_acc), _run_time(run),
-             _num(_median_epoch(run.images_per_s)), _disturbed(run), run.machine, run.date] for run in runs]
+             _num(_median_epoch(run.images_per_s)), _disturbed(run), run.machine, run.date] for run in _newest_first(runs)]
     return _table(["run", "command", "epochs", "test acc", "wall time", "images/s (median epoch)", "disturbed",
                    "machine", "date"], rows, "llrrrrlll")
 
@@ -334,7 +339,7 @@ def _convmixer_snippet(runs: list[Run]) -> str:
     rows = []
     for command in CONVMIXER_COMMANDS:
         experiment = next((part.split("=", 1)[1] for part in command.split() if part.startswith("experiment=")), None)
-        measured = [run for run in runs if experiment and run.group == experiment]
+        measured = _newest_first(run for run in runs if experiment and run.group == experiment)
         rows += _snippet_rows(measured) if measured else [[_code(command), "not measured", "-", "-", "-", "-", "-", "-"]]
     return NOTE.format(source="benchmarks/results/") + "\n" + _table(SNIPPET_HEADER, rows, "llrrrlll")
 
@@ -399,14 +404,20 @@ def _throughput(bench: Bench) -> list[str]:
                      f"{record['convzoo/hand']:.2f}x" if "convzoo/hand" in record else "-",
                      f"{record['convzoo/classic']:.2f}x" if "convzoo/classic" in record else "-",
                      f"`{name}`", *_m(record)])
-    commands = sorted({r.get("command") or THROUGHPUT_COMMANDS.get(r["name"], f"python benchmarks/throughput.py --model {r['name']}")
-                       for _, r in files})
+    commands = sorted({_data_path(r.get("command") or THROUGHPUT_COMMANDS.get(
+        r["name"], f"python benchmarks/throughput.py --model {r['name']}")) for _, r in files})
     return _heading("Training throughput", "Training images/s of one network three ways, each in its own process: "
                     "convzoo's `train.py` path, a minimal hand-written loop, and the classic torchvision + PIL + "
                     "`DataLoader` pipeline (fp32, channels-first). Each is the median of the timed windows after warm-up.",
                     [r for _, r in files], commands) + [_table(
         ["network (batch)", "precision", "convzoo", "hand loop", "classic", "convzoo / hand", "convzoo / classic",
          "file", "machine", "date"], rows, "llrrrrrlll")]
+
+
+def _data_path(command: str) -> str:
+    """``command`` with the data folder it was run with (a path on that machine) as a placeholder."""
+    return " ".join("CONVZOO_DATA=/path/to/cifar10" if word.startswith("CONVZOO_DATA=") else word
+                    for word in command.split(" "))
 
 
 THROUGHPUT_COMMANDS = {"cpu_fast": "python benchmarks/throughput.py --experiment cpu_fast --epoch --startup",
@@ -497,16 +508,20 @@ def _flops(bench: Bench) -> list[str]:
         out.append(_table(["network (batch)", "MFLOPs/image", "images/s", "training GFLOP/s", "op-mix ceiling GFLOP/s",
                            f"of the conv peak ({peak:,.0f})", "of op-mix ceiling", "machine", "date"], rows, "lrrrrrrll"))
     profiles = [(name, r) for name, r in files if r.get("profile")]
-    newest: dict[tuple[str, str], str] = {}
+    # one profile per network and overrides: the newest; of one day's, a run made for the profile alone
+    # (its only network the profiled one: a later, focused re-measure) over a FLOP table's side profile
+    newest: dict[tuple[str, str], tuple[str, bool, str]] = {}
     for name, record in profiles:
         key = (record["profile"]["network"], record["profile"].get("overrides") or "")
-        newest[key] = max(newest.get(key, ""), record["date"])
+        rank = (record["date"], list(record["networks"]) == [key[0]], name)
+        newest[key] = max(newest.get(key, rank), rank)
+    kept = {rank[2] for rank in newest.values()}
+    shown = [(name, r) for name, r in sorted(profiles, key=lambda item: (item[1]["profile"]["network"], item[0]))
+             if name in kept]
     rows = []
-    for name, record in sorted(profiles, key=lambda item: (item[1]["profile"]["network"], item[0])):
+    for name, record in shown:
         p = record["profile"]
         overrides = p.get("overrides") or ""
-        if record["date"] != newest[(p["network"], overrides)]:
-            continue
         total = sum(p["categories"].values())
         shares = sorted(p["categories"].items(), key=lambda item: (-item[1], item[0]))[:5]
         rows.append([f"`{p['network']}` ({p['batch_size']})", _code(overrides) if overrides else "-",
@@ -515,7 +530,7 @@ def _flops(bench: Bench) -> list[str]:
         out += _heading("Where a training step's time goes", "Self time per kind of op over real training steps "
                         "(`torch.profiler`), the five largest shares. The profiler inflates convzoo's own kernels "
                         "(called through ctypes) several-fold, so their shares are overstated.",
-                        [r for _, r in profiles], ["python benchmarks/flops.py --networks NETWORK --profile NETWORK "
+                        [r for _, r in shown], ["python benchmarks/flops.py --networks NETWORK --profile NETWORK "
                                                    "[--profile-overrides OVERRIDES]"])
         out.append(_table(["network (batch)", "overrides", "largest shares of the step", "file", "machine", "date"], rows))
     return out

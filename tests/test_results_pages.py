@@ -137,3 +137,18 @@ def test_cpu_names_the_vector_features():
     assert cpu(avx2) == "AMD EPYC (family 23), 2 vCPUs, AVX2, no AVX-512, no bf16, no AMX"
     amx = "processor\t: 0\nmodel name\t: Intel Xeon\nflags\t\t: avx2 avx512f avx512_bf16 amx_tile\n"
     assert cpu(amx) == "Intel Xeon, 1 CPUs, AVX-512 with bf16, AMX"
+
+
+def test_run_tables_are_newest_first(pages):
+    index = pages["docs/results/index.md"]
+    for section in index.split("\n### ")[1:]:
+        dates = [cells[-1] for _, cells in _rows(section.split("\n## ")[0])]
+        assert dates == sorted(dates, reverse=True), section.splitlines()[0]
+
+
+def test_one_profile_per_network_and_overrides(pages):
+    benchmarks = pages["docs/results/benchmarks.md"]
+    section = benchmarks.split("### Where a training step's time goes")[1].split("\n## ")[0]
+    keys = [(cells[0], cells[1]) for _, cells in _rows(section)]
+    assert keys and len(keys) == len(set(keys))
+    assert "`flops-dec05.json`" not in section  # the same day's focused profile run wins over a FLOP table's side profile
