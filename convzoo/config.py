@@ -39,8 +39,8 @@ def mixed_precision(accelerator: str = "cpu") -> str:
     """The Lightning precision a trainer config gets from ``${mixed_precision:<accelerator>}``.
 
     ``bf16-mixed`` on a GPU and on a CPU that computes bf16 natively (AVX-512 BF16 or AMX), where
-    bf16 convolutions run 2-5x faster than fp32; ``32-true`` on any other CPU (AVX2 alone), where
-    oneDNN emulates bf16 and a bf16 conv runs about 7x slower than the fp32 one.
+    bf16 convolutions run several times faster than fp32; ``32-true`` on any other CPU (AVX2 alone),
+    where oneDNN emulates bf16 and a bf16 conv runs several times slower than the fp32 one.
 
     Args:
         accelerator: the trainer's ``accelerator``: ``cpu``, ``gpu``, ``cuda`` or ``auto`` (a GPU if

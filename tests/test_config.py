@@ -26,3 +26,10 @@ def test_a_gpu_trainer_keeps_bf16(monkeypatch):
 
 def test_a_precision_on_the_command_line_wins():
     assert compose(["trainer.precision=bf16-mixed"]).trainer.precision == "bf16-mixed"
+
+
+def test_a_gpu_preset_moved_to_such_a_cpu_trains_in_fp32(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert compose(["experiment=convmixer_cifar10", "trainer.accelerator=cpu"]).trainer.precision == "32-true"
+    assert compose(["trainer=ddp", "trainer.accelerator=cpu"]).trainer.precision == "32-true"

@@ -125,3 +125,18 @@ def test_resume_needs_a_run_directory(tmp_path):
         compose([f"resume={tmp_path / 'nowhere'}"])
     with pytest.raises(ConfigError, match="not a train.py run directory"):
         compose([f"resume={tmp_path}"])
+
+
+@pytest.mark.slow
+def test_a_one_cycle_sgd_checkpoint_passes_the_resume_check(tmp_path):
+    # OneCycleLR keeps max_lr, base_momentum, ... in the optimizer's groups: the check compares like with like
+    from convzoo.training.module import ImageClassifier
+    from convzoo.training.preflight import check_checkpoint
+    from convzoo.training.run import instantiate
+
+    cfg = compose([*RUN, "optimizer=sgd_momentum", "scheduler=onecycle", "trainer.max_epochs=1", "test=false",
+                   f"paths.output_dir={tmp_path}"])
+    train(cfg)
+    module = ImageClassifier(model=cfg.model, optimizer=instantiate(cfg.optimizer, "optimizer"),
+                             scheduler=instantiate(cfg.scheduler, "scheduler"), init=cfg.init)
+    assert check_checkpoint(tmp_path / "checkpoints" / "last.ckpt", module)["epoch"] == 0

@@ -155,3 +155,18 @@ def test_train_resolves_the_spec_once_from_python(tmp_path, monkeypatch):
     monkeypatch.setattr(build, "resolve", counted)
     train(compose([*TINY, "test=false", f"paths.output_dir={tmp_path}"]))
     assert len(calls) == 1
+
+
+def test_a_run_that_would_train_no_step_and_a_one_class_head_are_refused():
+    from convzoo import build_model
+    from convzoo.data import SyntheticDataModule
+    from convzoo.errors import ConfigError
+    from convzoo.training.preflight import check_data_fits_model, check_training_steps
+
+    data = SyntheticDataModule(num_train=64, num_test=16, val_size=16, num_classes=10, batch_size=64)
+    data.setup("fit")
+    with pytest.raises(ConfigError, match=r"48 training images make no full batch of data.batch_size=64"):
+        check_training_steps(data)
+    one_class = build_model({"layers": [{"block": "conv", "out_channels": 8}, {"block": "classifier", "num_classes": 1}]})
+    with pytest.raises(ConfigError, match=r"model.num_classes=1: a classifier needs at least 2 classes"):
+        check_data_fits_model(data, one_class)

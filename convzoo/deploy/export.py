@@ -110,7 +110,7 @@ def _example(net: ConvNet, batch: int, seed: int = 0) -> Tensor:
 
 @contextlib.contextmanager
 def _torchscript() -> Iterator[None]:
-    # torch marks TorchScript deprecated in favour of torch.export (the README says so); the format
+    # torch marks TorchScript deprecated in favour of torch.export (the deploy guide says so); the format
     # stays for runtimes that only load TorchScript (LibTorch in C++, older mobile runtimes).
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated", category=FutureWarning)

@@ -1,9 +1,9 @@
 """Depthwise convolutions that train at full speed on CPU.
 
 A depthwise conv (``groups == in_channels == out_channels``) is cheap in FLOPs, yet on CPU torch
-computes its weight gradient for 5x5 and 7x7 kernels in 17-44x the forward pass's time, and its
-bf16 input gradient at stride 2 in 55-165x (``benchmarks/depthwise.py``), so these dominate the
-training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. [`DepthwiseConv2d`][convzoo.ops.depthwise.DepthwiseConv2d]
+computes its weight gradient for 5x5 and 7x7 kernels, and its bf16 input gradient at stride 2, in
+many times the forward pass's time (``benchmarks/depthwise.py``; the figures, with their machine, are
+on the docs' benchmarks page), so these dominate the training step of ConvMixer, ConvNeXt, MobileNet and the separable nets. [`DepthwiseConv2d`][convzoo.ops.depthwise.DepthwiseConv2d]
 is an ``nn.Conv2d`` -- same arguments, same ``weight`` / ``bias`` parameters and state-dict keys --
 whose backward on CPU computes those two gradients with small C++ kernels
 (``convzoo/ops/csrc/depthwise_backward.cpp``: NHWC, fp32 sums, compiled on first use with the
@@ -129,15 +129,13 @@ def _own_kernels(kernel_size: tuple[int, int], stride: tuple[int, int], position
     """Which gradients convzoo's kernels compute (input, weight) for a layer whose input has
     ``positions`` pixels per channel (N * H * W): where torch's are measured slower.
 
-    ``benchmarks/depthwise.py --ops --threads 1`` on the zoo's shapes (bf16, NHWC): at stride 2
-    torch's input gradient is 8-67x slower than ours, at stride 1 1.1-4.2x faster (and its forward
-    conv faster still, `_input_grad_as_conv`). Its weight gradient is 14-20x slower than ours
-    for 5x5 and 7x7 kernels (2 threads, 2026-12-05). For 3x3 kernels at stride 1, from 16,384
-    positions on, it is 1.3-1.7x slower on the large layers where the time is (MobileNetV2's
-    96-192 channel ones at batch 128 and 16x16 or more, the separable net's 32x32 and 16x16 ones)
-    and ~0.2 ms faster on two small ones (MobileNetV2's 32-channel layer, the separable net's 8x8
-    one); below, up to 1.9x faster (MobileNetV2's 8x8 and 4x4 layers). At stride 2 the two are
-    within 25% either way, so those keep torch's.
+    As ``benchmarks/depthwise.py --ops`` measured on the zoo's shapes (bf16, NHWC; the figures, with
+    their machine, are in ``benchmarks/results/depthwise*.json`` and on the docs' benchmarks page): at
+    stride 2 torch's input gradient is several times slower than ours, at stride 1 faster (and its
+    forward conv faster still, `_input_grad_as_conv`). Its weight gradient is an order of magnitude
+    slower than ours for 5x5 and 7x7 kernels. For 3x3 kernels at stride 1 ours wins from 16,384
+    positions on (MobileNetV2's large layers, the separable net's 32x32 and 16x16 ones) and torch's
+    below; at stride 2 the two are close, so those keep torch's.
     """
     taps = kernel_size[0] * kernel_size[1]
     return max(stride) > 1, taps > 9 or (max(stride) == 1 and positions >= _OWN_3X3_WEIGHT_GRAD_POSITIONS)

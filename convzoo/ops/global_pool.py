@@ -36,9 +36,9 @@ class GlobalAvgPool2d(nn.AdaptiveAvgPool2d):
     """``nn.AdaptiveAvgPool2d(1)`` whose CPU training step is fast.
 
     On CPU, torch's adaptive pool (a mean) is slow for a bf16 channels-last batch: ``avg_pool2d``
-    over the whole map and a backward that broadcasts the gradient in one copy are 5-10x faster
-    (ConvMixer's 128 x 256 x 16 x 16: 11.2 vs 1.2 ms forward + backward, 5% of its training step;
-    ``benchmarks/depthwise.py --norm-act``). Only bf16 training takes that path: the two sum in
+    over the whole map and a backward that broadcasts the gradient in one copy are several times
+    faster (``benchmarks/depthwise.py --norm-act``; the figures, with their machine, on the docs'
+    benchmarks page). Only bf16 training takes that path: the two sum in
     different orders, which bf16's rounding hides, while fp32 keeps ``nn.AdaptiveAvgPool2d``'s
     exact results (checkpoints' outputs are compared bit for bit). Inference, CUDA and export run
     ``nn.AdaptiveAvgPool2d`` itself.

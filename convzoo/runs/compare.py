@@ -6,7 +6,7 @@ validation accuracy first. A multirun folder stands for all its jobs; the overri
 between runs name them.
 
 Examples:
-    The real search of README, "Hyperparameter search":
+    An Optuna search's folder (docs: Search, sweeps and tracking):
 
     >>> text, png = compare(["/tmp/search/sweep"])  # doctest: +SKIP
     >>> print(text)  # doctest: +SKIP

@@ -1,6 +1,6 @@
 """Reading run directories back: per-epoch and per-step curves, logged hyperparameters, final metrics.
 
-A run directory is what ``train.py`` leaves (README, "Training"): ``csv/metrics.csv`` and
+A run directory is what ``train.py`` leaves (docs: Training): ``csv/metrics.csv`` and
 ``csv/hparams.yaml`` from Lightning's ``CSVLogger``, ``metrics.json``, ``data.json``, ``.hydra/``.
 The curves plot and ``python -m convzoo compare`` both read runs through this module.
 

@@ -12,9 +12,8 @@ mallopt takes an int, and at 2 GiB (the largest) three profiled ``cpu_fast`` ste
 (``benchmarks/flops.py --profile cpu_fast``, whose zero-fills then page-faulted) took 5.8 s
 against 3.8 s with -1 or the environment variables.
 
-Measured (README, "CPU levers"): training steps of the full-width airbench network at batch 1024
-+20-35%, half width +60% (``benchmarks/cpu_levers.py``, ``keep_freed=0`` vs ``1``); a whole
-``cpu_fast_4min`` run 3 min 01 s -> 2 min 27 s on the same day, with the same accuracy.
+What it gains is measured by ``benchmarks/cpu_levers.py`` (``keep_freed=0`` vs ``1``): the docs'
+benchmarks page, "CPU levers", gives the figures with their machine.
 
 Examples:
     ``train()`` does this when ``keep_freed_memory=true``, the default:

@@ -70,6 +70,9 @@ def check_logits_output(network: ConvNet) -> None:
         convzoo.errors.ConfigError: model '' returns 0 (8 channels, reduction 2): it maps 3x32x32 images to outputs of shape (8, 16, 16), not one logit per class; an image classifier trains a network whose one output is class logits (batch, num_classes): end the spec with a classifier layer ({block: classifier}).
     """
     if len(network.outputs) == 1 and network.feature_info.reduction() == [None]:
+        if network.feature_info[0]["num_chs"] < 2:
+            raise ConfigError(f"model.num_classes={network.feature_info[0]['num_chs']}: a classifier needs at least 2 "
+                              f"classes (one logit each); set model.num_classes to the data's number of classes.")
         return
     height, width = network.input_size
     returns = ", ".join(f"{i['module']} ({i['num_chs']} channels, reduction {i['reduction']})" for i in network.feature_info)

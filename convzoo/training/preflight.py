@@ -67,6 +67,29 @@ def _size(height: int, width: int) -> int | list[int]:
     return height if height == width else [height, width]
 
 
+def check_training_steps(datamodule: L.LightningDataModule) -> int:
+    """The number of training steps per epoch, refusing a run that would train none.
+
+    The training loader drops a last partial batch, so fewer images than ``data.batch_size`` train nothing:
+    such a run would test an untrained network and still end as if it had trained.
+
+    Args:
+        datamodule: the run's data module, set up.
+
+    Returns:
+        Steps per epoch.
+
+    Raises:
+        ConfigError: naming the image count, the batch size and the fix.
+    """
+    steps = len(datamodule.train_dataloader())
+    if steps == 0:
+        raise ConfigError(f"{len(datamodule.train_images)} training images make no full batch of data.batch_size="
+                          f"{datamodule.batch_size} (a last partial batch is dropped), so the run would train 0 steps; "
+                          f"lower data.batch_size or train on more images (data.subset).")
+    return steps
+
+
 def check_optimizer(module: ImageClassifier, total_steps: int) -> None:
     """Build the optimizer and LR schedule once on the real parameters, so bad values fail now."""
     if module.optimizer_factory is None:
@@ -165,8 +188,15 @@ def check_checkpoint(path: str | Path, module: ImageClassifier, key: str = "ckpt
 
 
 def _check_optimizer_state(state: Mapping[str, Any], module: ImageClassifier, where: str) -> None:
-    """The checkpoint's optimizer has the settings and parameter groups of the one configured now."""
-    groups = make_optimizer(module.optimizer_factory, module.model, module.hparams.norm_bias_lr_scale).param_groups
+    """The checkpoint's optimizer has the settings and parameter groups of the one configured now.
+
+    The settings are compared as a training step sees them: with the schedule's own keys added (OneCycleLR
+    keeps ``max_lr``, ``base_momentum``, ... in each group), so a resumed one-cycle run compares like with like.
+    """
+    optimizer = make_optimizer(module.optimizer_factory, module.model, module.hparams.norm_bias_lr_scale)
+    if module.scheduler_factory is not None:
+        module.scheduler_factory(optimizer, total_steps=100)  # only the keys it adds to the groups matter here
+    groups = optimizer.param_groups
     saved = state.get("param_groups", [])
     ignored = {"params", "initial_lr", "lr", "name"}  # name: a group's label (weights, norm_biases), not a setting
     settings_then = sorted(set(saved[0]) - ignored) if saved else []

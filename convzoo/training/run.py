@@ -37,7 +37,9 @@ from convzoo.specs.resolve import LayerGraph
 from convzoo.runs.directory import claim_run_directory
 from convzoo.training.allocator import keep_freed_memory
 from convzoo.training.module import METRICS, ImageClassifier
-from convzoo.training.preflight import check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer
+from convzoo.training.preflight import (
+    check_accelerator, check_checkpoint, check_data_fits_model, check_monitors, check_optimizer, check_training_steps,
+)
 from convzoo.training.records import RunRecords
 from convzoo.training.resume import continue_csv_log
 from convzoo.training.tracking import log_run_files
@@ -218,7 +220,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path, run_start: float, resolved: La
         **cfg.module,
     )
     check_data_fits_model(datamodule, module.model)
-    check_optimizer(module, total_steps=len(datamodule.train_dataloader()) * max(1, cfg.trainer.get("max_epochs") or 1))
+    check_optimizer(module, total_steps=check_training_steps(datamodule) * max(1, cfg.trainer.get("max_epochs") or 1))
     checkpoint = check_checkpoint(ckpt_path, module) if ckpt_path is not None else None
 
     records = RunRecords(run_dir, config=OmegaConf.to_container(cfg, resolve=True), started=run_start)
