@@ -36,11 +36,13 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def _print(text: str) -> int:
+    """Print a command's text; its exit status is 0."""
     print(text)
     return 0
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    """``compare``: the runs' table printed, their curves drawn (`convzoo.runs.compare.compare`)."""
     from convzoo.runs.compare import compare
 
     return _print(compare(args.runs, args.output)[0])
