@@ -77,7 +77,21 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         sys.modules[module.__name__] = importlib.import_module(new)
 
 
+class _Package(ModuleType):
+    """The convzoo package, guarding its public names: the import system binds every imported
+    submodule on its parent, so ``import convzoo.summary`` (an old path) would otherwise replace the
+    function ``convzoo.summary`` with a module for the rest of the process."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        current = vars(self).get(name)
+        if (isinstance(value, ModuleType) and f"{self.__name__}.{name}" in MOVED
+                and current is not None and not isinstance(current, ModuleType)):
+            return
+        super().__setattr__(name, value)
+
+
 def install() -> None:
     """Let the old paths import (idempotent)."""
+    sys.modules["convzoo"].__class__ = _Package
     if not any(isinstance(finder, _MovedModules) for finder in sys.meta_path):
         sys.meta_path.insert(0, _MovedModules())  # before any finder that might hold a stale copy of an old file

@@ -42,6 +42,15 @@ def test_an_old_module_path_is_the_new_module(old):
     assert importlib.import_module(old) is importlib.import_module(MOVED[old])
 
 
+def test_an_old_path_keeps_the_public_name_it_shadows():
+    """``convzoo.summary`` is both an old module path and a public function: importing the old path
+    must not replace the function (a doctest and three doc pages broke that way, depending on order)."""
+    code = ("import warnings, convzoo; warnings.simplefilter('ignore'); import convzoo.summary; "
+            "from convzoo.summary import ModelSummary; print(callable(convzoo.summary), ModelSummary.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["True", "ModelSummary"]
+
+
 @pytest.mark.parametrize("module, name", DOCUMENTED)
 def test_documented_names_import(module, name):
     assert getattr(importlib.import_module(module), name) is not None
