@@ -10,6 +10,10 @@ run's ``metrics.json``, ``csv/metrics.csv``, ``curves.png``, overrides and log a
 
     CONVZOO_DATA=/path/to/cifar10 python benchmarks/timed_run.py --label cpu_fast-seed0 -- experiment=cpu_fast
     python benchmarks/timed_run.py --label airbench94-seed1 --group airbench94 -- experiment=airbench94 seed=1
+
+A timed run that was killed continues with ``--resume <its run dir>`` (``train.py resume=<dir>``, the
+same label): its record counts the killed process from its start to its last checkpoint plus the
+continuing process, and keeps the pause between as ``paused_s`` so the curve can leave it out.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -67,21 +73,39 @@ def main() -> None:
     parser.add_argument("--group", default=None, help="what the plot draws it as (default: the label)")
     parser.add_argument("--note", default="", help="free text kept with the record (the lever tried)")
     parser.add_argument("--results", default=str(RESULTS / "time_to_accuracy.jsonl"))
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue this killed timed run (its run directory) instead of starting one")
     parser.add_argument("overrides", nargs="*", help="train.py overrides (after --)")
     args = parser.parse_args()
 
-    run_dir = Path(tempfile.mkdtemp(prefix=f"convzoo-{args.label}-"))
     keep = RESULTS / "runs" / args.label
     if keep.exists():
         raise SystemExit(f"{keep} exists: pick another --label")
-    command = [sys.executable, "train.py", *args.overrides, f"hydra.run.dir={run_dir}"]
+    earlier_s, resumed = 0.0, None
+    if args.resume:
+        run_dir = Path(args.resume).resolve()
+        last = run_dir / "checkpoints" / "last.ckpt"
+        if not last.is_file():
+            raise SystemExit(f"{run_dir} has no checkpoints/last.ckpt to continue from: start the run again")
+        began = (run_dir / ".hydra" / "overrides.yaml").stat().st_mtime  # written as the killed run started
+        recorded = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
+        earlier_s = last.stat().st_mtime - began  # its work after the last checkpoint is lost and done again
+        args.overrides = recorded if not args.overrides else args.overrides
+        command = [sys.executable, "train.py", f"resume={run_dir}"]
+        resumed = {"at": datetime.now().isoformat(timespec="seconds"), "paused_s": round(time.time() - last.stat().st_mtime, 1),
+                   "killed_ran_s": round(earlier_s, 1)}
+        started = datetime.fromtimestamp(began)
+    else:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"convzoo-{args.label}-"))
+        command = [sys.executable, "train.py", *args.overrides, f"hydra.run.dir={run_dir}"]
+        started = datetime.now()
     sampler = LoadSampler()
-    load_start, started = loadavg(), datetime.now()
+    load_start = loadavg()
     sampler.start()
     start = time.perf_counter()
-    with open(run_dir.with_suffix(".log"), "w") as log:
+    with open(run_dir.with_suffix(".log"), "a" if args.resume else "w") as log:
         result = subprocess.run(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - start + earlier_s
     sampler.stopped.set()
     load_end = loadavg()
     if result.returncode != 0:
@@ -99,7 +123,7 @@ def main() -> None:
         "machine": cpu(),
         "test_acc": metrics.get("test/acc"),
         "wall_s": round(wall, 1),
-        "fit_s": round(metrics["fit_minutes"] * 60, 1),
+        "fit_s": round(metrics["fit_minutes"] * 60 + earlier_s, 1),
         "epochs": metrics.get("epochs"),
         "images_per_s": [round(r, 1) for r in rates],
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024),
@@ -108,6 +132,8 @@ def main() -> None:
         "load_1min_mean": round(sum(sampler.samples) / len(sampler.samples), 2) if sampler.samples else None,
         "load_1min_max": max(sampler.samples, default=None),
     }
+    if resumed:
+        record["resumed"] = resumed  # load figures cover the continuing process only
     keep.mkdir(parents=True)
     shutil.copy(run_dir.with_suffix(".log"), keep / "train.log")
     shutil.copy(run_dir / "metrics.json", keep / "metrics.json")

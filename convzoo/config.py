@@ -140,7 +140,8 @@ def resume_overrides(overrides: Sequence[str], hydra_run: bool = False) -> list[
     if not recorded_file.is_file():
         raise ConfigError(f"resume={value}: {run_dir} is not a train.py run directory (it has no .hydra/overrides.yaml). "
                           f"To continue from a checkpoint file instead, pass ckpt_path=<file> with the run's overrides.")
-    recorded = [str(o) for o in OmegaConf.load(recorded_file)]
+    # unresolved: an override may hold an interpolation (dirpath=${paths.output_dir}/...) meant for the run's config
+    recorded = [str(o) for o in OmegaConf.to_container(OmegaConf.load(recorded_file), resolve=False)]
     kept = [o for o in recorded if override_key(o) not in (RESUME_KEY, "ckpt_path", "overwrite")]  # how it started, not the run
     now = [o for o in overrides if override_key(o) != RESUME_KEY]
     location = _LOCATIONS[0] if hydra_run else _LOCATIONS[1]

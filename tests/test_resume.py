@@ -120,6 +120,18 @@ def test_resume_reuses_the_recorded_overrides(tmp_path):
         train(cfg)
 
 
+def test_resume_keeps_an_interpolation_in_a_recorded_override(tmp_path):
+    """A run started with ``+callbacks.x={dirpath: ${paths.output_dir}/...}`` records the override
+    unresolved; resuming it must hand it to Hydra as written, not try to resolve it alone."""
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    override = "+callbacks.keep={_target_: lightning.pytorch.callbacks.ModelCheckpoint, dirpath: ${paths.output_dir}/epochs}"
+    (run_dir / ".hydra" / "overrides.yaml").write_text(f"- model=plain\n- '{override}'\n")
+    assert resume_overrides([f"resume={run_dir}"])[:2] == ["model=plain", override]
+    cfg = compose([f"resume={run_dir}"])
+    assert cfg.callbacks.keep.dirpath == f"{run_dir}/epochs"
+
+
 def test_resume_needs_a_run_directory(tmp_path):
     with pytest.raises(ConfigError, match="no such run directory"):
         compose([f"resume={tmp_path / 'nowhere'}"])
