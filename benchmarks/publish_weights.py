@@ -104,15 +104,20 @@ def main() -> None:
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
 
     started = datetime.fromisoformat(record["date"]).timestamp()
+    resumed = record.get("resumed")  # a killed run continued: the pause before it is no training time
     curve = []
     for checkpoint in sorted((args.run_dir / "checkpoints" / "epochs").glob("*.ckpt")):
         epoch_net, epoch_info = load_checkpoint(checkpoint)
-        curve.append({"epoch": len(curve) + 1, "elapsed_s": round(checkpoint.stat().st_mtime - started, 1),
+        written = checkpoint.stat().st_mtime
+        if resumed and written > datetime.fromisoformat(resumed["at"]).timestamp():
+            written -= resumed["paused_s"]
+        curve.append({"epoch": len(curve) + 1, "elapsed_s": round(written - started, 1),
                       "test_acc": round(accuracy(epoch_net, data, epoch_info), 4)})
         print(f"epoch {curve[-1]['epoch']}: {curve[-1]['elapsed_s'] / 60:.1f} min, {100 * curve[-1]['test_acc']:.2f}%")
     out = RESULTS / "pretrained" / f"{args.name}-{args.tag}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({**entry, "images_per_s": record["images_per_s"], "load_1min_max": record["load_1min_max"],
+                               **{k: record[k] for k in ("disturbed", "note") if record.get(k)},
                                "curve": curve}, indent=2) + "\n")
     print(f"wrote {WEIGHTS_DIR / file}, {manifest_path}, {out}")
 

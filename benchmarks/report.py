@@ -280,14 +280,19 @@ def _weight_set(record: dict) -> str:
              f"{record['dtype']} ({record['size_bytes'] / 1e6:.1f} MB), trained by {_code(record['command'])} "
              f"(run `{record['run']}`).", ""]
     load = record.get("load_1min_max")
-    disturbed = "unknown (load not sampled)" if load is None else \
-        f"{'yes' if load > QUIET_LOAD or record.get('disturbed') else 'no'} (load up to {load:.2f})"
+    if record.get("disturbed"):
+        disturbed = "yes (see below)" if record.get("note") else "yes"
+    else:
+        disturbed = "unknown (load not sampled)" if load is None else \
+            f"{'yes' if load > QUIET_LOAD else 'no'} (load up to {load:.2f})"
     lines.append(_table(
         ["to 85% test acc", "to 90% test acc", "test acc, single view", f"test acc, recipe ({record.get('tta', 'tta')})",
          "epochs", "wall time", "images/s (median epoch)", "disturbed", "machine", "date"],
         [[_reached(curve, 0.85), _reached(curve, 0.90), _pct(record["test_acc"]), _pct(record.get("recipe_test_acc")),
           str(len(curve) or "-"), _duration(record["train_wall_s"]), _num(_median_epoch(record.get("images_per_s", []))),
           disturbed, record["machine"], record["date"][:10]]], "rrrrrrrlll"))
+    if record.get("note"):
+        lines += [f"How it ran: {record['note']}.", ""]
     published = published_training(record)
     lines += ["Published training of the same network: " + ("; ".join(published) if published else "none recorded here") + ".", ""]
     return "\n".join(lines)

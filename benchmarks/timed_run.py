@@ -40,6 +40,7 @@ from benchmarks.common import cpu  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 ENV_PREFIXES = ("OMP_", "GOMP_", "MALLOC_", "ONEDNN_", "DNNL_", "LD_PRELOAD", "TORCHINDUCTOR_")  # recorded with the command
+ENV_LOCATIONS = ("TORCHINDUCTOR_CACHE_DIR",)  # where a cache lies changes nothing measured
 
 
 def loadavg() -> list[float]:
@@ -112,7 +113,7 @@ def main() -> None:
         raise SystemExit(f"train.py failed ({result.returncode}); log: {run_dir.with_suffix('.log')}")
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)}
+    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES) and k not in ENV_LOCATIONS}
     rates = epoch_images_per_s(run_dir / "csv" / "metrics.csv")
     record = {
         "label": args.label,
