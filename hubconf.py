@@ -26,3 +26,9 @@ def _create(name: str, pretrained: bool, **overrides):
 def resnet20(pretrained: bool = False, **overrides):
     """ResNet-20 (He et al. 2016, option A shortcuts), 269,722 parameters; CIFAR-10 weights with ``pretrained=True``."""
     return _create("resnet20", pretrained, **overrides)
+
+
+def airbench_half(pretrained: bool = False, **overrides):
+    """airbench94's network at half width (32/128/128 channels), 498,104 parameters; CIFAR-10 weights with
+    ``pretrained=True``."""
+    return _create("airbench_half", pretrained, **overrides)

@@ -354,6 +354,27 @@ def _presets_snippet(runs: list[Run]) -> str:
     return NOTE.format(source="benchmarks/results/") + "\n" + _table(SNIPPET_HEADER, _snippet_rows(picked), "llrrrlll")
 
 
+EPOCH_CHECKPOINTS = " +callbacks.epoch_checkpoints={"  # publish_weights' per-epoch checkpoints: the curve, not the training
+
+
+def without_epoch_checkpoints(command: str) -> str:
+    """``command`` without its epoch-checkpoint override, which only keeps files for the curve.
+
+    Examples:
+        >>> without_epoch_checkpoints('python train.py seed=0 +callbacks.epoch_checkpoints={a: "{epoch}"} x=1')
+        'python train.py seed=0 x=1'
+    """
+    start = command.find(EPOCH_CHECKPOINTS)
+    if start < 0:
+        return command
+    depth, end = 0, start + len(EPOCH_CHECKPOINTS) - 1
+    for end in range(end, len(command)):
+        depth += {"{": 1, "}": -1}.get(command[end], 0)
+        if depth == 0:
+            break
+    return command[:start] + command[end + 1:]
+
+
 def readme_table(results: Path = RESULTS) -> str:
     """README's headline results: each preset's headline run and each zoo weight set, with machine and date."""
     runs, weight_sets = load_runs(results), load_weight_sets(results)
@@ -363,7 +384,8 @@ def readme_table(results: Path = RESULTS) -> str:
         if run:
             rows.append([_code(run.command), _pct(run.test_acc), _run_time(run), f"{run.machine}, {run.date}"])
     for record in weight_sets:
-        rows.append([f"{_code(record['command'])} (weights `{record['name']}`)",
+        rows.append([f"{_code(without_epoch_checkpoints(record['command']))} (weights `{record['name']}`; "
+                     f"epoch checkpoints kept for the [curve](docs/results/index.md#zoo-weights))",
                      f"{_pct(record['test_acc'])} single view, {_pct(record.get('recipe_test_acc'))} recipe",
                      _duration(record["train_wall_s"]), f"{record['machine']}, {record['date'][:10]}"])
     return _table(["command", "test accuracy", "wall time", "machine, date"], rows[:README_ROWS], "lrrl")

@@ -3,6 +3,7 @@ line when altered or asked for the wrong network, reaching their recorded accura
 usable through torch.hub and ``init=pretrained`` offline."""
 
 import json
+import runpy
 import shutil
 from pathlib import Path
 
@@ -134,6 +135,12 @@ def test_torch_hub_loads_the_weights_offline_from_a_checkout(monkeypatch):
         assert torch.equal(hub(x), direct(x))
     wider = torch.hub.load(str(REPO), "resnet20", pretrained=True, source="local", num_classes=100)
     assert wider.num_classes == 100 and torch.equal(wider.layers.stem.conv.weight, direct.layers.stem.conv.weight)
+
+
+def test_every_weight_set_is_a_torch_hub_entry():
+    hubconf = runpy.run_path(str(REPO / "hubconf.py"))
+    entries = [name for name, value in hubconf.items() if callable(value) and not name.startswith("_")]  # as torch.hub.list
+    assert sorted(entry["name"] for entry in list_pretrained()) == sorted(entries)
 
 
 @pytest.mark.slow
