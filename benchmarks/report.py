@@ -268,7 +268,9 @@ def published_training(record: dict) -> list[str]:
         lines.append(f"chenyaofo/pytorch-cifar-models (ResNet-{depth}): 200 epochs on one GTX 1080, "
                      f"{'50 min' if depth == 20 else '2 h 08 min'}")
     if model == "airbench" or record["name"].startswith("airbench"):
-        lines.append("airbench94 (Keller Jordan): 9.9 epochs, 3.83 s on one NVIDIA A100")
+        width = record.get("overrides", {}).get("width_multiplier", 1)
+        lines.append("airbench94 (Keller Jordan): 9.9 epochs, 3.83 s on one NVIDIA A100"
+                     + (f" (at full width; these weights are at {width}x)" if width != 1 else ""))
     return lines
 
 
@@ -294,7 +296,7 @@ def _weight_set(record: dict) -> str:
     if record.get("note"):
         lines += [f"How it ran: {record['note']}.", ""]
     published = published_training(record)
-    lines += ["Published training of the same network: " + ("; ".join(published) if published else "none recorded here") + ".", ""]
+    lines += ["Published training of this network: " + ("; ".join(published) if published else "none recorded here") + ".", ""]
     return "\n".join(lines)
 
 
