@@ -26,7 +26,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -40,6 +39,7 @@ import lightning as L
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from benchmarks.common import cpu  # noqa: E402
 
 
 class StepTimes(L.Callback):
@@ -260,7 +260,7 @@ def main() -> None:
     argv = [a for a in sys.argv[1:] if a not in ("--epoch", "--startup")]
     name = args.experiment or args.model
     report: dict = {"name": name, "overrides": args.override, "date": date.today().isoformat(),
-                    "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, no GPU",
+                    "machine": f"{cpu()}, no GPU",
                     "modes": {}}
     for mode in args.modes.split(","):
         result = run_worker(mode, argv)
