@@ -91,8 +91,8 @@ def main() -> None:
         began = (run_dir / ".hydra" / "overrides.yaml").stat().st_mtime  # written as the killed run started
         recorded = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
         earlier_s = last.stat().st_mtime - began  # its work after the last checkpoint is lost and done again
-        args.overrides = recorded if not args.overrides else args.overrides
-        command = [sys.executable, "train.py", f"resume={run_dir}"]
+        command = [sys.executable, "train.py", f"resume={run_dir}", *args.overrides]  # given now: extend the run
+        args.overrides = [*recorded, *args.overrides]
         resumed = {"at": datetime.now().isoformat(timespec="seconds"), "paused_s": round(time.time() - last.stat().st_mtime, 1),
                    "killed_ran_s": round(earlier_s, 1)}
         started = datetime.fromtimestamp(began)
