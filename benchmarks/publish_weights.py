@@ -105,11 +105,12 @@ def main() -> None:
 
     started = datetime.fromisoformat(record["date"]).timestamp()
     resumed = record.get("resumed")  # a killed run continued: the pause before it is no training time
+    resumed_at = datetime.fromisoformat(resumed["at"]).timestamp() if resumed else float("inf")
     curve = []
     for checkpoint in sorted((args.run_dir / "checkpoints" / "epochs").glob("*.ckpt")):
         epoch_net, epoch_info = load_checkpoint(checkpoint)
         written = checkpoint.stat().st_mtime
-        if resumed and written > datetime.fromisoformat(resumed["at"]).timestamp():
+        if written > resumed_at:
             written -= resumed["paused_s"]
         curve.append({"epoch": len(curve) + 1, "elapsed_s": round(written - started, 1),
                       "test_acc": round(accuracy(epoch_net, data, epoch_info), 4)})
