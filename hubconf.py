@@ -32,3 +32,9 @@ def airbench_half(pretrained: bool = False, **overrides):
     """airbench94's network at half width (32/128/128 channels), 498,104 parameters; CIFAR-10 weights with
     ``pretrained=True``."""
     return _create("airbench_half", pretrained, **overrides)
+
+
+def convmixer_256_8(pretrained: bool = False, **overrides):
+    """ConvMixer-256/8 (Trockman & Kolter, kernel 5, patch 2), 594,186 parameters; CIFAR-10 weights with
+    ``pretrained=True``."""
+    return _create("convmixer_256_8", pretrained, **overrides)
