@@ -71,7 +71,9 @@ def compose_config(args: argparse.Namespace, extra: list[str]):
     from convzoo.config import compose
 
     overrides = [f"experiment={args.experiment}"] if args.experiment else [f"model={args.model}"]
-    overrides += [f"data.root={args.data}", *extra]
+    # --override reaches every mode: the three loops train the same network (a switch of train()'s
+    # own, such as fused_norm_act, changes the convzoo path only: the other two never read it)
+    overrides += [f"data.root={args.data}", *extra, *args.override]
     if args.batch_size:
         overrides.append(f"data.batch_size={args.batch_size}")
     if args.precision:
@@ -86,7 +88,7 @@ def run_convzoo(args: argparse.Namespace) -> dict:
 
     steps = args.warmup + args.steps * args.windows + 1
     cfg = compose_config(args, [f"++trainer.limit_train_batches={steps}", "++trainer.limit_val_batches=1",
-                                "trainer.max_epochs=1", "test=false", *args.override])
+                                "trainer.max_epochs=1", "test=false"])
     with open_dict(cfg):
         cfg.paths.output_dir = tempfile.mkdtemp(prefix="convzoo-bench-")
         cfg.callbacks.step_times = {"_target_": "__main__.StepTimes"}
@@ -243,7 +245,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=4, help="timed windows; the median is reported")
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the classic pipeline")
     parser.add_argument("--modes", default="convzoo,hand,classic")
-    parser.add_argument("--override", action="append", default=[], help="extra Hydra override for the convzoo mode")
+    parser.add_argument("--override", action="append", default=[], help="extra Hydra override, for every mode")
     parser.add_argument("--epoch", action="store_true", help="also time one full real-CIFAR-10 epoch of train.py")
     parser.add_argument("--startup", action="store_true", help="also time `train.py --help` and a debug run")
     parser.add_argument("--data", default=os.environ.get("CONVZOO_DATA", "data"), help="CIFAR-10 root")
@@ -283,8 +285,9 @@ def main() -> None:
         }
     if args.epoch:
         preset = [f"experiment={args.experiment}"] if args.experiment else [f"model={args.model}"]
-        report["epoch_s"] = timed_command([python, "train.py", *preset, "trainer.max_epochs=1", "test=false",
-                                           f"data.root={args.data}", f"hydra.run.dir={tempfile.mkdtemp()}"])
+        report["epoch_s"] = timed_command([python, "train.py", *preset, *args.override, "trainer.max_epochs=1",
+                                           "test=false", f"data.root={args.data}",
+                                           f"hydra.run.dir={tempfile.mkdtemp()}"])
 
     print()
     print(f"| {name} | images/s | peak RSS (MB) | precision |")
