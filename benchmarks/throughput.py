@@ -67,10 +67,15 @@ def peak_rss_mb() -> float:
     return (own + children) / 1024
 
 
+def preset(args: argparse.Namespace) -> list[str]:
+    """The network's override: the experiment preset, else the model config."""
+    return [f"experiment={args.experiment}"] if args.experiment else [f"model={args.model}"]
+
+
 def compose_config(args: argparse.Namespace, extra: list[str]):
     from convzoo.config import compose
 
-    overrides = [f"experiment={args.experiment}"] if args.experiment else [f"model={args.model}"]
+    overrides = preset(args)
     # --override reaches every mode: the three loops train the same network (a switch of train()'s
     # own, such as fused_norm_act, changes the convzoo path only: the other two never read it)
     overrides += [f"data.root={args.data}", *extra, *args.override]
@@ -284,8 +289,7 @@ def main() -> None:
                                         "debug=fast_dev_run", f"hydra.run.dir={tempfile.mkdtemp()}"]),
         }
     if args.epoch:
-        preset = [f"experiment={args.experiment}"] if args.experiment else [f"model={args.model}"]
-        report["epoch_s"] = timed_command([python, "train.py", *preset, *args.override, "trainer.max_epochs=1",
+        report["epoch_s"] = timed_command([python, "train.py", *preset(args), *args.override, "trainer.max_epochs=1",
                                            "test=false", f"data.root={args.data}",
                                            f"hydra.run.dir={tempfile.mkdtemp()}"])
 
