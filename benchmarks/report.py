@@ -258,23 +258,20 @@ def _overrides(overrides: dict) -> str:
     return " ".join(f"{key}={value}" for key, value in sorted(overrides.items()))
 
 
+SCALES = ("width_multiplier", "depth_multiplier")  # resize a published network rather than name another
+
+
 def published_training(record: dict) -> list[str]:
-    """What the published references spent training the same network, where known."""
-    model, depth = record["model"], record.get("overrides", {}).get("depth")
-    lines = []
-    if model == "resnet_cifar" and depth in (20, 32, 44, 56, 110):
-        lines.append(f"He et al. 2016 (ResNet-{depth}): 182 epochs (64k iterations at batch 128) on GPUs")
-    if model == "resnet_cifar" and depth in (20, 56):
-        lines.append(f"chenyaofo/pytorch-cifar-models (ResNet-{depth}): 200 epochs on one GTX 1080, "
-                     f"{'50 min' if depth == 20 else '2 h 08 min'}")
-    if model == "convmixer" and not record.get("overrides"):
-        lines.append("Trockman & Kolter, locuslab/convmixer-cifar10 (ConvMixer-256/8): 25 epochs of about 43 s "
-                     "(18 min) on one RTX 2080 Ti, 92.60% (their README's log)")
-    if model == "airbench" or record["name"].startswith("airbench"):
-        width = record.get("overrides", {}).get("width_multiplier", 1)
-        lines.append("airbench94 (Keller Jordan): 9.9 epochs, 3.83 s on one NVIDIA A100"
-                     + (f" (at full width; these weights are at {width}x)" if width != 1 else ""))
-    return lines
+    """How the published references (``convzoo.network.zoo.PUBLISHED``) trained the same network, where they
+    say; weights of a resized network are set beside its full-size reference."""
+    from convzoo.network.zoo import PUBLISHED
+
+    overrides = record.get("overrides", {})
+    network = {key: value for key, value in overrides.items() if key not in SCALES}
+    resized = ", ".join(f"{key}={value}" for key, value in sorted(overrides.items()) if key in SCALES and value != 1)
+    return [f"{ref.source} ({ref.network}): " + (f"{ref.top1:.2f}% after " if ref.top1 is not None else "")
+            + ref.training + (f" (at full size; these weights are at {resized})" if resized else "")
+            for ref in PUBLISHED if ref.model == record["model"] and ref.overrides == network and ref.training]
 
 
 def _weight_set(record: dict) -> str:

@@ -81,11 +81,14 @@ class Registry:
             defaults to ``kind``.
         entry_point_group: an importlib-metadata entry-point group whose modules are imported on
             first lookup, so installed packages can contribute entries without being imported.
+        requires: arguments the caller passes to every entry (a block always gets ``in_channels``), so
+            registering a builder that cannot take one fails at once rather than at its first build.
 
     Attributes:
         kind: what the entries are.
         key: the config key naming the entry.
         entry_point_group: the entry-point group, or ``None``.
+        requires: the arguments every entry must accept.
 
     Examples:
         >>> SHAPES = Registry("shape")
@@ -100,10 +103,12 @@ class Registry:
         convzoo.errors.ConfigError: Unknown shape 'squre'. Did you mean 'square' or 'sq'? Registered shapes: square.
     """
 
-    def __init__(self, kind: str, key: str | None = None, entry_point_group: str | None = None):
+    def __init__(self, kind: str, key: str | None = None, entry_point_group: str | None = None,
+                 requires: Sequence[str] = ()):
         self.kind = kind
         self.key = key or kind
         self.entry_point_group = entry_point_group
+        self.requires = tuple(requires)
         self._entries: dict[str, Callable[..., Any]] = {}
         self._aliases: dict[str, str] = {}
         self._entry_points_loaded = entry_point_group is None
@@ -123,7 +128,8 @@ class Registry:
             A decorator that registers a class or function and returns it unchanged.
 
         Raises:
-            ConfigError: (when decorating) a name is taken and ``override`` is false.
+            ConfigError: (when decorating) a name is taken and ``override`` is false, or the builder cannot
+                take an argument of ``requires``.
 
         Examples:
             >>> from torch import nn
@@ -147,6 +153,13 @@ class Registry:
                         f"(by {self._describe(self.get(label))}). "
                         f"Pick another name or pass override=True to replace it."
                     )
+            params, _, open_ended = builder_signature(obj) if self.requires else ({}, {}, True)
+            missing = [arg for arg in self.requires if arg not in params and not open_ended]
+            if missing:
+                raise ConfigError(
+                    f"{self.kind} {name!r} ({self._describe(obj)}) must accept {', '.join(missing)}: every "
+                    f"{self.kind} is built with {', '.join(self.requires)}. Add {', '.join(missing)} to its signature."
+                )
             self._entries[name] = obj
             self._aliases.pop(name, None)
             for alias in aliases:
@@ -301,7 +314,7 @@ class Registry:
         return f"Registry({self.kind!r}, {len(self._entries)} entries)"
 
 
-BLOCKS = Registry("block", entry_point_group="convzoo.blocks")
+BLOCKS = Registry("block", entry_point_group="convzoo.blocks", requires=("in_channels",))
 """The conv blocks a spec layer's ``block:`` names (``conv_norm_act``, ``basic``, ``convmixer``, ...).
 
 Importing [`convzoo.blocks`][convzoo.blocks] registers the built-in ones; ``convzoo.register_block`` adds

@@ -91,6 +91,20 @@ def test_register_block_from_another_project():
     assert isinstance(build_block({"block": "test_double"}, in_channels=4), Double)
 
 
+def test_a_block_that_cannot_take_in_channels_is_refused_when_registered():
+    with pytest.raises(ConfigError, match=r"^block 'test_no_inputs' \(.*NoInputs\) must accept in_channels: every block "
+                                          r"is built with in_channels\. Add in_channels to its signature\.$"):
+        @register_block("test_no_inputs")
+        class NoInputs(nn.Module):
+            def __init__(self, out_channels: int):
+                super().__init__()
+                self.out_channels = out_channels
+
+    assert "test_no_inputs" not in BLOCKS
+    register_block("test_open_ended")(lambda **arguments: nn.Identity())  # **kwargs takes in_channels too
+    assert "test_open_ended" in BLOCKS
+
+
 def test_entry_point_blocks_load_on_first_use(tmp_path, monkeypatch):
     (tmp_path / "ep_blocks.py").write_text(textwrap.dedent("""
         from torch import nn

@@ -119,7 +119,8 @@ def test_a_weight_set_renders_its_times_to_accuracy_and_the_published_training(t
     pages = report.build(results)
     index = pages["docs/results/index.md"]
     assert "| 20 min 00 s (epoch 2) | not reached | 90.12% | 90.34% |" in index
-    assert "He et al. 2016 (ResNet-20): 182 epochs" in index and "GTX 1080, 50 min" in index
+    assert "He et al. 2016, Table 6 (ResNet-20): 91.25% after 182 epochs (64k iterations at batch 128) on GPUs" in index
+    assert "chenyaofo/pytorch-cifar-models (ResNet-20): 92.60% after 200 epochs on one GTX 1080, 50 min (best" in index
     assert "(zoo_time_to_accuracy.png)" in index
     assert "weights `resnet20`" in report.readme_table(results)
     for path, text in pages.items():

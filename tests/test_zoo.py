@@ -13,13 +13,14 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
 PUBLISHED = [(ref.model, ref.overrides, ref.params) for ref in zoo.PUBLISHED]  # (model, overrides, parameters)
+SOURCES = [f"{ref.network} ({ref.source})" for ref in zoo.PUBLISHED]
 
 
 def params(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-@pytest.mark.parametrize("name,overrides,count", PUBLISHED, ids=[f"{n}-{'-'.join(map(str, o.values()))}" for n, o, _ in PUBLISHED])
+@pytest.mark.parametrize("name,overrides,count", PUBLISHED, ids=SOURCES)
 def test_published_parameter_count(name, overrides, count):
     with torch.device("meta"):  # counting needs no memory
         net = create_model(name, **overrides)
@@ -27,7 +28,8 @@ def test_published_parameter_count(name, overrides, count):
 
 
 def test_the_published_table_holds_every_reference():
-    assert len(PUBLISHED) == 21 and ("resnet_cifar", {"depth": 110}, 1_727_962) in PUBLISHED
+    assert len(PUBLISHED) == 24 and ("resnet_cifar", {"depth": 110}, 1_727_962) in PUBLISHED
+    assert ("airbench", {}, 1_972_792) in PUBLISHED
 
 
 def test_every_zoo_family_is_covered():
