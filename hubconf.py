@@ -28,6 +28,11 @@ def resnet20(pretrained: bool = False, **overrides):
     return _create("resnet20", pretrained, **overrides)
 
 
+def resnet56(pretrained: bool = False, **overrides):
+    """ResNet-56 (He et al. 2016, option A shortcuts), 853,018 parameters; CIFAR-10 weights with ``pretrained=True``."""
+    return _create("resnet56", pretrained, **overrides)
+
+
 def airbench_half(pretrained: bool = False, **overrides):
     """airbench94's network at half width (32/128/128 channels), 498,104 parameters; CIFAR-10 weights with
     ``pretrained=True``."""
