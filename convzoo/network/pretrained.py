@@ -93,10 +93,10 @@ def find_pretrained(model: str, tag: str, overrides: Mapping[str, Any] | None = 
     Examples:
         >>> find_pretrained("resnet_cifar", "cifar10", {"depth": 20})["name"]
         'resnet20'
-        >>> find_pretrained("resnet_cifar", "cifar10", {"depth": 56})  # doctest: +ELLIPSIS
+        >>> find_pretrained("resnet_cifar", "cifar10", {"depth": 32})  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        convzoo.errors.ConfigError: model 'resnet_cifar' with depth=56 has no weights tagged 'cifar10'; ...
+        convzoo.errors.ConfigError: model 'resnet_cifar' with depth=32 has no weights tagged 'cifar10'; ...
     """
     from convzoo.network.zoo import zoo_spec
 
