@@ -43,3 +43,9 @@ def convmixer_256_8(pretrained: bool = False, **overrides):
     """ConvMixer-256/8 (Trockman & Kolter, kernel 5, patch 2), 594,186 parameters; CIFAR-10 weights with
     ``pretrained=True``."""
     return _create("convmixer_256_8", pretrained, **overrides)
+
+
+def mobilenetv2(pretrained: bool = False, **overrides):
+    """MobileNetV2 x1.0 (Sandler et al. 2018, CIFAR strides), 2,296,922 parameters; CIFAR-10 weights with
+    ``pretrained=True``."""
+    return _create("mobilenetv2", pretrained, **overrides)
