@@ -114,7 +114,8 @@ def main() -> None:
             written -= resumed["paused_s"]
         curve.append({"epoch": len(curve) + 1, "elapsed_s": round(written - started, 1),
                       "test_acc": round(accuracy(epoch_net, data, epoch_info), 4)})
-        print(f"epoch {curve[-1]['epoch']}: {curve[-1]['elapsed_s'] / 60:.1f} min, {100 * curve[-1]['test_acc']:.2f}%")
+        print(f"epoch {curve[-1]['epoch']}: {curve[-1]['elapsed_s'] / 60:.1f} min, {100 * curve[-1]['test_acc']:.2f}%",
+              flush=True)  # each evaluation takes minutes on a CPU: show it as it goes
     out = RESULTS / "pretrained" / f"{args.name}-{args.tag}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({**entry, "images_per_s": record["images_per_s"], "load_1min_max": record["load_1min_max"],
