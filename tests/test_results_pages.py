@@ -71,6 +71,16 @@ def test_readme_table():
     assert all(DATE.search(cells[-1]) for _, cells in rows)
 
 
+def test_readme_table_refuses_rows_past_its_bound_rather_than_dropping_them(tmp_path):
+    results = _copy(tmp_path)
+    shipped = sorted((results / "pretrained").glob("*.json"))
+    record = json.loads(shipped[0].read_text())
+    for copy in range(report.README_ROWS):
+        (results / "pretrained" / f"copy{copy}-{shipped[0].name}").write_text(json.dumps({**record, "name": f"copy{copy}"}))
+    with pytest.raises(report.ResultsError, match=r"README's results table would have \d+ rows, more than README_ROWS"):
+        report.readme_table(results)
+
+
 def _copy(tmp_path: Path) -> Path:
     results = tmp_path / "results"
     shutil.copytree(report.RESULTS, results, ignore=shutil.ignore_patterns("*.png", "*.log"))
