@@ -10,7 +10,7 @@ gives the command, wall time, machine and date) that kept per-epoch checkpoints
 1. loads the final weights (``checkpoints/last.ckpt``: the presets test the final weights, never a chosen
    epoch) into the zoo model built from ``--model`` and ``--overrides`` (strict: they must fit);
 2. measures single-view accuracy on the full official test set in fp32 and after a round trip through
-   fp16; the file is stored in fp16 only if not one test prediction changes, else in fp32;
+   fp16; the file is stored in fp16 only if its test accuracy equals fp32's, else in fp32;
 3. writes ``convzoo/pretrained/<name>-<tag>.safetensors`` and its entry in ``convzoo/pretrained/manifest.json``
    (sha256, size, data, normalisation, accuracies, command, wall time, machine, date);
 4. re-evaluates every epoch checkpoint on the test set (single view) for the time-to-accuracy curve -- for
