@@ -49,3 +49,9 @@ def mobilenetv2(pretrained: bool = False, **overrides):
     """MobileNetV2 x1.0 (Sandler et al. 2018, CIFAR strides), 2,296,922 parameters; CIFAR-10 weights with
     ``pretrained=True``."""
     return _create("mobilenetv2", pretrained, **overrides)
+
+
+def wrn40_1(pretrained: bool = False, **overrides):
+    """WRN-40-1 (Zagoruyko & Komodakis 2016, trained without dropout), 563,930 parameters; CIFAR-10 weights with
+    ``pretrained=True``."""
+    return _create("wrn40_1", pretrained, **overrides)

@@ -54,38 +54,46 @@ class Reference:
 
 _HE, _HE_TRAINING = "He et al. 2016, Table 6", "182 epochs (64k iterations at batch 128) on GPUs"
 _CHENYAOFO = "chenyaofo/pytorch-cifar-models"
-_CHENYAOFO_TRAINING = "200 epochs on one GTX 1080{} (best epoch chosen on the test set)"  # {}: the time, where given
+
+
+def _chenyaofo_training(time: str = "") -> str:
+    """chenyaofo's training, with its wall time where the repository gives one."""
+    return f"200 epochs on one GTX 1080{', ' + time if time else ''} (best epoch chosen on the test set)"
+
+
 _KUANGLIU = "kuangliu/pytorch-cifar"
 _WRN, _WRN_TRAINING = "Zagoruyko & Komodakis 2016", "200 epochs at batch 128 on GPUs"
 #: Every published network the zoo reproduces, in the order the docs list them.
 PUBLISHED: tuple[Reference, ...] = (
     Reference("ResNet-20", "resnet_cifar", {"depth": 20}, 269_722, 91.25, _HE, _HE_TRAINING),
     Reference("ResNet-20", "resnet_cifar", {"depth": 20}, 269_722, 92.60, _CHENYAOFO,
-              _CHENYAOFO_TRAINING.format(", 50 min")),
+              _chenyaofo_training("50 min")),
     Reference("ResNet-32", "resnet_cifar", {"depth": 32}, 464_154, 92.49, _HE, _HE_TRAINING),
     Reference("ResNet-44", "resnet_cifar", {"depth": 44}, 658_586, 92.83, _HE, _HE_TRAINING),
     Reference("ResNet-56", "resnet_cifar", {"depth": 56}, 853_018, 93.03, _HE, _HE_TRAINING),
     Reference("ResNet-56", "resnet_cifar", {"depth": 56}, 853_018, 94.37, _CHENYAOFO,
-              _CHENYAOFO_TRAINING.format(", 2 h 08 min")),
+              _chenyaofo_training("2 h 08 min")),
     Reference("ResNet-110", "resnet_cifar", {"depth": 110}, 1_727_962, 93.57, _HE, _HE_TRAINING),
     Reference("ResNet-20, option B shortcuts", "resnet_cifar", {"depth": 20, "shortcut": "projection"}, 272_474, None, _HE),
     Reference("ResNet-18 (CIFAR layout)", "resnet", {"depth": 18}, 11_173_962, 93.02, _KUANGLIU),
     Reference("ResNet-34 (CIFAR layout)", "resnet", {"depth": 34}, 21_282_122, None, "He et al. 2016"),
     Reference("ResNet-50 (CIFAR layout)", "resnet", {"depth": 50}, 23_520_842, 93.62, _KUANGLIU),
     Reference("PreAct-ResNet-18", "preact_resnet", {"depth": 18}, 11_171_146, 95.11, _KUANGLIU),
-    Reference("VGG-11-BN", "vgg", {"depth": 11}, 9_231_114, 92.79, _CHENYAOFO, _CHENYAOFO_TRAINING.format("")),
-    Reference("VGG-13-BN", "vgg", {"depth": 13}, 9_416_010, 94.00, _CHENYAOFO, _CHENYAOFO_TRAINING.format("")),
-    Reference("VGG-16-BN", "vgg", {"depth": 16}, 14_728_266, 94.16, _CHENYAOFO, _CHENYAOFO_TRAINING.format("")),
-    Reference("VGG-19-BN", "vgg", {"depth": 19}, 20_040_522, 93.91, _CHENYAOFO, _CHENYAOFO_TRAINING.format("")),
-    Reference("MobileNetV2 x1.0", "mobilenetv2", {}, 2_296_922, 93.79, _CHENYAOFO, _CHENYAOFO_TRAINING.format("")),
+    Reference("VGG-11-BN", "vgg", {"depth": 11}, 9_231_114, 92.79, _CHENYAOFO, _chenyaofo_training()),
+    Reference("VGG-13-BN", "vgg", {"depth": 13}, 9_416_010, 94.00, _CHENYAOFO, _chenyaofo_training()),
+    Reference("VGG-16-BN", "vgg", {"depth": 16}, 14_728_266, 94.16, _CHENYAOFO, _chenyaofo_training()),
+    Reference("VGG-19-BN", "vgg", {"depth": 19}, 20_040_522, 93.91, _CHENYAOFO, _chenyaofo_training()),
+    Reference("MobileNetV2 x1.0", "mobilenetv2", {}, 2_296_922, 93.79, _CHENYAOFO, _chenyaofo_training()),
     Reference("DenseNet-BC-100, k=12", "densenet", {"depth": 100, "growth_rate": 12}, 769_162, 95.49,
               "Huang et al. 2017, C10+", "300 epochs at batch 64 on GPUs"),
     Reference("WRN-16-8", "wrn", {"depth": 16, "widen": 8}, 10_961_370, 95.19, _WRN, _WRN_TRAINING),
     Reference("WRN-28-10", "wrn", {"depth": 28, "widen": 10}, 36_479_194, 96.11, _WRN, _WRN_TRAINING),
     Reference("WRN-40-4", "wrn", {"depth": 40, "widen": 4}, 8_949_210, 95.47, _WRN, _WRN_TRAINING),
+    Reference("WRN-40-1", "wrn", {"depth": 40, "widen": 1, "dropout": 0.0}, 563_930, 93.15, f"{_WRN} (ZCA, no dropout)",
+              _WRN_TRAINING),
     Reference("SE-ResNet-18 (pre-activation)", "se_resnet", {"depth": 18}, 11_260_354, None, "Hu et al. 2018"),
     Reference("ConvMixer-256/8, k 5, p 2", "convmixer", {}, 594_186, 92.60,
-              "Trockman & Kolter, locuslab/convmixer-cifar10 (25 epochs)",
+              "Trockman & Kolter, locuslab/convmixer-cifar10",
               "25 epochs of about 43 s (18 min) on one RTX 2080 Ti (their README's log)"),
     # airbench94 publishes no parameter count: this is what its airbench94.py builds.
     Reference("airbench94", "airbench", {}, 1_972_792, 94.01, "Keller Jordan, KellerJordan/cifar10-airbench",
