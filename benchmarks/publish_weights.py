@@ -31,6 +31,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from convzoo.config import override_key, override_value  # noqa: E402
 from convzoo.data.cifar10 import load_cifar10  # noqa: E402
 from convzoo.deploy.checkpoint import load_checkpoint  # noqa: E402
 from convzoo.deploy.evaluate import evaluate  # noqa: E402
@@ -42,11 +43,7 @@ RESULTS = REPO / "benchmarks" / "results"
 
 
 def parse_overrides(items: list[str]) -> dict:
-    parsed = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        parsed[key] = json.loads(value) if value[:1].isdigit() or value in ("true", "false") else value
-    return parsed
+    return {override_key(item): override_value(item) for item in items}
 
 
 def accuracy(net: torch.nn.Module, data, info) -> float:

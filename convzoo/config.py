@@ -94,8 +94,14 @@ def override_key(override: str) -> str:
     return override.split("=", 1)[0].lstrip("+~")
 
 
-def _value(override: str) -> object:
-    """The value an override sets, as Hydra parses it (quotes removed, ``null`` is None)."""
+def override_value(override: str) -> object:
+    """The value an override sets, as Hydra parses it (quotes removed, ``null`` is None): the one parser
+    of an override's value, for every caller.
+
+    Examples:
+        >>> override_value("model.dropout=0.0"), override_value("depth=56"), override_value("act='relu'")
+        (0.0, 56, 'relu')
+    """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
@@ -127,11 +133,11 @@ def resume_overrides(overrides: Sequence[str], hydra_run: bool = False) -> list[
         ['model=plain', 'seed=1']
     """
     given = [o for o in overrides if override_key(o) == RESUME_KEY]
-    value = _value(given[-1]) if given else None
+    value = override_value(given[-1]) if given else None
     if value in (None, ""):
         return list(overrides)
     run_dir = Path(str(value)).expanduser().resolve()
-    if any(override_key(o) in _LOCATIONS and _value(o) == str(run_dir) for o in overrides):
+    if any(override_key(o) in _LOCATIONS and override_value(o) == str(run_dir) for o in overrides):
         return list(overrides)  # expanded already
     recorded_file = run_dir / ".hydra" / "overrides.yaml"
     if not run_dir.is_dir():

@@ -113,6 +113,18 @@ def test_list_pretrained_hands_out_copies():
     assert list_pretrained() == SHIPPED
 
 
+@pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e["name"])
+def test_evaluate_finds_each_weight_set_by_its_overrides_on_the_command_line(entry):
+    """``python -m convzoo evaluate wrn:depth=40,widen=1,dropout=0.0``: values are parsed as Hydra does
+    (0.0 and 0.5 are floats), so the overrides match the manifest's."""
+    from convzoo.deploy.evaluate import load_for_evaluation
+
+    source = ":".join([entry["model"], ",".join(f"{key}={value}" for key, value in entry["overrides"].items())])
+    net, _ = load_for_evaluation(source, entry["tag"])
+    direct = create_model(entry["model"], pretrained=entry["tag"], **entry["overrides"])
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), direct.state_dict().values()))
+
+
 @pytest.mark.cifar10
 @pytest.mark.parametrize("entry", SHIPPED, ids=lambda e: e["name"])
 def test_each_shipped_network_reaches_its_recorded_accuracy_on_real_test_images(entry, cifar10_root):

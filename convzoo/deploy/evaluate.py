@@ -113,16 +113,14 @@ def load_for_evaluation(source: str | os.PathLike, pretrained: str | None = None
             raise ConfigError(f"{source} holds no checkpoints/last.ckpt: pass a run directory, a checkpoint or a zoo name.")
     if path.is_file():
         return load_checkpoint(path, allow_imports=allow_imports)
+    from convzoo.config import override_key, override_value
     from convzoo.network.pretrained import find_pretrained, load_pretrained
     from convzoo.network.zoo import create_model, list_models
 
     name, _, given = str(source).partition(":")
     if name not in list_models():
         raise ConfigError(f"{source!r} is neither a file, a run directory nor a zoo model ({', '.join(list_models())}).")
-    overrides = {}
-    for item in filter(None, given.split(",")):
-        key, _, value = item.partition("=")
-        overrides[key] = int(value) if value.lstrip("-").isdigit() else value
+    overrides = {override_key(item): override_value(item) for item in filter(None, given.split(","))}
     entry = find_pretrained(name, pretrained or "cifar10", overrides)
     net = create_model(name, **overrides)
     load_pretrained(net, entry)
