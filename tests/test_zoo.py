@@ -28,7 +28,8 @@ def test_published_parameter_count(name, overrides, count):
 
 
 def test_the_published_table_holds_every_reference():
-    assert len(PUBLISHED) == 24 and ("resnet_cifar", {"depth": 110}, 1_727_962) in PUBLISHED
+    assert len(PUBLISHED) == 25 and ("resnet_cifar", {"depth": 110}, 1_727_962) in PUBLISHED
+    assert ("wrn", {"depth": 40, "widen": 1, "dropout": 0.0}, 563_930) in PUBLISHED
     assert ("airbench", {}, 1_972_792) in PUBLISHED
 
 
